@@ -1,0 +1,109 @@
+"""Settings, read once from the environment (or a mapping in tests), typed, with defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting with a value c360 cannot start with."""
+
+
+class Secret:
+    """A string that never prints."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+STORES = ("embedded", "neo4j")
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = "embedded"
+    data_dir: Path = Path("data")
+    rules_file: Path | None = None
+    policy_file: Path | None = None
+    neo4j_uri: str = "bolt://localhost:7687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: Secret = field(default_factory=lambda: Secret(""))
+    neo4j_database: str = "neo4j"
+    bootstrap_admin_key: Secret = field(default_factory=lambda: Secret(""))
+    jwt_secret: Secret = field(default_factory=lambda: Secret(""))
+    jwt_jwks_file: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_roles_claim: str = "roles"
+    hash_key: Secret = field(default_factory=lambda: Secret(""))
+    max_body_bytes: int = 1_000_000
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2_000
+    max_page_size: int = 100
+    graphiql: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `C360_*` and `NEO4J_*` variables; `ConfigError` names the bad one."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, default).strip() or default
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw is None or not raw.strip():
+                return default
+            try:
+                value = int(raw)
+            except ValueError as e:
+                raise ConfigError(f"{name} must be an integer, got {raw!r}") from e
+            if value < 1:
+                raise ConfigError(f"{name} must be positive, got {value}")
+            return value
+
+        def path(name: str) -> Path | None:
+            raw = env.get(name, "").strip()
+            return Path(raw) if raw else None
+
+        store = text("C360_STORE", "embedded")
+        if store not in STORES:
+            raise ConfigError(f"C360_STORE must be one of {', '.join(STORES)}, got {store!r}")
+        return cls(
+            store=store,
+            data_dir=Path(text("C360_DATA_DIR", "data")),
+            rules_file=path("C360_RULES_FILE"),
+            policy_file=path("C360_POLICY_FILE"),
+            neo4j_uri=text("NEO4J_URI", "bolt://localhost:7687"),
+            neo4j_user=text("NEO4J_USER", "neo4j"),
+            neo4j_password=Secret(env.get("NEO4J_PASSWORD", "")),
+            neo4j_database=text("NEO4J_DATABASE", "neo4j"),
+            bootstrap_admin_key=Secret(env.get("C360_BOOTSTRAP_ADMIN_KEY", "")),
+            jwt_secret=Secret(env.get("C360_JWT_SECRET", "")),
+            jwt_jwks_file=path("C360_JWT_JWKS_FILE"),
+            jwt_audience=env.get("C360_JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("C360_JWT_ISSUER") or None,
+            jwt_roles_claim=text("C360_JWT_ROLES_CLAIM", "roles"),
+            hash_key=Secret(env.get("C360_HASH_KEY", "")),
+            max_body_bytes=number("C360_MAX_BODY_BYTES", 1_000_000),
+            max_depth=number("C360_MAX_DEPTH", 10),
+            max_aliases=number("C360_MAX_ALIASES", 30),
+            max_tokens=number("C360_MAX_TOKENS", 2_000),
+            max_page_size=number("C360_MAX_PAGE_SIZE", 100),
+            graphiql=text("C360_GRAPHIQL", "true").lower() not in ("0", "false", "no"),
+        )

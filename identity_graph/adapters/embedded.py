@@ -1,0 +1,829 @@
+"""The embedded store: the graph in process (networkx), made durable by SQLite.
+
+SQLite (WAL, synchronous=FULL) is the journal and the source of truth; the in-memory
+graph is rebuilt from it at start. A write is acknowledged only after its SQLite
+transaction committed, and only then applied in memory, so a crash at any moment leaves
+acknowledged writes and nothing half-made. Data is kept in rows per identifier (events,
+traits, consent) with `secure_delete` on, so one person's data can be physically erased
+without rewriting anyone else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import networkx as nx
+
+from identity_graph.adapters.codec import (
+    dumps,
+    event_cursor,
+    from_micros,
+    loads,
+    parse_event_cursor,
+    to_micros,
+)
+from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.model import (
+    ApiKey,
+    AuditEntry,
+    ConsentRecord,
+    ConsentStatus,
+    EventCategory,
+    Identifier,
+    IdentifierRecord,
+    Link,
+    MergeConflict,
+    MergeKind,
+    MergeRecord,
+    MessageType,
+    Page,
+    Profile,
+    StoredEvent,
+    TraitValue,
+)
+from identity_graph.store import (
+    ChangeSet,
+    IdentityStore,
+    Member,
+    ProfileFilter,
+    ProfileGraph,
+    ProfileState,
+    Snapshot,
+    WriteTx,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS profiles (
+    id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, merged_into TEXT);
+CREATE TABLE IF NOT EXISTS identifiers (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, profile_id TEXT NOT NULL,
+    first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, sources TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS identifiers_profile ON identifiers (profile_id);
+CREATE TABLE IF NOT EXISTS links (
+    a TEXT NOT NULL, b TEXT NOT NULL, source TEXT NOT NULL, message_id TEXT NOT NULL,
+    observed_at INTEGER NOT NULL, rule TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_b ON links (b);
+CREATE TABLE IF NOT EXISTS merges (
+    id TEXT PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL, survivor TEXT NOT NULL,
+    absorbed TEXT NOT NULL, links TEXT NOT NULL, identifiers TEXT NOT NULL,
+    message_id TEXT, undoes TEXT, undone_by TEXT);
+CREATE INDEX IF NOT EXISTS merges_survivor ON merges (survivor);
+CREATE INDEX IF NOT EXISTS merges_absorbed ON merges (absorbed);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id TEXT PRIMARY KEY, at INTEGER NOT NULL, message_id TEXT NOT NULL,
+    profile_id TEXT NOT NULL, dropped TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS conflicts_profile ON conflicts (profile_id);
+CREATE TABLE IF NOT EXISTS traits (
+    identifier_key TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    source TEXT NOT NULL, observed_at INTEGER NOT NULL, message_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS traits_identifier ON traits (identifier_key, observed_at);
+CREATE TABLE IF NOT EXISTS events (
+    message_id TEXT PRIMARY KEY, identifier_key TEXT NOT NULL, type TEXT NOT NULL,
+    name TEXT, category TEXT NOT NULL, properties TEXT NOT NULL, ts INTEGER NOT NULL,
+    source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_identifier ON events (identifier_key, ts);
+CREATE TABLE IF NOT EXISTS consents (
+    identifier_key TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL,
+    at INTEGER NOT NULL, source TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS consents_identifier ON consents (identifier_key);
+CREATE TABLE IF NOT EXISTS messages (
+    message_id TEXT PRIMARY KEY, profile_id TEXT NOT NULL, at INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL,
+    principal TEXT NOT NULL, role TEXT NOT NULL, customer_id TEXT NOT NULL,
+    fields TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id, seq);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, name TEXT,
+    created_at INTEGER NOT NULL, revoked_at INTEGER);
+"""
+
+_SQL_VARS = 900
+
+
+def _chunks(items: Sequence[str], size: int = _SQL_VARS) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _kind(key: str) -> str:
+    return key.partition(":")[0]
+
+
+class EmbeddedStore(IdentityStore):
+    """networkx in process, durable through SQLite in `data_dir`. One process per data dir."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.round_trips = 0
+        self._lock = asyncio.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._lock_file: int | None = None
+        self.graph: nx.Graph[str] = nx.Graph()
+        self.profile_of: dict[str, str] = {}
+        self.members: dict[str, set[str]] = {}
+        self.created: dict[str, int] = {}
+        self.redirect: dict[str, str] = {}
+
+    # --- life cycle ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"data directory {self.data_dir} is in use by another c360 process"
+            ) from e
+        self._lock_file = fd
+        path = self.data_dir / "c360.sqlite3"
+        self._writer = self._connect(path)
+        self._writer.executescript(SCHEMA)
+        self._reader = self._connect(path)
+        self._load()
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        return conn
+
+    def _load(self) -> None:
+        db = self._db()
+        for pid, created, merged_into in db.execute(
+            "SELECT id, created_at, merged_into FROM profiles"
+        ):
+            self.created[pid] = created
+            if merged_into is None:
+                self.members[pid] = set()
+            else:
+                self.redirect[pid] = merged_into
+        members = self.members
+        profile_of = self.profile_of
+        for key, pid in db.execute("SELECT key, profile_id FROM identifiers"):
+            profile_of[key] = pid
+            members[pid].add(key)
+        self.graph.add_nodes_from(profile_of)
+        self.graph.add_edges_from(db.execute("SELECT a, b FROM links"))
+
+    async def close(self) -> None:
+        async with self._lock:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+            if self._lock_file is not None:
+                os.close(self._lock_file)
+                self._lock_file = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._writer is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._writer
+
+    def _read(self) -> sqlite3.Connection:
+        self.round_trips += 1
+        if self._reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._reader
+
+    async def ping(self) -> None:
+        try:
+            self._read().execute("SELECT 1").fetchone()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"embedded store failed: {e}") from e
+
+    # --- writes --------------------------------------------------------------------
+
+    async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
+        async with self._lock:
+            self._db()
+            self.round_trips += 1
+            tx = _EmbeddedTx(self)
+            result = await work(tx)
+            if tx.pending is not None:
+                try:
+                    await asyncio.to_thread(self._commit, tx.pending)
+                except sqlite3.Error as e:
+                    raise StoreUnavailable(f"embedded store write failed: {e}") from e
+                self._apply_in_memory(tx.pending)
+            return result
+
+    def current(self, pid: str) -> str | None:
+        hops = 0
+        while pid in self.redirect:
+            pid = self.redirect[pid]
+            hops += 1
+            if hops > 10_000:
+                raise StoreUnavailable("redirect cycle in profiles")
+        return pid if pid in self.members else None
+
+    def _commit(self, c: ChangeSet) -> None:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
+                [(pid, to_micros(t)) for pid, t in c.new_profiles],
+            )
+            db.executemany(
+                "UPDATE profiles SET merged_into = NULL WHERE id = ?",
+                [(pid,) for pid in c.restored_profiles],
+            )
+            db.executemany(
+                "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
+                " VALUES (?1, ?2, ?3, ?4, ?4, ',' || ?5 || ',') ON CONFLICT (key) DO UPDATE SET"
+                " first_seen = min(first_seen, excluded.first_seen),"
+                " last_seen = max(last_seen, excluded.last_seen),"
+                " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
+                " ELSE sources || ?5 || ',' END",
+                [
+                    (s.key, _kind(s.key), s.profile_id, to_micros(s.seen_at), s.source)
+                    for s in c.sightings
+                ],
+            )
+            for absorbed, survivor in c.reassign:
+                db.execute(
+                    "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
+                    (survivor, absorbed),
+                )
+                db.execute(
+                    "UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed)
+                )
+            db.executemany(
+                "UPDATE identifiers SET profile_id = ? WHERE key = ?",
+                [(pid, key) for key, pid in c.assign.items()],
+            )
+            db.executemany(
+                "DELETE FROM links WHERE (a = ?1 AND b = ?2) OR (a = ?2 AND b = ?1)",
+                c.removed_links,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (*sorted((x.a, x.b)), x.source, x.message_id, to_micros(x.observed_at), x.rule)
+                    for x in c.links
+                ],
+            )
+            db.executemany(
+                "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
+                " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        m.id,
+                        to_micros(m.at),
+                        m.kind.value,
+                        m.survivor,
+                        m.absorbed,
+                        dumps([_link_json(x) for x in m.links]),
+                        dumps(list(m.identifiers)),
+                        m.message_id,
+                        m.undoes,
+                    )
+                    for m in c.merges
+                ],
+            )
+            db.executemany("UPDATE merges SET undone_by = ?2 WHERE id = ?1", c.undone)
+            db.executemany(
+                "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (x.id, to_micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
+                    for x in c.conflicts
+                ],
+            )
+            db.executemany(
+                "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
+                " message_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (t.identifier_key, t.name, dumps(t.value), t.source,
+                     to_micros(t.observed_at), t.message_id)
+                    for t in c.traits
+                ],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
+                " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.message_id, e.identifier_key, e.type.value, e.name, e.category.value,
+                     dumps(e.properties), to_micros(e.timestamp), e.source)
+                    for e in c.events
+                ],
+            )
+            for consent in c.consents:
+                db.execute(
+                    "INSERT INTO consents (identifier_key, purpose, status, at, source)"
+                    " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
+                    (consent.purpose, consent.status.value, to_micros(consent.at),
+                     consent.source, consent.profile_id),
+                )
+            db.executemany(
+                "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
+                [(m, pid, to_micros(t)) for m, pid, t in c.messages],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _apply_in_memory(self, c: ChangeSet) -> None:
+        for pid, t in c.new_profiles:
+            self.created[pid] = to_micros(t)
+            self.members[pid] = set()
+        for pid in c.restored_profiles:
+            self.redirect.pop(pid, None)
+            self.members.setdefault(pid, set())
+        graph = self.graph
+        for s in c.sightings:
+            if s.key not in self.profile_of:
+                self.profile_of[s.key] = s.profile_id
+                self.members[s.profile_id].add(s.key)
+                graph.add_node(s.key)
+        for absorbed, survivor in c.reassign:
+            moved = self.members.pop(absorbed)
+            for key in moved:
+                self.profile_of[key] = survivor
+            self.members[survivor] |= moved
+            self.redirect[absorbed] = survivor
+        for key, pid in c.assign.items():
+            self.members[self.profile_of[key]].discard(key)
+            self.profile_of[key] = pid
+            self.members[pid].add(key)
+        for a, b in c.removed_links:
+            if graph.has_edge(a, b):
+                graph.remove_edge(a, b)
+        graph.add_edges_from((x.a, x.b) for x in c.links)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def profile_ids(self, keys: Sequence[str]) -> dict[str, str]:
+        self.round_trips += 1
+        return {k: self.profile_of[k] for k in keys if k in self.profile_of}
+
+    async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
+        self.round_trips += 1
+        resolved = {pid: self.current(pid) for pid in ids}
+        return {pid: cur for pid, cur in resolved.items() if cur is not None}
+
+    async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
+        db = self._read()
+        wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
+        keys = [k for pid in wanted for k in self.members[pid]]
+        records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
+        for chunk in _chunks(keys):
+            rows = db.execute(
+                "SELECT key, profile_id, first_seen, last_seen, sources FROM identifiers"
+                f" WHERE key IN ({_marks(len(chunk))})",
+                chunk,
+            )
+            for key, pid, first, last, sources in rows:
+                if pid in records:
+                    records[pid].append(
+                        IdentifierRecord(
+                            Identifier.from_key(key),
+                            pid,
+                            from_micros(first),
+                            from_micros(last),
+                            tuple(s for s in sources.split(",") if s),
+                        )
+                    )
+        return {
+            pid: Profile(
+                pid,
+                from_micros(self.created[pid]),
+                tuple(sorted(records[pid], key=lambda r: (r.first_seen, r.identifier.key))),
+            )
+            for pid in wanted
+        }
+
+    async def list_profiles(
+        self, *, first: int, after: str | None, where: ProfileFilter
+    ) -> Page[str]:
+        db = self._read()
+        clauses = ["p.merged_into IS NULL"]
+        params: list[Any] = []
+        if where.has_kind is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.kind = ?)"
+            )
+            params.append(where.has_kind)
+        if where.identifier_keys is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.key IN"
+                f" ({_marks(len(where.identifier_keys))}))"
+            )
+            params.extend(where.identifier_keys)
+        if where.trait is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM identifiers i JOIN traits t ON t.identifier_key = i.key"
+                " WHERE i.profile_id = p.id AND t.name = ? AND t.value = ?)"
+            )
+            params.extend(where.trait)
+        if where.consent_granted is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
+                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?"
+                " AND c.status = 'GRANTED')"
+            )
+            params.append(where.consent_granted)
+        condition = " AND ".join(clauses)
+        total = db.execute(f"SELECT count(*) FROM profiles p WHERE {condition}", params)
+        count = int(total.fetchone()[0])
+        page_condition = condition + (" AND p.id > ?" if after is not None else "")
+        page_params = params + ([after] if after is not None else [])
+        ids = [
+            row[0]
+            for row in db.execute(
+                f"SELECT p.id FROM profiles p WHERE {page_condition} ORDER BY p.id LIMIT ?",
+                [*page_params, first + 1],
+            )
+        ]
+        more = len(ids) > first
+        ids = ids[:first]
+        return Page(tuple(ids), count, ids[-1] if more and ids else None)
+
+    def _member_rows(
+        self, ids: Sequence[str], sql: str, extra: Sequence[Any] = ()
+    ) -> dict[str, list[Any]]:
+        db = self._read()
+        result: dict[str, list[Any]] = {}
+        for pid in dict.fromkeys(ids):
+            keys = sorted(self.members.get(pid, ()))
+            rows: list[Any] = []
+            for chunk in _chunks(keys):
+                rows.extend(db.execute(sql.format(marks=_marks(len(chunk))), [*chunk, *extra]))
+            result[pid] = rows
+        return result
+
+    async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
+        rows = self._member_rows(
+            ids,
+            "SELECT identifier_key, name, value, source, observed_at, message_id FROM traits"
+            " WHERE identifier_key IN ({marks})",
+        )
+        return {
+            pid: sorted(
+                (
+                    TraitValue(name, loads(value), source, from_micros(at), mid, key)
+                    for key, name, value, source, at, mid in found
+                ),
+                key=lambda t: (t.observed_at, t.message_id),
+            )
+            for pid, found in rows.items()
+        }
+
+    async def events(
+        self,
+        ids: Sequence[str],
+        *,
+        first: int,
+        after: str | None,
+        types: Sequence[str] | None,
+    ) -> dict[str, Page[StoredEvent]]:
+        try:
+            cursor = parse_event_cursor(after)
+        except ValueError as e:
+            raise InvalidOperation("malformed events cursor") from e
+        db = self._read()
+        type_clause = f" AND type IN ({_marks(len(types))})" if types else ""
+        result: dict[str, Page[StoredEvent]] = {}
+        for pid in dict.fromkeys(ids):
+            keys = sorted(self.members.get(pid, ()))
+            total = 0
+            found: list[Any] = []
+            for chunk in _chunks(keys):
+                args = [*chunk, *(types or ())]
+                total += db.execute(
+                    f"SELECT count(*) FROM events WHERE identifier_key IN ({_marks(len(chunk))})"
+                    + type_clause,
+                    args,
+                ).fetchone()[0]
+                page_clause = ""
+                if cursor is not None:
+                    page_clause = " AND (ts < ? OR (ts = ? AND message_id < ?))"
+                    args += [cursor[0], cursor[0], cursor[1]]
+                found.extend(
+                    db.execute(
+                        "SELECT message_id, identifier_key, type, name, category, properties,"
+                        f" ts, source FROM events WHERE identifier_key IN ({_marks(len(chunk))})"
+                        f"{type_clause}{page_clause} ORDER BY ts DESC, message_id DESC LIMIT ?",
+                        [*args, first + 1],
+                    )
+                )
+            found.sort(key=lambda r: (r[6], r[0]), reverse=True)
+            more = len(found) > first
+            found = found[:first]
+            items = tuple(
+                StoredEvent(
+                    mid, key, MessageType(kind), name, EventCategory(cat), loads(props),
+                    from_micros(ts), source,
+                )
+                for mid, key, kind, name, cat, props, ts, source in found
+            )
+            next_cursor = event_cursor(found[-1][6], found[-1][0]) if more and found else None
+            result[pid] = Page(items, total, next_cursor)
+        return result
+
+    async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
+        db = self._read()
+        wanted = list(dict.fromkeys(ids))
+        result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
+        for chunk in _chunks(wanted, 400):
+            marks = _marks(len(chunk))
+            for row in db.execute(
+                "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id,"
+                f" undoes, undone_by FROM merges WHERE survivor IN ({marks})"
+                f" OR absorbed IN ({marks}) ORDER BY at, id",
+                [*chunk, *chunk],
+            ):
+                record = _merge_from_row(row)
+                for pid in {record.survivor, record.absorbed}:
+                    if pid in result:
+                        result[pid].append(record)
+        return result
+
+    async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
+        db = self._read()
+        wanted = list(dict.fromkeys(ids))
+        result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
+        for chunk in _chunks(wanted):
+            for cid, at, mid, pid, dropped, reason in db.execute(
+                "SELECT id, at, message_id, profile_id, dropped, reason FROM conflicts"
+                f" WHERE profile_id IN ({_marks(len(chunk))}) ORDER BY at, id",
+                chunk,
+            ):
+                result[pid].append(
+                    MergeConflict(cid, from_micros(at), mid, pid, tuple(loads(dropped)), reason)
+                )
+        return result
+
+    async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
+        rows = self._member_rows(
+            ids,
+            "SELECT identifier_key, purpose, status, at, source FROM consents"
+            " WHERE identifier_key IN ({marks})",
+        )
+        return {
+            pid: sorted(
+                (
+                    ConsentRecord(key, purpose, ConsentStatus(status), from_micros(at), source)
+                    for key, purpose, status, at, source in found
+                ),
+                key=lambda c: c.at,
+            )
+            for pid, found in rows.items()
+        }
+
+    async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
+        db = self._read()
+        try:
+            nodes = nx.bidirectional_shortest_path(self.graph, a, b)
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            return None
+        if len(nodes) - 1 > max_hops:
+            return None
+        path = []
+        for x, y in zip(nodes, nodes[1:], strict=False):
+            lo, hi = sorted((x, y))
+            row = db.execute(
+                "SELECT source, message_id, observed_at, rule FROM links WHERE a = ? AND b = ?",
+                (lo, hi),
+            ).fetchone()
+            if row is None:
+                return None
+            source, mid, at, rule = row
+            path.append(Link(x, y, source, mid, from_micros(at), rule))
+        return path
+
+    # --- audit and keys -------------------------------------------------------------
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        rows = [
+            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)))
+            for e in entries
+        ]
+        await self._write_rows(
+            "INSERT INTO audit (id, at, principal, role, customer_id, fields)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        async with self._lock:
+            db = self._db()
+            self.round_trips += 1
+
+            def run() -> int:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    changed = sum(db.execute(sql, row).rowcount for row in rows)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                return changed
+
+            try:
+                return await asyncio.to_thread(run)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store write failed: {e}") from e
+
+    async def audit_log(
+        self, *, first: int, after: str | None, customer_id: str | None
+    ) -> Page[AuditEntry]:
+        db = self._read()
+        clauses, params = [], []
+        if customer_id is not None:
+            clauses.append("customer_id = ?")
+            params.append(customer_id)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = int(db.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()[0])
+        if after is not None:
+            if not after.isdigit():
+                raise InvalidOperation("malformed audit cursor")
+            clauses.append("seq < ?")
+            params.append(int(after))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = db.execute(
+            "SELECT seq, id, at, principal, role, customer_id, fields FROM audit"
+            f"{where} ORDER BY seq DESC LIMIT ?",
+            [*params, first + 1],
+        ).fetchall()
+        more = len(rows) > first
+        rows = rows[:first]
+        items = tuple(
+            AuditEntry(eid, from_micros(at), principal, role, cid, tuple(loads(fields)))
+            for _, eid, at, principal, role, cid, fields in rows
+        )
+        return Page(items, total, str(rows[-1][0]) if more and rows else None)
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        await self._write_rows(
+            "INSERT INTO api_keys (id, key_hash, role, name, created_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+            [
+                (
+                    key.id,
+                    key.key_hash,
+                    key.role,
+                    key.name,
+                    to_micros(key.created_at),
+                    to_micros(key.revoked_at) if key.revoked_at else None,
+                )
+            ],
+        )
+
+    async def api_key(self, key_hash: str) -> ApiKey | None:
+        row = self._read().execute(
+            "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
+            " WHERE key_hash = ?",
+            (key_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        kid, khash, role, name, created, revoked = row
+        return ApiKey(
+            kid, khash, role, name, from_micros(created), from_micros(revoked) if revoked else None
+        )
+
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
+        changed = await self._write_rows(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [(to_micros(at), key_id)],
+        )
+        return changed > 0
+
+
+def _link_json(link: Link) -> dict[str, Any]:
+    return {
+        "a": link.a,
+        "b": link.b,
+        "source": link.source,
+        "message_id": link.message_id,
+        "observed_at": to_micros(link.observed_at),
+        "rule": link.rule,
+    }
+
+
+def link_from_json(data: dict[str, Any]) -> Link:
+    return Link(
+        data["a"], data["b"], data["source"], data["message_id"],
+        from_micros(data["observed_at"]), data["rule"],
+    )
+
+
+def _merge_from_row(row: Sequence[Any]) -> MergeRecord:
+    mid, at, kind, survivor, absorbed, links, identifiers, message_id, undoes, undone_by = row
+    return MergeRecord(
+        id=mid,
+        at=from_micros(at),
+        kind=MergeKind(kind),
+        survivor=survivor,
+        absorbed=absorbed,
+        links=tuple(link_from_json(x) for x in loads(links)),
+        identifiers=tuple(loads(identifiers)),
+        message_id=message_id,
+        undoes=undoes,
+        undone_by=undone_by,
+    )
+
+
+class _EmbeddedTx(WriteTx):
+    def __init__(self, store: EmbeddedStore) -> None:
+        self.store = store
+        self.pending: ChangeSet | None = None
+
+    async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
+        store = self.store
+        profile_of = {k: store.profile_of[k] for k in keys if k in store.profile_of}
+        profiles = {
+            pid: ProfileState(
+                pid,
+                from_micros(store.created[pid]),
+                Counter(_kind(k) for k in store.members[pid]),
+            )
+            for pid in set(profile_of.values())
+        }
+        seen: dict[str, str] = {}
+        db = store._db()
+        unique = list(dict.fromkeys(message_ids))
+        for chunk in _chunks(unique):
+            seen.update(
+                db.execute(
+                    "SELECT message_id, profile_id FROM messages"
+                    f" WHERE message_id IN ({_marks(len(chunk))})",
+                    chunk,
+                ).fetchall()
+            )
+        return Snapshot(profile_of, profiles, seen)
+
+    async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
+        store = self.store
+        if profile_id not in store.members:
+            return None
+        keys = sorted(store.members[profile_id])
+        db = store._db()
+        members: list[Member] = []
+        links: list[Link] = []
+        for chunk in _chunks(keys, 400):
+            marks = _marks(len(chunk))
+            members.extend(
+                Member(key, from_micros(first))
+                for key, first in db.execute(
+                    f"SELECT key, first_seen FROM identifiers WHERE key IN ({marks})", chunk
+                )
+            )
+            links.extend(
+                Link(a, b, source, mid, from_micros(at), rule)
+                for a, b, source, mid, at, rule in db.execute(
+                    "SELECT a, b, source, message_id, observed_at, rule FROM links"
+                    f" WHERE a IN ({marks})",
+                    chunk,
+                )
+            )
+        return ProfileGraph(
+            profile_id, from_micros(store.created[profile_id]), tuple(members), tuple(links)
+        )
+
+    async def merge_record(self, merge_id: str) -> MergeRecord | None:
+        row = self.store._db().execute(
+            "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
+            " undone_by FROM merges WHERE id = ?",
+            (merge_id,),
+        ).fetchone()
+        return _merge_from_row(row) if row else None
+
+    async def resolve(self, profile_id: str) -> str | None:
+        return self.store.current(profile_id)
+
+    async def apply(self, changes: ChangeSet) -> None:
+        if self.pending is not None:
+            raise InvalidOperation("a write transaction applies one change set")
+        self.pending = changes

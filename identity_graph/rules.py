@@ -1,0 +1,171 @@
+"""Resolution rules: which kinds exist, their limits and priorities, blocked values and
+the trait survivorship policy. Loaded from a TOML file over safe built-in defaults.
+
+A rules file looks like::
+
+    default_region = "GB"
+
+    [kinds.email]
+    limit = 3
+
+    [kinds.crm_id]          # declares a custom kind
+    limit = 1
+    priority = 2
+
+    [blocked]
+    values = ["test@example.com"]
+    patterns = ["^guest-"]
+
+    [survivorship.traits.email]
+    sources = ["crm", "web"]   # crm wins over web, then newest
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from identity_graph.errors import RulesError
+
+BUILTIN_KINDS: dict[str, tuple[int, int]] = {
+    "user_id": (1, 1),
+    "email": (5, 2),
+    "phone": (5, 3),
+    "device_id": (10, 4),
+    "anonymous_id": (1000, 5),
+}
+BLOCKED_VALUES = ("null", "undefined", "none", "nil", "0", "-1", "anonymous", "[object object]", "")
+BLOCKED_PATTERNS = (r"^[0-]*$",)
+
+
+@dataclass(frozen=True, slots=True)
+class KindRule:
+    limit: int
+    priority: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    kinds: Mapping[str, KindRule]
+    blocked_values: frozenset[str]
+    blocked_patterns: tuple[re.Pattern[str], ...]
+    default_region: str = "US"
+    trait_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls) -> Rules:
+        return cls(
+            kinds={k: KindRule(limit, prio) for k, (limit, prio) in BUILTIN_KINDS.items()},
+            blocked_values=frozenset(BLOCKED_VALUES),
+            blocked_patterns=tuple(re.compile(p, re.IGNORECASE) for p in BLOCKED_PATTERNS),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Rules:
+        """Read a rules file over the defaults; `RulesError` names the line at fault."""
+        if path is None:
+            return cls.default()
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise RulesError(f"{path}: cannot read rules file: {e.strerror}") from e
+        return cls.parse(text, origin=str(path))
+
+    @classmethod
+    def parse(cls, text: str, *, origin: str = "<rules>") -> Rules:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise RulesError(f"{origin}: {e}") from e
+        return _Builder(text, origin).build(doc)
+
+    def priority(self, kind: str) -> int:
+        return self.kinds[kind].priority
+
+    def limit(self, kind: str) -> int:
+        return self.kinds[kind].limit
+
+    def is_blocked(self, value: str) -> bool:
+        lowered = value.lower()
+        if lowered in self.blocked_values:
+            return True
+        return any(p.search(lowered) for p in self.blocked_patterns)
+
+
+class _Builder:
+    def __init__(self, text: str, origin: str) -> None:
+        self.lines = text.splitlines()
+        self.origin = origin
+
+    def fail(self, key: str, message: str) -> RulesError:
+        for number, line in enumerate(self.lines, start=1):
+            if re.match(rf"\s*\[?\s*[\w.\"]*\b{re.escape(key)}\b", line):
+                return RulesError(f"{self.origin}, line {number}: {message}")
+        return RulesError(f"{self.origin}: {message}")
+
+    def build(self, doc: dict[str, Any]) -> Rules:
+        known = {"default_region", "kinds", "blocked", "survivorship"}
+        for key in doc:
+            if key not in known:
+                raise self.fail(key, f"unknown setting {key!r}; expected one of {sorted(known)}")
+        base = Rules.default()
+        kinds = dict(base.kinds)
+        for name, spec in _table(self, doc, "kinds").items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+                raise self.fail(name, f"kind name {name!r} must match [a-z][a-z0-9_]*")
+            if not isinstance(spec, dict):
+                raise self.fail(name, f"kinds.{name} must be a table")
+            default = kinds.get(name, KindRule(limit=1, priority=10))
+            for key in spec:
+                if key not in ("limit", "priority"):
+                    raise self.fail(key, f"kinds.{name}: unknown key {key!r}")
+            limit = spec.get("limit", default.limit)
+            priority = spec.get("priority", default.priority)
+            for key, number in (("limit", limit), ("priority", priority)):
+                if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                    raise self.fail(key, f"kinds.{name}.{key} must be a positive integer")
+            kinds[name] = KindRule(limit=limit, priority=priority)
+        blocked = _table(self, doc, "blocked")
+        values = set(base.blocked_values)
+        patterns = list(base.blocked_patterns)
+        for value in _strings(self, blocked, "values"):
+            values.add(value.strip().lower())
+        for pattern in _strings(self, blocked, "patterns"):
+            try:
+                patterns.append(re.compile(pattern, re.IGNORECASE))
+            except re.error as e:
+                raise self.fail("patterns", f"bad blocked pattern {pattern!r}: {e}") from e
+        region = doc.get("default_region", base.default_region)
+        if not isinstance(region, str) or not re.fullmatch(r"[A-Z]{2}", region):
+            raise self.fail("default_region", "default_region must be a two-letter region code")
+        trait_sources: dict[str, tuple[str, ...]] = {}
+        survivorship = _table(self, doc, "survivorship")
+        for trait, spec in _table(self, survivorship, "traits").items():
+            if not isinstance(spec, dict):
+                raise self.fail(trait, f"survivorship.traits.{trait} must be a table")
+            trait_sources[trait] = tuple(_strings(self, spec, "sources"))
+        return Rules(
+            kinds=kinds,
+            blocked_values=frozenset(values),
+            blocked_patterns=tuple(patterns),
+            default_region=region,
+            trait_sources=trait_sources,
+        )
+
+
+def _table(builder: _Builder, doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise builder.fail(key, f"{key} must be a table")
+    return value
+
+
+def _strings(builder: _Builder, doc: dict[str, Any], key: str) -> list[str]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise builder.fail(key, f"{key} must be a list of strings")
+    return value

@@ -1,0 +1,185 @@
+"""The identity graph's use cases, written once against the store port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from identity_graph.errors import InvalidOperation, MalformedObservation, NotFound
+from identity_graph.model import ConsentStatus, Identifier, Link, MergeKind, MergeRecord, Observation
+from identity_graph.model import PURPOSES
+from identity_graph.resolver import (
+    NewId,
+    Outcome,
+    new_id,
+    plan_batch,
+    plan_undo,
+    plan_unmerge,
+)
+from identity_graph.rules import Rules
+from identity_graph.store import ChangeSet, IdentityStore, ProfileConsent, WriteTx
+
+MAX_EXPLAIN_HOPS = 12
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why two identifiers belong to one profile: the chain of links joining them."""
+
+    a: Identifier
+    b: Identifier
+    linked: bool
+    path: tuple[Link, ...]
+    profile_id: str | None
+
+
+class IdentityGraph:
+    """Ingest observations, undo and split merges, explain links."""
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        rules: Rules,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        make_id: NewId = new_id,
+    ) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.make_id = make_id
+
+    def check(self, observation: Observation) -> None:
+        """Raise `MalformedObservation` if the observation cannot be ingested."""
+        if not observation.message_id or len(observation.message_id) > 200:
+            raise MalformedObservation("messageId must be 1 to 200 characters")
+        if observation.timestamp.tzinfo is None:
+            raise MalformedObservation("timestamp must carry a time zone")
+        for identifier in observation.identifiers:
+            if identifier.kind not in self.rules.kinds:
+                raise MalformedObservation(f"unknown identifier kind {identifier.kind!r}")
+        for purpose in observation.consent:
+            if purpose not in PURPOSES:
+                raise MalformedObservation(f"unknown consent purpose {purpose!r}")
+
+    async def ingest(self, observations: Sequence[Observation]) -> list[Outcome]:
+        """Apply a batch atomically; a message id seen before changes nothing."""
+        for observation in observations:
+            self.check(observation)
+        keys = sorted({i.key for o in observations for i in o.identifiers})
+        message_ids = [o.message_id for o in observations]
+
+        async def work(tx: WriteTx) -> list[Outcome]:
+            snapshot = await tx.snapshot(keys, message_ids=message_ids)
+            changes, outcomes = plan_batch(
+                observations, snapshot, self.rules, make_id=self.make_id
+            )
+            if changes:
+                await tx.apply(changes)
+            return outcomes
+
+        return await self.store.write(work)
+
+    async def undo_merge(self, merge_id: str, *, actor: str) -> MergeRecord:
+        """Undo a merge: remove the links that caused it and split the profile again."""
+        at = self.clock()
+
+        async def work(tx: WriteTx) -> MergeRecord:
+            record = await tx.merge_record(merge_id)
+            if record is None:
+                raise NotFound(f"no merge record {merge_id!r}")
+            if record.kind is not MergeKind.MERGE:
+                raise InvalidOperation(f"{merge_id!r} is an {record.kind.value}, not a merge")
+            if record.undone_by is not None:
+                raise InvalidOperation(f"merge {merge_id!r} was already undone")
+            current = await tx.resolve(record.survivor)
+            graph = await tx.profile_graph(current) if current else None
+            if graph is None:
+                raise NotFound(f"the profile of merge {merge_id!r} no longer exists")
+            changes = plan_undo(record, graph, at=at, actor=actor, make_id=self.make_id)
+            if not changes.assign:
+                raise InvalidOperation(
+                    f"merge {merge_id!r} cannot be undone: later links still join both sides"
+                )
+            await tx.apply(changes)
+            return changes.merges[0]
+
+        return await self.store.write(work)
+
+    async def unmerge(
+        self, profile_id: str, keys: Sequence[str], *, actor: str
+    ) -> MergeRecord:
+        """Detach identifiers from a profile into a new one."""
+        at = self.clock()
+        wanted = sorted(set(keys))
+        if not wanted:
+            raise InvalidOperation("name at least one identifier to split off")
+
+        async def work(tx: WriteTx) -> MergeRecord:
+            current = await tx.resolve(profile_id)
+            graph = await tx.profile_graph(current) if current else None
+            if graph is None:
+                raise NotFound(f"no customer {profile_id!r}")
+            members = {m.key for m in graph.members}
+            missing = [k for k in wanted if k not in members]
+            if missing:
+                raise InvalidOperation(
+                    f"{len(missing)} of the identifiers do not belong to customer {profile_id!r}"
+                )
+            if len(wanted) == len(members):
+                raise InvalidOperation("cannot split off every identifier of a customer")
+            changes = plan_unmerge(graph, wanted, at=at, actor=actor, make_id=self.make_id)
+            await tx.apply(changes)
+            return changes.merges[-1]
+
+        return await self.store.write(work)
+
+    async def set_consent(
+        self,
+        profile_id: str,
+        choices: dict[str, ConsentStatus],
+        *,
+        source: str,
+        at: datetime | None = None,
+    ) -> str:
+        """Record consent choices for every identifier the profile holds now."""
+        for purpose in choices:
+            if purpose not in PURPOSES:
+                raise MalformedObservation(f"unknown consent purpose {purpose!r}")
+        when = at or self.clock()
+
+        async def work(tx: WriteTx) -> str:
+            current = await tx.resolve(profile_id)
+            if current is None:
+                raise NotFound(f"no customer {profile_id!r}")
+            await tx.apply(
+                ChangeSet(
+                    consents=[
+                        ProfileConsent(current, purpose, status, when, source)
+                        for purpose, status in choices.items()
+                    ]
+                )
+            )
+            return current
+
+        return await self.store.write(work)
+
+    async def explain_link(self, a: Identifier, b: Identifier) -> Explanation:
+        """The shortest chain of links between two identifiers, each with its evidence."""
+        owners = await self.store.profile_ids([a.key, b.key])
+        for identifier in (a, b):
+            if identifier.key not in owners:
+                raise NotFound(f"no {identifier.kind} identifier with that value")
+        if owners[a.key] != owners[b.key]:
+            return Explanation(a, b, False, (), None)
+        if a == b:
+            return Explanation(a, b, True, (), owners[a.key])
+        path = await self.store.link_path(a.key, b.key, max_hops=MAX_EXPLAIN_HOPS * 100)
+        if path is None:
+            return Explanation(a, b, False, (), None)
+        return Explanation(a, b, True, tuple(path), owners[a.key])

@@ -1,0 +1,257 @@
+"""The store port: what the domain needs from a place that keeps the identity graph.
+
+Adapters (`embedded`, `neo4j`) store and fetch; they never decide. Decisions are made by
+`identity_graph.resolver` inside `IdentityStore.write`, against a `WriteTx`, and come back
+as one `ChangeSet` that the adapter applies atomically.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from identity_graph.model import (
+    ApiKey,
+    AuditEntry,
+    ConsentRecord,
+    ConsentStatus,
+    Link,
+    MergeConflict,
+    MergeRecord,
+    Page,
+    Profile,
+    StoredEvent,
+    TraitValue,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileState:
+    """What a merge decision needs to know of a profile."""
+
+    id: str
+    created_at: datetime
+    kind_counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The part of the graph a batch of observations touches, read inside its transaction."""
+
+    profile_of: Mapping[str, str]
+    profiles: Mapping[str, ProfileState]
+    seen: Mapping[str, str]
+    """message id -> the profile it landed on, for message ids already applied"""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    key: str
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileGraph:
+    """A profile's identifiers and the links among them."""
+
+    profile_id: str
+    created_at: datetime
+    members: tuple[Member, ...]
+    links: tuple[Link, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierSighting:
+    """Insert the identifier into `profile_id` if new; else widen first/last seen and sources."""
+
+    key: str
+    profile_id: str
+    seen_at: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConsent:
+    """A consent choice for a whole profile: stored for every identifier it holds then."""
+
+    profile_id: str
+    purpose: str
+    status: ConsentStatus
+    at: datetime
+    source: str
+
+
+@dataclass
+class ChangeSet:
+    """Everything one write transaction changes, applied by the adapter in field order."""
+
+    new_profiles: list[tuple[str, datetime]] = field(default_factory=list)
+    restored_profiles: list[str] = field(default_factory=list)
+    sightings: list[IdentifierSighting] = field(default_factory=list)
+    reassign: list[tuple[str, str]] = field(default_factory=list)
+    """(absorbed, survivor): every identifier of absorbed moves; absorbed redirects"""
+    assign: dict[str, str] = field(default_factory=dict)
+    """identifier key -> profile id, for splits"""
+    removed_links: list[tuple[str, str]] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    merges: list[MergeRecord] = field(default_factory=list)
+    undone: list[tuple[str, str]] = field(default_factory=list)
+    """(merge id, undo record id)"""
+    conflicts: list[MergeConflict] = field(default_factory=list)
+    traits: list[TraitValue] = field(default_factory=list)
+    events: list[StoredEvent] = field(default_factory=list)
+    consents: list[ProfileConsent] = field(default_factory=list)
+    messages: list[tuple[str, str, datetime]] = field(default_factory=list)
+    """(message id, profile id, time)"""
+
+    def __bool__(self) -> bool:
+        return any(bool(v) for v in vars(self).values())
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFilter:
+    """Which profiles `list_profiles` returns; all given conditions must hold."""
+
+    has_kind: str | None = None
+    identifier_keys: tuple[str, ...] | None = None
+    trait: tuple[str, str] | None = None
+    """(name, value as JSON text): some value of the trait ever equalled it"""
+    consent_granted: str | None = None
+
+
+class WriteTx(ABC):
+    """Reads and one final write inside a single atomic transaction.
+
+    A transaction function may be run more than once (Neo4j retries transient failures),
+    so it must not have side effects beyond calling these methods.
+    """
+
+    @abstractmethod
+    async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
+        """Lock the given identifiers (in a consistent order) and return their profiles.
+
+        Identifier keys that do not exist yet are locked too where the store can, so two
+        concurrent transactions cannot both create them.
+        """
+
+    @abstractmethod
+    async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
+        """Lock a current (not absorbed) profile and return its identifiers and links."""
+
+    @abstractmethod
+    async def merge_record(self, merge_id: str) -> MergeRecord | None:
+        """The merge, undo or unmerge record with this id."""
+
+    @abstractmethod
+    async def resolve(self, profile_id: str) -> str | None:
+        """The current profile an id names, following `mergedInto` redirects; None if unknown."""
+
+    @abstractmethod
+    async def apply(self, changes: ChangeSet) -> None:
+        """Write the change set. Called once, last, by the transaction function."""
+
+
+class IdentityStore(ABC):
+    """An identity graph store. Every method is safe to call concurrently."""
+
+    round_trips: int = 0
+    """Store round trips since start; tests and benchmarks read it."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create what the store needs (tables, constraints). Idempotent."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; acknowledged writes stay durable."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Return if the store answers; raise `StoreUnavailable` otherwise."""
+
+    @abstractmethod
+    async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
+        """Run `work` in one atomic, durable write transaction and return its result.
+
+        Nothing of a transaction that raises is kept. `work` may be called more than once.
+        """
+
+    # --- reads -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def profile_ids(self, keys: Sequence[str]) -> dict[str, str]:
+        """identifier key -> current profile id, for the keys that exist."""
+
+    @abstractmethod
+    async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
+        """profile id -> current profile id (following redirects), for the ids that exist."""
+
+    @abstractmethod
+    async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
+        """Current profiles by id, with their identifiers; absorbed or unknown ids are absent."""
+
+    @abstractmethod
+    async def list_profiles(
+        self, *, first: int, after: str | None, where: ProfileFilter
+    ) -> Page[str]:
+        """Current profile ids in id order, after the cursor, matching the filter."""
+
+    @abstractmethod
+    async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
+        """Every trait value ever observed on each profile's identifiers, oldest first."""
+
+    @abstractmethod
+    async def events(
+        self,
+        ids: Sequence[str],
+        *,
+        first: int,
+        after: str | None,
+        types: Sequence[str] | None,
+    ) -> dict[str, Page[StoredEvent]]:
+        """Each profile's events, newest first, a page of at most `first` after the cursor."""
+
+    @abstractmethod
+    async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
+        """Records naming each profile as survivor or absorbed, oldest first."""
+
+    @abstractmethod
+    async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
+        """Merge conflicts recorded against each profile, oldest first."""
+
+    @abstractmethod
+    async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
+        """Consent records of each profile's identifiers, oldest first."""
+
+    @abstractmethod
+    async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
+        """The shortest chain of links from identifier `a` to `b`, in order; None if none."""
+
+    # --- audit and keys --------------------------------------------------------------
+
+    @abstractmethod
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Durably record audit entries."""
+
+    @abstractmethod
+    async def audit_log(
+        self, *, first: int, after: str | None, customer_id: str | None
+    ) -> Page[AuditEntry]:
+        """Audit entries, newest first, optionally for one customer."""
+
+    @abstractmethod
+    async def put_api_key(self, key: ApiKey) -> None:
+        """Store an API key record (its hash only)."""
+
+    @abstractmethod
+    async def api_key(self, key_hash: str) -> ApiKey | None:
+        """The API key record with this hash, revoked or not."""
+
+    @abstractmethod
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
+        """Revoke a key by id; False if there is no such key."""

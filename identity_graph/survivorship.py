@@ -1,0 +1,60 @@
+"""Which observed value is a profile's current one: traits and consent.
+
+    >>> from datetime import datetime, timezone
+    >>> t1, t2 = datetime(2024, 1, 1, tzinfo=timezone.utc), datetime(2024, 2, 1, tzinfo=timezone.utc)
+    >>> values = [TraitValue("plan", "pro", "crm", t1, "m1", "email:a@b.co"),
+    ...           TraitValue("plan", "free", "web", t2, "m2", "email:a@b.co")]
+    >>> current_traits(values, Rules.default())["plan"].value
+    'free'
+    >>> current_traits(values, Rules.parse('[survivorship.traits.plan]\\nsources = ["crm"]'))["plan"].value
+    'pro'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from identity_graph.model import ConsentRecord, ConsentStatus, TraitValue
+from identity_graph.rules import Rules
+
+_RESTRICTIVENESS = {ConsentStatus.GRANTED: 0, ConsentStatus.REVOKED: 1, ConsentStatus.DENIED: 2}
+
+
+def current_traits(values: Iterable[TraitValue], rules: Rules) -> dict[str, TraitValue]:
+    """The surviving value of each trait: newest, unless the rules rank its sources."""
+    best: dict[str, TraitValue] = {}
+    for value in values:
+        held = best.get(value.name)
+        if held is None or _rank(value, rules) > _rank(held, rules):
+            best[value.name] = value
+    return best
+
+
+def _rank(value: TraitValue, rules: Rules) -> tuple[int, object, str]:
+    sources = rules.trait_sources.get(value.name, ())
+    source_rank = len(sources) - sources.index(value.source) if value.source in sources else 0
+    return (source_rank, value.observed_at, value.message_id)
+
+
+def effective_consent(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
+    """Per purpose, the most restrictive of each identifier's latest choice.
+
+    A choice made on a profile is stored for every identifier it holds, so it supersedes
+    everything before it; after a merge, the sides' latest choices meet and the most
+    restrictive wins (ties: the newest).
+    """
+    latest: dict[tuple[str, str], ConsentRecord] = {}
+    for record in records:
+        key = (record.purpose, record.identifier_key)
+        held = latest.get(key)
+        if held is None or record.at >= held.at:
+            latest[key] = record
+    result: dict[str, ConsentRecord] = {}
+    for (purpose, _), record in latest.items():
+        held = result.get(purpose)
+        if held is None or (_RESTRICTIVENESS[record.status], record.at) > (
+            _RESTRICTIVENESS[held.status],
+            held.at,
+        ):
+            result[purpose] = record
+    return result

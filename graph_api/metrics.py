@@ -1,0 +1,85 @@
+"""Prometheus metrics: HTTP requests by route template, and ingest outcomes.
+
+The metrics live in one module registry, created once at import, so building the app
+many times (tests) never registers a time series twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "c360_http_requests",
+    "HTTP requests handled, by method, route template and status.",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "c360_http_request_duration_seconds",
+    "HTTP request latency, by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+INGESTED = Counter(
+    "c360_ingest_messages",
+    "Messages offered for ingestion, by outcome: accepted, duplicate, dropped (every"
+    " identifier blocked) or rejected (invalid, nothing written).",
+    ["outcome", "source"],
+    registry=REGISTRY,
+)
+
+OUTCOMES = ("accepted", "duplicate", "dropped", "rejected")
+
+
+def count_ingest(outcome: str, source: str, n: int = 1) -> None:
+    """Add `n` messages with this outcome (`accepted`, `duplicate`, `dropped`, `rejected`)."""
+    if n:
+        INGESTED.labels(outcome=outcome, source=source).inc(n)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template the router matched (`/v1/{kind}`), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware counting and timing every HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            labels = (scope["method"], route_template(scope), str(status))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - start)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """`GET /metrics` in the Prometheus text format."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

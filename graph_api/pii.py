@@ -7,32 +7,22 @@ directive in the SDL (so `schema.graphql` documents what is personal) and attach
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
+from graph_api.categories import PiiCategory, PiiClassifier
+from graph_api.errors import ApiError
+from graph_api.masking import keyed_hash, mask
+from graph_api.policy import Mode, Policy
 
-@strawberry.enum(description="Categories of personal data, after GDPR's language.")
-class PiiCategory(Enum):
-    CONTACT = "CONTACT"
-    IDENTITY = "IDENTITY"
-    LOCATION = "LOCATION"
-    DEVICE = "DEVICE"
-    FINANCIAL = "FINANCIAL"
-    UNCLASSIFIED = "UNCLASSIFIED"
+if TYPE_CHECKING:
+    from strawberry.types.field import StrawberryField
 
-
-@strawberry.enum(description="How a field's category is found when it depends on the data.")
-class PiiClassifier(Enum):
-    IDENTIFIER_KIND = "IDENTIFIER_KIND"
-    """by the identifier's kind: email and phone CONTACT, ids DEVICE, custom kinds by config"""
-    TRAIT_KEY = "TRAIT_KEY"
-    """a JSON map of traits, classified key by key in config"""
-    EVENT_PROPERTY = "EVENT_PROPERTY"
-    """a JSON map of event properties, classified key by key in config"""
+__all__ = ["Pii", "PiiCategory", "PiiClassifier", "PiiGuard", "pii_field", "require_clear"]
 
 
 @strawberry.schema_directive(
@@ -45,16 +35,128 @@ class Pii:
 
 
 class PiiGuard(FieldExtension):
-    """Enforces the caller's access mode for the field's `@pii` category.
+    """The one enforcement point of field-level access to personal data.
 
-    Implemented by the field-level access work (issue 5); until then it passes values through.
+    Reads the field's `@pii` directive once, then renders every value the field resolves
+    in the caller's mode: `clear` (and audited), `masked`, `hashed`, or `denied` (null and a
+    `FORBIDDEN_FIELD` error). JSON maps classified by key are filtered key by key.
     """
 
+    category: PiiCategory | None = None
+    classified_by: PiiClassifier | None = None
+
+    def apply(self, field: StrawberryField) -> None:
+        for directive in field.directives:
+            if isinstance(directive, Pii):
+                self.category = directive.category
+                self.classified_by = directive.classified_by
+        if self.category is None and self.classified_by is None:
+            raise TypeError(f"field {field.python_name!r} is guarded but has no @pii category")
+
     def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
-        return next_(source, info, **kwargs)
+        return self.enforce(next_(source, info, **kwargs), source, info)
 
     async def resolve_async(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
-        return await next_(source, info, **kwargs)
+        return self.enforce(await next_(source, info, **kwargs), source, info)
+
+    def enforce(self, value: Any, source: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        access = Access.of(info)
+        label = f"{info.parent_type.name}.{info.field_name}"
+        customer = getattr(source, "customer_id", None)
+        if self.classified_by is PiiClassifier.IDENTIFIER_KIND:
+            kind = str(getattr(source, "kind", ""))
+            category = access.policy.kind_category(kind)
+            return access.render(value, category, f"{label}:{kind}", customer, info)
+        if self.classified_by is not None:
+            classify = (
+                access.policy.trait_category
+                if self.classified_by is PiiClassifier.TRAIT_KEY
+                else access.policy.property_category
+            )
+            if not isinstance(value, dict):
+                return None
+            shown: dict[str, Any] = {}
+            for key, item in value.items():
+                rendered = access.render(
+                    item, classify(key), f"{label}.{key}", customer, info, quiet=True
+                )
+                if rendered is not _DROPPED:
+                    shown[key] = rendered
+            return shown
+        assert self.category is not None
+        return access.render(value, self.category, label, customer, info)
+
+
+_DROPPED = object()
+
+
+@dataclass
+class Access:
+    """The caller's view: roles, policy and hash key; collects clear reads for the audit."""
+
+    roles: frozenset[str]
+    policy: Policy
+    hash_key: bytes
+    reads: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, info: Any) -> Access:
+        context = info.context
+        cached = getattr(context, "access", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        services = context.services
+        access = cls(
+            roles=context.principal.roles,
+            policy=services.policy,
+            hash_key=services.settings.hash_key.get().encode("utf-8"),
+            reads=context.audit,
+        )
+        context.access = access
+        return access
+
+    def mode(self, category: PiiCategory) -> Mode:
+        return self.policy.best_mode(self.roles, category)
+
+    def render(
+        self,
+        value: Any,
+        category: PiiCategory,
+        label: str,
+        customer: str | None,
+        info: Any,
+        *,
+        quiet: bool = False,
+    ) -> Any:
+        mode = self.mode(category)
+        if mode is Mode.CLEAR:
+            if customer is not None:
+                self.reads.append((customer, label))
+            return value
+        if mode is Mode.MASKED:
+            return mask(value) if _textual(value, quiet) else None
+        if mode is Mode.HASHED:
+            return keyed_hash(self.hash_key, value) if _textual(value, quiet) else None
+        if quiet:
+            return _DROPPED
+        raise ApiError("FORBIDDEN_FIELD", f"your role may not read {label.split(':')[0]}")
+
+
+def _textual(value: Any, quiet: bool) -> bool:
+    """Masked and hashed values are text: fine in String fields and JSON maps (`quiet`), not
+    in Int ones, which read null instead."""
+    return quiet or isinstance(value, str)
+
+
+def require_clear(info: Any, category: PiiCategory, what: str) -> None:
+    """Refuse to use a value (look up, filter, explain) that the caller may not read clear.
+
+    What a role may not read it may not use either, or lookups become an oracle.
+    """
+    if Access.of(info).mode(category) is not Mode.CLEAR:
+        raise ApiError("FORBIDDEN", f"your role may not {what}")
 
 
 def pii_field(

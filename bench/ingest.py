@@ -1,0 +1,157 @@
+"""Ingest a synthetic stream into the embedded store and print what it cost.
+
+    python bench/ingest.py                 # 1,000,000 observations
+    python bench/ingest.py --n 100000 --events 1000000
+
+Prints observations/s, the time of `scipy.sparse.csgraph.connected_components` on the same
+links and our ratio to it, lookup p50/p99 at ~10k profiles and at full size, RSS after load
+and the restart time of the store. No assertions: the targets are in issue 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from lookup import lookup_latencies  # noqa: E402
+from synthetic import synthetic_stream  # noqa: E402
+
+from identity_graph.adapters.embedded import EmbeddedStore  # noqa: E402
+from identity_graph.model import Observation  # noqa: E402
+from identity_graph.rules import Rules  # noqa: E402
+from identity_graph.service import IdentityGraph  # noqa: E402
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size in MB."""
+    current = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            current = int(line.split()[1]) / 1024
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def scipy_seconds(stream: Sequence[Observation], rules: Rules) -> tuple[float, float, int]:
+    """(seconds to build the matrix and label components, seconds of labelling alone, count)."""
+    start = time.perf_counter()
+    index: dict[str, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for obs in stream:
+        keys = [i.key for i in obs.identifiers if not rules.is_blocked(i.value)]
+        if not keys:
+            continue
+        first = index.setdefault(keys[0], len(index))
+        for key in keys[1:]:
+            rows.append(first)
+            cols.append(index.setdefault(key, len(index)))
+    n = len(index)
+    matrix = coo_array(
+        (np.ones(len(rows), dtype=np.int8), (np.array(rows), np.array(cols))), shape=(n, n)
+    ).tocsr()
+    labelled = time.perf_counter()
+    count, _ = connected_components(matrix, directed=False)
+    end = time.perf_counter()
+    return end - start, end - labelled, count
+
+
+async def ingest(graph: IdentityGraph, stream: Sequence[Observation], batch: int) -> float:
+    start = time.perf_counter()
+    for offset in range(0, len(stream), batch):
+        await graph.ingest(stream[offset : offset + batch])
+    return time.perf_counter() - start
+
+
+def more_events(stream: Sequence[Observation], n: int) -> list[Observation]:
+    """`n` track calls replayed on the stream's identifiers under new message ids."""
+    tracks = [o for o in stream if o.event is not None]
+    return [
+        replace(tracks[i % len(tracks)], message_id=f"extra-{i}", identifiers=(
+            tracks[i % len(tracks)].identifiers[0],
+        ))
+        for i in range(n)
+    ]
+
+
+async def run(args: argparse.Namespace) -> None:
+    rules = Rules.default()
+    start = time.perf_counter()
+    stream = list(synthetic_stream(args.n, seed=args.seed))
+    print(f"generated {len(stream):,} observations in {time.perf_counter() - start:.1f} s")
+    data_dir = Path(tempfile.mkdtemp(prefix="c360-bench-", dir=args.tmp))
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    graph = IdentityGraph(store, rules)
+
+    small = min(len(stream), 15_000)
+    took = await ingest(graph, stream[:small], args.batch)
+    small_keys = sorted(store.profile_of)
+    p50_small, p99_small = await lookup_latencies(store, small_keys, samples=args.samples)
+    print(f"lookup at {len(store.members):,} profiles: p50 {p50_small:.3f} ms,"
+          f" p99 {p99_small:.3f} ms")
+    took += await ingest(graph, stream[small:], args.batch)
+    rate = len(stream) / took
+    print(f"ingest: {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s"
+          f" (batches of {args.batch})")
+    print(f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
+          f" {store.graph.number_of_edges():,} links")
+
+    total, labelling, count = scipy_seconds(stream, rules)
+    print(f"scipy connected_components: {labelling * 1000:.0f} ms labelling,"
+          f" {total:.2f} s with building the matrix; {count:,} components")
+    print(f"ratio ours/scipy: {took / labelling:,.0f}x labelling alone,"
+          f" {took / total:,.1f}x with matrix building")
+
+    keys = sorted(store.profile_of)
+    p50, p99 = await lookup_latencies(store, keys, samples=args.samples)
+    print(f"lookup at {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms;"
+          f" p99 full/small {p99 / p99_small:.2f}")
+    current, peak = rss_mb()
+    print(f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory)")
+
+    if args.events:
+        extra = more_events(stream, args.events)
+        took = await ingest(graph, extra, args.batch)
+        del extra
+        current, peak = rss_mb()
+        print(f"{args.events:,} more events in {took:.1f} s ({args.events / took:,.0f}/s);"
+              f" RSS {current:,.0f} MB (peak {peak:,.0f} MB)")
+
+    del stream, graph
+    await store.close()
+    start = time.perf_counter()
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    print(f"restart (close + open): {time.perf_counter() - start:.1f} s,"
+          f" {len(store.members):,} profiles; RSS {rss_mb()[0]:,.0f} MB")
+    await store.close()
+    size = sum(f.stat().st_size for f in data_dir.iterdir())
+    print(f"data dir {data_dir}: {size / 2**20:,.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=0, help="extra events after the load")
+    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tmp", default=None, help="where to make the data dir")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

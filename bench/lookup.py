@@ -1,0 +1,60 @@
+"""Profile lookup by identifier: `profile_ids` then `profiles`, one customer at a time.
+
+    python bench/lookup.py --data-dir DIR     # an embedded store filled by bench/ingest.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.store import IdentityStore
+
+
+async def lookup_latencies(
+    store: IdentityStore, keys: Sequence[str], *, samples: int, seed: int = 1
+) -> tuple[float, float]:
+    """(p50, p99) in milliseconds of looking one customer up by one of `keys`."""
+    rng = random.Random(seed)
+    chosen = [rng.choice(keys) for _ in range(samples)]
+    for key in chosen[:200]:
+        await _lookup(store, key)
+    times = []
+    for key in chosen:
+        start = time.perf_counter_ns()
+        await _lookup(store, key)
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    cuts = statistics.quantiles(times, n=100)
+    return cuts[49], cuts[98]
+
+
+async def _lookup(store: IdentityStore, key: str) -> None:
+    owner = await store.profile_ids([key])
+    found = await store.profiles([owner[key]])
+    if owner[key] not in found:
+        raise RuntimeError(f"profile of {key} is missing")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--samples", type=int, default=20_000)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    store = EmbeddedStore(args.data_dir)
+    await store.open()
+    print(f"open (restart): {time.perf_counter() - start:.1f} s")
+    keys = sorted(store.profile_of)
+    p50, p99 = await lookup_latencies(store, keys, samples=args.samples)
+    print(f"lookup over {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,191 @@
+"""The ASGI application: GraphQL, the Segment tracking API, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from graph_api import metrics, tracking
+from graph_api.auth import AuthError, Principal
+from graph_api.context import Context
+from graph_api.loaders import Loaders
+from graph_api.schema import build_schema
+from graph_api.services import Services, build_services
+from graph_api.settings import Settings
+
+log = logging.getLogger("c360.api")
+NOBODY = Principal("anonymous", frozenset(), "none")
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """An HTTP-level failure, shaped like a GraphQL error list."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our authentication and JSON error responses."""
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            subscription_protocols=(),
+        )
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response: Response
+        try:
+            response = await self.run(request)
+        except AuthError as e:
+            response = error_response(e.status, e.code, e.message)
+        except HTTPException as e:
+            response = error_response(e.status_code, "BAD_REQUEST", e.reason)
+        await response(scope, receive, send)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """Errors raised before execution (a document that does not parse) skip the schema
+        extensions; they are bad requests."""
+        response = await super().process_result(request, result)
+        for error in response.get("errors") or ():
+            error.setdefault("extensions", {}).setdefault("code", "BAD_REQUEST")
+        return response
+
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return parsed
+
+    async def get_context(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Context:
+        if self.should_render_graphql_ide(self.request_adapter_class(request)):
+            principal = NOBODY
+        else:
+            principal = await self.services.auth.from_bearer(request)
+        return Context(
+            request=request,
+            response=response,
+            principal=principal,
+            services=self.services,
+            loaders=Loaders(self.services.store),
+        )
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Answer 413 to a request whose body passes `limit` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = HTTPConnection(scope).headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        async def watch_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watch_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body larger than {self.limit} bytes"
+        await error_response(413, "PAYLOAD_TOO_LARGE", message)(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    try:
+        await services.store.ping()
+    except Exception as e:
+        log.warning("store not ready: %s", e)
+        reason = f"store unavailable ({services.settings.store})"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
+    """Build the app; the store is opened by the lifespan and closed at shutdown."""
+    if services is None:
+        services = build_services(settings or Settings.from_env())
+    shared = services
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await shared.store.open()
+        try:
+            key = shared.settings.bootstrap_admin_key
+            if key:
+                await shared.auth.seed_key(key.get(), "admin", "bootstrap admin key")
+            yield
+        finally:
+            await shared.store.close()
+
+    routes = [
+        Route("/graphql", GraphQLView(shared), methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+        *tracking.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(metrics.MetricsMiddleware),
+            Middleware(BodyLimit, limit=shared.settings.max_body_bytes),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = shared
+    return app

@@ -1,0 +1,27 @@
+"""Categories of personal data, and how a field's category is found."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+
+@strawberry.enum(description="Categories of personal data, after GDPR's language.")
+class PiiCategory(Enum):
+    CONTACT = "CONTACT"
+    IDENTITY = "IDENTITY"
+    LOCATION = "LOCATION"
+    DEVICE = "DEVICE"
+    FINANCIAL = "FINANCIAL"
+    UNCLASSIFIED = "UNCLASSIFIED"
+
+
+@strawberry.enum(description="How a field's category is found when it depends on the data.")
+class PiiClassifier(Enum):
+    IDENTIFIER_KIND = "IDENTIFIER_KIND"
+    """by the identifier's kind: email and phone CONTACT, ids DEVICE, custom kinds by config"""
+    TRAIT_KEY = "TRAIT_KEY"
+    """a JSON map of traits, classified key by key in config"""
+    EVENT_PROPERTY = "EVENT_PROPERTY"
+    """a JSON map of event properties, classified key by key in config"""

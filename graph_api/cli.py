@@ -1,0 +1,232 @@
+"""The `c360` command: serve, import, keys create, export-schema.
+
+Settings come from the environment (`Settings.from_env`), then the options override them.
+Errors print one line on stderr and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from graph_api.importer import (
+    Importer,
+    ImportReport,
+    csv_rows,
+    detect_format,
+    jsonl_rows,
+    parse_mapping,
+)
+from graph_api.segment import SegmentMapper
+from graph_api.services import Services, build_services
+from graph_api.settings import STORES, ConfigError, Settings
+from identity_graph.errors import IdentityGraphError
+from identity_graph.store import ProfileFilter
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="c360",
+    help="Customer 360: an identity graph behind a GraphQL API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    str | None, typer.Option("--store", help=f"Store adapter: {' or '.join(STORES)}.")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory of the embedded store.")
+]
+
+
+class CliError(Exception):
+    """A failure the user can fix; printed as one line."""
+
+
+@contextmanager
+def failures() -> Iterator[None]:
+    try:
+        yield
+    except (CliError, ConfigError, IdentityGraphError, ValueError, OSError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def settings_for(store: str | None, data_dir: Path | None) -> Settings:
+    settings = Settings.from_env()
+    if store is not None:
+        if store not in STORES:
+            raise CliError(f"--store must be one of {', '.join(STORES)}, got {store!r}")
+        settings = dataclasses.replace(settings, store=store)
+    if data_dir is not None:
+        settings = dataclasses.replace(settings, data_dir=data_dir)
+    return settings
+
+
+def with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Open the store, run `work`, close the store."""
+
+    async def run() -> T:
+        services = build_services(settings)
+        await services.store.open()
+        try:
+            return await work(services)
+        finally:
+            await services.store.close()
+
+    return asyncio.run(run())
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+@app.command()
+def serve(
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo data set if the store is empty.")
+    ] = False,
+) -> None:
+    """Run the API server (GraphQL, Segment tracking API, metrics)."""
+    import uvicorn
+
+    from graph_api.app import create_app
+
+    with failures():
+        settings = settings_for(store, data_dir)
+        if demo:
+            key = with_services(settings, load_demo)
+            out.print(f"GraphiQL: [bold]http://{host}:{port}/graphql[/bold]")
+            out.print(f"Admin key (shown once): [bold]{key}[/bold]", highlight=False)
+        application = create_app(settings)
+    uvicorn.run(application, host=host, port=port)
+
+
+async def load_demo(services: Services) -> str:
+    from graph_api import demo
+
+    existing = await services.store.list_profiles(first=1, after=None, where=ProfileFilter())
+    if existing.total == 0:
+        with progress_bar() as bar:
+            raw = demo.messages()
+            task = bar.add_task("demo data", total=len(raw))
+            mapper = SegmentMapper(services.rules, source="demo")
+            report = await Importer(services.graph, source="demo").run(
+                demo.demo_rows(mapper, raw), progress=lambda n: bar.advance(task, n)
+            )
+        out.print(f"Demo data loaded: {report.accepted} messages, {report.dropped} dropped.")
+    else:
+        out.print("The store already holds data; demo data not loaded.")
+    key, _ = await services.auth.create_key("admin", "demo")
+    return key
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="JSONL of Segment messages, or CSV.")],
+    format: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: from the suffix).")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="CSV column=target: an identifier kind, trait[:name], message_id, timestamp,"
+            " ignore.",
+        ),
+    ] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 500,
+) -> None:
+    """Import a file; bad rows are reported and skipped, good rows are ingested."""
+    with failures():
+        fmt = detect_format(file, format)
+        if not file.is_file():
+            raise CliError(f"no such file: {file}")
+        settings = settings_for(store, data_dir)
+        report = with_services(
+            settings, lambda services: run_import(services, file, fmt, mapping or [], batch_size)
+        )
+    print_report(report)
+    if report.rejected and not (report.accepted or report.duplicate or report.dropped):
+        raise typer.Exit(1)
+
+
+async def run_import(
+    services: Services, file: Path, fmt: str, mapping: list[str], batch_size: int
+) -> ImportReport:
+    mapper = SegmentMapper(services.rules, source="import")
+    with file.open(encoding="utf-8", newline="") as handle:
+        total = sum(1 for _ in handle)
+    with file.open(encoding="utf-8", newline="") as handle, progress_bar() as bar:
+        if fmt == "csv":
+            rows = csv_rows(handle, mapper, parse_mapping(mapping, services.rules.kinds))
+            total -= 1
+        else:
+            rows = jsonl_rows(handle, mapper)
+        task = bar.add_task(f"importing {file.name}", total=max(total, 0))
+        importer = Importer(services.graph, batch_size=batch_size)
+        return await importer.run(rows, progress=lambda n: bar.advance(task, n))
+
+
+def print_report(report: ImportReport) -> None:
+    out.print(
+        f"accepted {report.accepted}, duplicate {report.duplicate}, "
+        f"dropped (blocked ids) {report.dropped}, rejected {len(report.rejected)}"
+    )
+    for row in report.rejected[:50]:
+        out.print(f"  line {row.line}: {row.reason}", highlight=False)
+    if len(report.rejected) > 50:
+        out.print(f"  ... and {len(report.rejected) - 50} more rejected rows")
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[str, typer.Option("--role", help="Role of the key.")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key; the key is printed once and stored hashed."""
+    with failures():
+        settings = settings_for(store, data_dir)
+        key, record = with_services(settings, lambda s: s.auth.create_key(role, name))
+    err.print(f"created key {record.id} with role {record.role}; it is shown only once:")
+    out.print(key, highlight=False, soft_wrap=True)
+
+
+@app.command("export-schema")
+def export_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from graph_api.schema import export_schema as export
+
+    with failures():
+        sdl = export()
+    typer.echo(sdl, nl=not sdl.endswith("\n"))

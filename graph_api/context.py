@@ -1,0 +1,29 @@
+"""The typed per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import strawberry
+from starlette.requests import Request
+from starlette.responses import Response
+
+from graph_api.auth import Principal
+from graph_api.loaders import Loaders
+from graph_api.services import Services
+
+
+@dataclass
+class Context:
+    request: Request
+    response: Response
+    """the sub-response: resolvers and extensions may set its status or headers"""
+    principal: Principal
+    services: Services
+    loaders: Loaders
+    audit: list[Any] = field(default_factory=list)
+    """clear reads of personal data, filled by the PII guard and written after the request"""
+
+
+Info: TypeAlias = strawberry.Info[Context, None]

@@ -1,0 +1,68 @@
+"""Per-request dataloaders: one store round trip per field shape, however many customers.
+
+Built fresh for every request (`Loaders(store)`), so no cached value outlives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import TypeVar
+
+from aiodataloader import DataLoader
+
+from identity_graph.model import (
+    ConsentRecord,
+    MergeConflict,
+    MergeRecord,
+    Page,
+    Profile,
+    StoredEvent,
+    TraitValue,
+)
+from identity_graph.store import IdentityStore
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+EventsKey = tuple[str, int, str | None, tuple[str, ...] | None]
+"""(profile id, first, after, types)"""
+
+
+def _loader(
+    fetch: Callable[[Sequence[K]], Awaitable[dict[K, V]]], default: Callable[[], V]
+) -> DataLoader[K, V]:
+    async def batch(keys: list[K]) -> list[V]:
+        found = await fetch(keys)
+        return [found[k] if k in found else default() for k in keys]
+
+    return DataLoader(batch)
+
+
+def _none() -> None:
+    return None
+
+
+class Loaders:
+    def __init__(self, store: IdentityStore) -> None:
+        self.store = store
+        self.profile_of: DataLoader[str, str | None] = _loader(store.profile_ids, _none)
+        """identifier key -> current profile id"""
+        self.resolve: DataLoader[str, str | None] = _loader(store.resolve_profiles, _none)
+        """profile id, maybe absorbed -> current profile id"""
+        self.profile: DataLoader[str, Profile | None] = _loader(store.profiles, _none)
+        self.traits: DataLoader[str, list[TraitValue]] = _loader(store.traits, list)
+        self.merge_history: DataLoader[str, list[MergeRecord]] = _loader(store.merge_history, list)
+        self.conflicts: DataLoader[str, list[MergeConflict]] = _loader(store.conflicts, list)
+        self.consents: DataLoader[str, list[ConsentRecord]] = _loader(store.consents, list)
+        self.events: DataLoader[EventsKey, Page[StoredEvent]] = DataLoader(self._events)
+
+    async def _events(self, keys: list[EventsKey]) -> list[Page[StoredEvent]]:
+        groups: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
+        for pid, first, after, types in keys:
+            groups.setdefault((first, after, types), []).append(pid)
+        pages: dict[EventsKey, Page[StoredEvent]] = {}
+        for (first, after, types), ids in groups.items():
+            found = await self.store.events(ids, first=first, after=after, types=types)
+            for pid in ids:
+                pages[(pid, first, after, types)] = found.get(pid, Page((), 0, None))
+        return [pages[k] for k in keys]

@@ -1,0 +1,230 @@
+"""Who may see which category of personal data, and how: role -> category -> mode.
+
+Loaded from a TOML file over built-in defaults. A role's table names modes per category;
+a category a role's table leaves out is `denied`. Nothing ever falls back to `clear`.
+
+    [roles.support]
+    CONTACT = "clear"
+    LOCATION = "masked"
+
+    [roles.auditor]            # a new role
+    CONTACT = "hashed"
+
+    [classification.kinds]     # identifier kinds beyond the built-in ones
+    crm_id = "IDENTITY"
+
+    [classification.traits]    # custom trait keys
+    plan = "UNCLASSIFIED"
+    tax_id = "IDENTITY"
+
+    [classification.event_properties]
+    revenue = "FINANCIAL"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from graph_api.categories import PiiCategory
+
+
+class PolicyError(Exception):
+    """A policy file c360 refuses to start with; the message names the line at fault."""
+
+
+class Mode(StrEnum):
+    CLEAR = "clear"
+    MASKED = "masked"
+    HASHED = "hashed"
+    DENIED = "denied"
+
+
+C, M, H, D = Mode.CLEAR, Mode.MASKED, Mode.HASHED, Mode.DENIED
+_ORDER = ("CONTACT", "IDENTITY", "LOCATION", "DEVICE", "FINANCIAL", "UNCLASSIFIED")
+
+DEFAULT_ROLES: dict[str, tuple[Mode, ...]] = {
+    #            CONTACT IDENTITY LOCATION DEVICE FINANCIAL UNCLASSIFIED
+    "admin": (C, C, C, C, C, C),
+    "support": (C, C, M, C, M, M),
+    "sales": (C, C, M, D, D, M),
+    "marketing": (M, M, M, H, D, M),
+    "analyst": (H, H, D, H, D, H),
+    "ingest": (D, D, D, D, D, D),
+}
+
+DEFAULT_KINDS = {
+    "email": PiiCategory.CONTACT,
+    "phone": PiiCategory.CONTACT,
+    "user_id": PiiCategory.DEVICE,
+    "anonymous_id": PiiCategory.DEVICE,
+    "device_id": PiiCategory.DEVICE,
+}
+
+DEFAULT_KEYS = {
+    **dict.fromkeys(("email", "phone", "mobile"), PiiCategory.CONTACT),
+    **dict.fromkeys(
+        ("name", "firstName", "lastName", "birthday", "age", "gender", "ssn", "tax_id"),
+        PiiCategory.IDENTITY,
+    ),
+    **dict.fromkeys(
+        (
+            "ip",
+            "address",
+            "street",
+            "city",
+            "postalCode",
+            "zip",
+            "country",
+            "latitude",
+            "longitude",
+            "location",
+        ),
+        PiiCategory.LOCATION,
+    ),
+    **dict.fromkeys(
+        (
+            "revenue",
+            "total",
+            "price",
+            "value",
+            "subtotal",
+            "tax",
+            "shipping",
+            "discount",
+            "card_last4",
+            "iban",
+            "income",
+        ),
+        PiiCategory.FINANCIAL,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    roles: Mapping[str, Mapping[PiiCategory, Mode]]
+    kinds: Mapping[str, PiiCategory]
+    traits: Mapping[str, PiiCategory]
+    event_properties: Mapping[str, PiiCategory]
+
+    @classmethod
+    def default(cls) -> Policy:
+        return cls(
+            roles={
+                role: {PiiCategory(c): m for c, m in zip(_ORDER, modes, strict=True)}
+                for role, modes in DEFAULT_ROLES.items()
+            },
+            kinds=dict(DEFAULT_KINDS),
+            traits=dict(DEFAULT_KEYS),
+            event_properties=dict(DEFAULT_KEYS),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> Policy:
+        if path is None:
+            return cls.default()
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise PolicyError(f"{path}: cannot read policy file: {e.strerror}") from e
+        return cls.parse(text, origin=str(path))
+
+    @classmethod
+    def parse(cls, text: str, *, origin: str = "<policy>") -> Policy:
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise PolicyError(f"{origin}: {e}") from e
+        return _Builder(text, origin).build(doc)
+
+    def mode(self, role: str, category: PiiCategory) -> Mode:
+        """The mode of a role for a category; unknown roles and categories are denied."""
+        return self.roles.get(role, {}).get(category, Mode.DENIED)
+
+    def best_mode(self, roles: frozenset[str], category: PiiCategory) -> Mode:
+        """The most open mode any of the caller's roles grants."""
+        ranks = (Mode.DENIED, Mode.HASHED, Mode.MASKED, Mode.CLEAR)
+        best = Mode.DENIED
+        for role in roles:
+            mode = self.mode(role, category)
+            if ranks.index(mode) > ranks.index(best):
+                best = mode
+        return best
+
+    def kind_category(self, kind: str) -> PiiCategory:
+        return self.kinds.get(kind, PiiCategory.UNCLASSIFIED)
+
+    def trait_category(self, key: str) -> PiiCategory:
+        return self.traits.get(key, PiiCategory.UNCLASSIFIED)
+
+    def property_category(self, key: str) -> PiiCategory:
+        return self.event_properties.get(key, PiiCategory.UNCLASSIFIED)
+
+
+class _Builder:
+    def __init__(self, text: str, origin: str) -> None:
+        self.lines = text.splitlines()
+        self.origin = origin
+
+    def fail(self, needle: str, message: str) -> PolicyError:
+        for number, line in enumerate(self.lines, start=1):
+            if re.search(rf"(^|[\s.\[\"]){re.escape(needle)}([\s=\]\".]|$)", line):
+                return PolicyError(f"{self.origin}, line {number}: {message}")
+        return PolicyError(f"{self.origin}: {message}")
+
+    def category(self, where: str, value: Any) -> PiiCategory:
+        try:
+            return PiiCategory(value)
+        except ValueError:
+            raise self.fail(
+                str(value), f"{where}: unknown category {value!r}; expected one of {list(_ORDER)}"
+            ) from None
+
+    def build(self, doc: dict[str, Any]) -> Policy:
+        for key in doc:
+            if key not in ("roles", "classification"):
+                raise self.fail(key, f"unknown section {key!r}; expected roles, classification")
+        base = Policy.default()
+        roles = {role: dict(modes) for role, modes in base.roles.items()}
+        for role, table in self.table(doc, "roles").items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", role) or not isinstance(table, dict):
+                raise self.fail(role, f"roles.{role} must be a table named [a-z][a-z0-9_-]*")
+            modes = {category: Mode.DENIED for category in PiiCategory}
+            for name, mode in table.items():
+                category = self.category(f"roles.{role}", name)
+                try:
+                    modes[category] = Mode(mode)
+                except ValueError:
+                    raise self.fail(
+                        name,
+                        f"roles.{role}.{name}: unknown mode {mode!r};"
+                        f" expected one of {[m.value for m in Mode]}",
+                    ) from None
+            roles[role] = modes
+        classification = self.table(doc, "classification")
+        for key in classification:
+            if key not in ("kinds", "traits", "event_properties"):
+                raise self.fail(key, f"classification: unknown table {key!r}")
+        maps = []
+        for name, default in (
+            ("kinds", base.kinds),
+            ("traits", base.traits),
+            ("event_properties", base.event_properties),
+        ):
+            merged = dict(default)
+            for key, value in self.table(classification, name).items():
+                merged[key] = self.category(f"classification.{name}.{key}", value)
+            maps.append(merged)
+        return Policy(roles=roles, kinds=maps[0], traits=maps[1], event_properties=maps[2])
+
+    def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
+        value = doc.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"{key} must be a table")
+        return value

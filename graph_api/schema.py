@@ -1,0 +1,188 @@
+"""The root Query and Mutation, and the schema built from them.
+
+Operations check roles here (reads need any role but `ingest`; ingest needs `ingest` or
+`admin`; merges and keys need `admin`); fields carrying personal data are the PII guard's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+
+from graph_api import limits
+from graph_api.auth import ADMIN_ROLES, INGEST_ROLES, READ_ROLES, require
+from graph_api.context import Info
+from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
+from graph_api.metrics import count_ingest
+from graph_api.settings import Settings
+from graph_api.types.api_key import ApiKeyCreated
+from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
+from graph_api.types.customer_filter import CustomerFilter
+from graph_api.types.identifier import IdentifierInput
+from graph_api.types.link_explanation import LinkExplanation
+from graph_api.types.merge_record import MergeRecord
+from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, TrackInput
+from graph_api.types.page_info import PageInfo
+from identity_graph.model import Observation
+from identity_graph.store import ProfileFilter
+
+MAX_BATCH = 500
+DEFAULT_PAGE = 20
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(
+        description="One customer by id (an absorbed id gives its survivor) or by identifier."
+    )
+    async def customer(
+        self,
+        info: Info,
+        id: strawberry.ID | None = None,
+        identifier: IdentifierInput | None = None,
+    ) -> Customer | None:
+        context = info.context
+        require(context.principal, READ_ROLES, "read customers")
+        if (id is None) == (identifier is None):
+            raise bad_input("give exactly one of id and identifier")
+        if identifier is not None:
+            key = identifier.to_domain(context.services.rules).key
+            found = await context.loaders.profile_of.load(key)
+        else:
+            found = await context.loaders.resolve.load(str(id))
+        return Customer(id=strawberry.ID(found)) if found else None
+
+    @strawberry.field(description="Customers in id order, a page at a time.")
+    async def customers(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+        where: CustomerFilter | None = None,
+    ) -> CustomerConnection:
+        context = info.context
+        require(context.principal, READ_ROLES, "read customers")
+        services = context.services
+        size = limits.page_size(first, services.settings)
+        condition = where.to_domain(services.rules) if where else ProfileFilter()
+        page = await services.store.list_profiles(first=size, after=after, where=condition)
+        edges = [
+            CustomerEdge(node=Customer(id=strawberry.ID(pid)), cursor=pid) for pid in page.items
+        ]
+        return CustomerConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.cursor is not None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total,
+        )
+
+    @strawberry.field(description="Why two identifiers belong to one customer, link by link.")
+    async def explain_link(
+        self, info: Info, a: IdentifierInput, b: IdentifierInput
+    ) -> LinkExplanation | None:
+        context = info.context
+        require(context.principal, READ_ROLES, "explain links")
+        rules = context.services.rules
+        explanation = await context.services.graph.explain_link(
+            a.to_domain(rules), b.to_domain(rules)
+        )
+        return LinkExplanation.from_domain(explanation)
+
+
+async def _ingest(info: Info, observations: Sequence[Observation]) -> list[IngestResult]:
+    graph = info.context.services.graph
+    for observation in observations:
+        graph.check(observation)
+    outcomes = await graph.ingest(observations)
+    for status in ("applied", "duplicate", "dropped"):
+        count_ingest(
+            "accepted" if status == "applied" else status,
+            "graphql",
+            sum(o.status == status for o in outcomes),
+        )
+    return [IngestResult.from_domain(o) for o in outcomes]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Record who a customer is and what traits they have.")
+    async def identify(self, info: Info, input: IdentifyInput) -> IngestResult:
+        require(info.context.principal, INGEST_ROLES, "ingest")
+        observation = input.to_observation(info.context.services.rules)
+        return (await _ingest(info, [observation]))[0]
+
+    @strawberry.mutation(description="Record an event (track, page or screen call).")
+    async def track(self, info: Info, input: TrackInput) -> IngestResult:
+        require(info.context.principal, INGEST_ROLES, "ingest")
+        observation = input.to_observation(info.context.services.rules)
+        return (await _ingest(info, [observation]))[0]
+
+    @strawberry.mutation(description=f"Ingest a batch of at most {MAX_BATCH} messages atomically.")
+    async def ingest(self, info: Info, messages: list[MessageInput]) -> list[IngestResult]:
+        require(info.context.principal, INGEST_ROLES, "ingest")
+        if len(messages) > MAX_BATCH:
+            raise bad_input(f"at most {MAX_BATCH} messages per batch")
+        rules = info.context.services.rules
+        observations = []
+        for index, message in enumerate(messages):
+            try:
+                observations.append(message.to_observation(rules))
+            except Exception as e:
+                code = code_of(e)
+                if code is None:
+                    raise
+                raise ApiError(code, f"messages[{index}]: {e}") from e
+        return await _ingest(info, observations)
+
+    @strawberry.mutation(description="Undo a merge: split the two profiles again.")
+    async def undo_merge(self, info: Info, merge_id: strawberry.ID) -> MergeRecord:
+        principal = info.context.principal
+        require(principal, ADMIN_ROLES, "undo merges")
+        record = await info.context.services.graph.undo_merge(str(merge_id), actor=principal.id)
+        return MergeRecord.from_domain(record)
+
+    @strawberry.mutation(description="Split identifiers off a customer into a new customer.")
+    async def unmerge(
+        self, info: Info, customer_id: strawberry.ID, identifiers: list[IdentifierInput]
+    ) -> MergeRecord:
+        context = info.context
+        require(context.principal, ADMIN_ROLES, "split customers")
+        keys = [i.to_domain(context.services.rules).key for i in identifiers]
+        record = await context.services.graph.unmerge(
+            str(customer_id), keys, actor=context.principal.id
+        )
+        return MergeRecord.from_domain(record)
+
+    @strawberry.mutation(description="Create an API key for a role; the key is shown once.")
+    async def create_api_key(self, info: Info, role: str, name: str | None = None) -> ApiKeyCreated:
+        require(info.context.principal, ADMIN_ROLES, "create API keys")
+        try:
+            key, record = await info.context.services.auth.create_key(role, name)
+        except ValueError as e:
+            raise bad_input(str(e)) from e
+        return ApiKeyCreated.from_domain(key, record)
+
+    @strawberry.mutation(description="Revoke an API key by id; it stops working at once.")
+    async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
+        require(info.context.principal, ADMIN_ROLES, "revoke API keys")
+        if not await info.context.services.auth.revoke_key(str(id)):
+            raise not_found("no API key with that id")
+        return True
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[ErrorCodes, *limits.extensions(settings)],
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+def export_schema() -> str:
+    """The SDL of the schema, as `schema.graphql` holds it."""
+    return build_schema(Settings()).as_str() + "\n"

@@ -1,0 +1,163 @@
+"""The Segment HTTP tracking API: `POST /v1/identify|track|page|screen|alias|group|batch`.
+
+The write key is the HTTP Basic user name, as Segment's libraries send it (`writeKey` in a
+body is accepted too, as
+Segment does for batches), and must belong to the `ingest` or `admin` role. The whole
+request is validated before anything is written; a 200 `{"success": true}` means the
+messages are durable and visible to the next query.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from graph_api.auth import INGEST_ROLES, AuthError, Principal, require
+from graph_api.metrics import count_ingest
+from graph_api.segment import (
+    CALLS,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    SegmentError,
+    SegmentMapper,
+    encoded_size,
+)
+from identity_graph.errors import IdentityGraphError, StoreUnavailable
+from identity_graph.model import Observation
+
+SOURCE = "segment"
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    # `code` and `message` at the top level too: Segment's libraries read them from there.
+    body = {"error": {"code": code, "message": message, **extra}, "code": code, "message": message}
+    return JSONResponse(body, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as e:
+            raise ValueError("the body is not valid gzip") from e
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise TooLarge
+    return body
+
+
+async def _authenticate(request: Request, write_key: object) -> Principal:
+    services = request.app.state.services
+    if "authorization" not in request.headers and isinstance(write_key, str) and write_key:
+        token = base64.b64encode(f"{write_key}:".encode()).decode()
+        scope = {**request.scope, "headers": [(b"authorization", f"Basic {token}".encode())]}
+        principal: Principal = await services.auth.from_basic(HTTPConnection(scope))
+    else:
+        principal = await services.auth.from_basic(request)
+    require(principal, INGEST_ROLES, "send events")
+    return principal
+
+
+def _messages(call: str, body: dict[str, Any]) -> list[tuple[object, str | None]]:
+    if call != "batch":
+        if encoded_size(body) > MAX_MESSAGE_BYTES:
+            raise SegmentError("MESSAGE_TOO_LARGE", "a message may be at most 32 KB")
+        return [(body, call)]
+    batch = body.get("batch")
+    if not isinstance(batch, list):
+        raise SegmentError("INVALID_FIELD", "batch must be an array of messages", field="batch")
+    for i, item in enumerate(batch):
+        if encoded_size(item) > MAX_MESSAGE_BYTES:
+            raise SegmentError("MESSAGE_TOO_LARGE", "a message may be at most 32 KB", index=i)
+    return [(item, None) for item in batch]
+
+
+def _observations(request: Request, call: str, body: dict[str, Any]) -> list[Observation]:
+    mapper = SegmentMapper(request.app.state.services.graph.rules, source=SOURCE)
+    received_at = datetime.now(UTC)
+    context = body.get("context") if call == "batch" else None
+    observations = []
+    for i, (raw, kind) in enumerate(_messages(call, body)):
+        if isinstance(raw, dict) and isinstance(context, dict) and "context" not in raw:
+            raw = {**raw, "context": context}
+        index = i if call == "batch" else None
+        observations.append(mapper.message(raw, index=index, call=kind, received_at=received_at))
+    return observations
+
+
+async def _ingest(request: Request, observations: list[Observation]) -> JSONResponse | None:
+    try:
+        outcomes = await request.app.state.services.graph.ingest(observations)
+    except StoreUnavailable as e:
+        return _error(503, e.code, "the store is unavailable; retry later")
+    except IdentityGraphError as e:
+        count_ingest("rejected", SOURCE, len(observations))
+        return _error(400, e.code, str(e))
+    for status, outcome in (("applied", "accepted"), ("duplicate", "duplicate")):
+        count_ingest(outcome, SOURCE, sum(1 for o in outcomes if o.status == status))
+    count_ingest("dropped", SOURCE, sum(1 for o in outcomes if o.status == "dropped"))
+    return None
+
+
+def endpoint(call: str) -> Any:
+    limit = MAX_BATCH_BYTES if call == "batch" else MAX_MESSAGE_BYTES
+
+    async def handle(request: Request) -> JSONResponse:
+        principal: Principal | None = None
+        try:
+            if "authorization" in request.headers:
+                principal = await _authenticate(request, None)
+            try:
+                body = json.loads(await _read_body(request, limit))
+            except TooLarge:
+                kind = "a batch" if call == "batch" else "a message"
+                return _error(413, "PAYLOAD_TOO_LARGE", f"{kind} may be at most {limit // 1024} KB")
+            except ValueError:
+                body = None
+            if principal is None:
+                write_key = body.get("writeKey") if isinstance(body, dict) else None
+                principal = await _authenticate(request, write_key)
+        except AuthError as e:
+            return _error(e.status, e.code, e.message)
+        if not isinstance(body, dict):
+            count_ingest("rejected", SOURCE)
+            return _error(400, "MALFORMED_JSON", "the body must be a JSON object")
+        try:
+            observations = _observations(request, call, body)
+        except SegmentError as e:
+            batch = body.get("batch") if call == "batch" else None
+            count_ingest("rejected", SOURCE, len(batch) if isinstance(batch, list) else 1)
+            status = 413 if e.code == "MESSAGE_TOO_LARGE" else 400
+            return _error(status, **e.to_json())
+        failure = await _ingest(request, observations)
+        return failure or JSONResponse({"success": True})
+
+    handle.__name__ = f"segment_{call}"
+    return handle
+
+
+routes: list[BaseRoute] = [
+    Route(f"/v1/{call}", endpoint(call), methods=["POST"]) for call in (*CALLS, "batch")
+]

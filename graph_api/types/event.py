@@ -1,0 +1,90 @@
+"""Events (track, page and screen calls) and their Relay connection, newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graph_api.pii import PiiClassifier, pii_field
+from graph_api.types.page_info import PageInfo
+from identity_graph.adapters.codec import event_cursor, to_micros
+from identity_graph.model import EventCategory as DomainCategory
+from identity_graph.model import MessageType, Page, StoredEvent
+
+
+@strawberry.enum(description="The call that recorded an event.")
+class EventType(Enum):
+    TRACK = "track"
+    PAGE = "page"
+    SCREEN = "screen"
+
+
+@strawberry.enum(description="What an event says about the customer.")
+class EventCategory(Enum):
+    ENGAGEMENT = "engagement"
+    BEHAVIOURAL = "behavioural"
+    ATTITUDINAL = "attitudinal"
+
+    def to_domain(self) -> DomainCategory:
+        return DomainCategory(self.value)
+
+
+@strawberry.type
+class Event:
+    id: strawberry.ID = strawberry.field(description="The message id of the call.")
+    type: EventType
+    name: str | None
+    category: EventCategory
+    timestamp: datetime
+    source: str
+    properties: JSON = pii_field(classified_by=PiiClassifier.EVENT_PROPERTY)
+
+    @classmethod
+    def from_domain(cls, event: StoredEvent) -> Event:
+        return cls(
+            id=strawberry.ID(event.message_id),
+            type=EventType(event.type.value),
+            name=event.name,
+            category=EventCategory(event.category.value),
+            timestamp=event.timestamp,
+            source=event.source,
+            properties=dict(event.properties),
+        )
+
+
+@strawberry.type
+class EventEdge:
+    node: Event
+    cursor: str
+
+
+@strawberry.type
+class EventConnection:
+    edges: list[EventEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def from_domain(cls, page: Page[StoredEvent]) -> EventConnection:
+        edges = [
+            EventEdge(
+                node=Event.from_domain(e),
+                cursor=event_cursor(to_micros(e.timestamp), e.message_id),
+            )
+            for e in page.items
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.cursor is not None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total,
+        )
+
+
+def domain_types(types: list[EventType] | None) -> tuple[str, ...] | None:
+    return tuple(sorted(MessageType(t.value).value for t in types)) if types else None

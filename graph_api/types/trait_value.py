@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graph_api.pii import PiiClassifier, pii_field
+from identity_graph.model import TraitValue as DomainTraitValue
+
+
+@strawberry.type(description="One observed value of a trait, with its evidence.")
+class TraitValue:
+    name: str
+    value: JSON = pii_field(classified_by=PiiClassifier.TRAIT_KEY)
+    source: str
+    observed_at: datetime
+    message_id: str
+
+    @classmethod
+    def from_domain(cls, value: DomainTraitValue) -> TraitValue:
+        return cls(
+            name=value.name,
+            value=value.value,
+            source=value.source,
+            observed_at=value.observed_at,
+            message_id=value.message_id,
+        )

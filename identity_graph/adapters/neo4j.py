@@ -1,0 +1,495 @@
+"""The Neo4j store: the identity graph in a Neo4j 5 database, through the official async driver.
+
+Writes are managed transactions (`execute_write`), which the driver retries on transient
+failures (deadlocks, leader switches, lost connections) for at most `max_retry_time` seconds;
+the transaction function only talks to the database, so running it again is harmless. The
+locking discipline is described in `neo4j_cypher`. Driver errors become `StoreUnavailable`;
+domain errors raised by the work function pass through unchanged and are not retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, LiteralString, TypeVar
+
+from neo4j import (
+    AsyncDriver,
+    AsyncGraphDatabase,
+    AsyncManagedTransaction,
+    AsyncSession,
+    NotificationMinimumSeverity,
+)
+from neo4j.exceptions import DriverError, Neo4jError
+
+from identity_graph.adapters import neo4j_cypher as q
+from identity_graph.adapters.codec import (
+    dumps,
+    event_cursor,
+    from_micros,
+    loads,
+    parse_event_cursor,
+    to_micros,
+)
+from identity_graph.adapters.neo4j_rows import (
+    api_key_from_row,
+    audit_from_row,
+    changes_to_rows,
+    conflict_from_row,
+    consent_from_row,
+    event_from_row,
+    merge_from_row,
+)
+from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.model import (
+    ApiKey,
+    AuditEntry,
+    ConsentRecord,
+    Identifier,
+    IdentifierRecord,
+    Link,
+    MergeConflict,
+    MergeRecord,
+    Page,
+    Profile,
+    StoredEvent,
+    TraitValue,
+)
+from identity_graph.store import (
+    ChangeSet,
+    IdentityStore,
+    Member,
+    ProfileFilter,
+    ProfileGraph,
+    ProfileState,
+    Snapshot,
+    WriteTx,
+)
+
+T = TypeVar("T")
+
+
+class Neo4jStore(IdentityStore):
+    """An identity store in Neo4j; several processes may share one database."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        auth: tuple[str, str] | None,
+        database: str = "neo4j",
+        max_retry_time: float = 5.0,
+        connection_timeout: float = 3.0,
+    ) -> None:
+        self.uri = uri
+        self.database = database
+        self.round_trips = 0
+        self._auth = auth
+        self._max_retry_time = max_retry_time
+        self._connection_timeout = connection_timeout
+        self._driver: AsyncDriver | None = None
+        self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+
+    # --- life cycle ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._driver is not None:
+            return
+        driver = AsyncGraphDatabase.driver(
+            self.uri,
+            auth=self._auth,
+            connection_timeout=self._connection_timeout,
+            connection_acquisition_timeout=self._max_retry_time + self._connection_timeout,
+            max_transaction_retry_time=self._max_retry_time,
+            notifications_min_severity=NotificationMinimumSeverity.OFF,
+        )
+        try:
+            async with self._translated("start"):
+                await driver.verify_connectivity()
+                async with driver.session(database=self.database) as session:
+                    for statement in q.SCHEMA:
+                        await (await session.run(statement)).consume()
+                    await (await session.run(q.AWAIT_INDEXES)).consume()
+        except BaseException:
+            await driver.close()
+            raise
+        self._driver = driver
+
+    async def close(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            await driver.close()
+
+    async def wipe(self) -> None:
+        """Delete every node and relationship; constraints and indexes stay."""
+        async with self._session("wipe") as session:
+            await (await session.run(q.WIPE)).consume()
+
+    async def ping(self) -> None:
+        await self._read(q.PING)
+
+    @asynccontextmanager
+    async def _translated(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except Neo4jError as e:
+            raise StoreUnavailable(f"Neo4j {what} failed ({e.code})") from e
+        except DriverError as e:
+            raise StoreUnavailable(f"Neo4j at {self.uri} is unavailable ({what}): {e}") from e
+
+    @asynccontextmanager
+    async def _session(self, what: str) -> AsyncIterator[AsyncSession]:
+        if self._driver is None:
+            raise StoreUnavailable("the Neo4j store is not open")
+        self.round_trips += 1
+        async with self._translated(what):
+            async with self._driver.session(
+                database=self.database, bookmark_manager=self._bookmarks
+            ) as session:
+                yield session
+
+    async def _read(self, query: LiteralString, **params: Any) -> list[list[Any]]:
+        async def run(tx: AsyncManagedTransaction) -> list[list[Any]]:
+            result = await tx.run(query, params)
+            return [list(r) async for r in result]
+
+        async with self._session("read") as session:
+            return await session.execute_read(run)
+
+    async def _write(self, query: LiteralString, **params: Any) -> list[list[Any]]:
+        async def run(tx: AsyncManagedTransaction) -> list[list[Any]]:
+            result = await tx.run(query, params)
+            return [list(r) async for r in result]
+
+        async with self._session("write") as session:
+            return await session.execute_write(run)
+
+    # --- writes --------------------------------------------------------------------
+
+    async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
+        async def run(tx: AsyncManagedTransaction) -> T:
+            wtx = _Neo4jTx(tx)
+            result = await work(wtx)
+            await wtx.release()
+            return result
+
+        async with self._session("write") as session:
+            return await session.execute_write(run)
+
+    # --- reads ---------------------------------------------------------------------
+
+    async def profile_ids(self, keys: Sequence[str]) -> dict[str, str]:
+        rows = await self._read(q.PROFILE_IDS, keys=list(dict.fromkeys(keys)))
+        return {key: pid for key, pid in rows if pid is not None}
+
+    async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
+        rows = await self._read(q.RESOLVE, ids=list(dict.fromkeys(ids)))
+        return dict((pid, current) for pid, current in rows)
+
+    async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
+        wanted = list(dict.fromkeys(ids))
+        rows = await self._read(q.PROFILES, ids=wanted)
+        found: dict[str, Profile] = {}
+        for pid, created_at, members in rows:
+            records = [
+                IdentifierRecord(
+                    Identifier.from_key(key), pid, from_micros(first), from_micros(last),
+                    tuple(sources or ()),
+                )
+                for key, first, last, sources in members
+                if key is not None
+            ]
+            records.sort(key=lambda r: (r.first_seen, r.identifier.key))
+            found[pid] = Profile(pid, from_micros(created_at), tuple(records))
+        return {pid: found[pid] for pid in wanted if pid in found}
+
+    async def list_profiles(
+        self, *, first: int, after: str | None, where: ProfileFilter
+    ) -> Page[str]:
+        filters: list[str] = []
+        params: dict[str, Any] = {"after": after, "limit": first + 1}
+        if where.has_kind is not None:
+            filters.append("has_kind")
+            params["has_kind"] = where.has_kind
+        if where.identifier_keys is not None:
+            filters.append("identifier_keys")
+            params["identifier_keys"] = list(where.identifier_keys)
+        if where.trait is not None:
+            filters.append("trait")
+            params["trait_name"], params["trait_value"] = where.trait
+        if where.consent_granted is not None:
+            filters.append("consent_granted")
+            params["consent_granted"] = where.consent_granted
+        [[total, ids]] = await self._read(q.list_profiles(filters), **params)  # type: ignore[arg-type]
+        more = len(ids) > first
+        ids = ids[:first]
+        return Page(tuple(ids), int(total), ids[-1] if more and ids else None)
+
+    async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
+        wanted = list(dict.fromkeys(ids))
+        result: dict[str, list[tuple[Any, ...]]] = {pid: [] for pid in wanted}
+        for pid, name, value, source, at, mid, key, ord_ in await self._read(
+            q.TRAITS_OF, ids=wanted
+        ):
+            result[pid].append((at, mid, ord_, TraitValue(
+                name, loads(value), source, from_micros(at), mid, key
+            )))
+        return {
+            pid: [row[-1] for row in sorted(rows, key=lambda r: r[:3])]
+            for pid, rows in result.items()
+        }
+
+    async def events(
+        self,
+        ids: Sequence[str],
+        *,
+        first: int,
+        after: str | None,
+        types: Sequence[str] | None,
+    ) -> dict[str, Page[StoredEvent]]:
+        try:
+            cursor = parse_event_cursor(after)
+        except ValueError as e:
+            raise InvalidOperation("malformed events cursor") from e
+        wanted = list(dict.fromkeys(ids))
+        rows = await self._read(
+            q.EVENTS_OF,
+            ids=wanted,
+            types=list(types) if types else None,
+            ts=cursor[0] if cursor else None,
+            message_id=cursor[1] if cursor else None,
+            limit=first + 1,
+        )
+        empty: Page[StoredEvent] = Page((), 0, None)
+        result = dict.fromkeys(wanted, empty)
+        for pid, total, found in rows:
+            more = len(found) > first
+            found = found[:first]
+            next_cursor = (
+                event_cursor(found[-1]["ts"], found[-1]["message_id"]) if more and found else None
+            )
+            result[pid] = Page(tuple(event_from_row(e) for e in found), int(total), next_cursor)
+        return result
+
+    async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
+        wanted = list(dict.fromkeys(ids))
+        result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
+        for pid, node in await self._read(q.MERGE_HISTORY, ids=wanted):
+            result[pid].append(merge_from_row(dict(node)))
+        for records in result.values():
+            records.sort(key=lambda m: (m.at, m.id))
+        return result
+
+    async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
+        wanted = list(dict.fromkeys(ids))
+        result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
+        for [node] in await self._read(q.CONFLICTS_OF, ids=wanted):
+            conflict = conflict_from_row(dict(node))
+            result[conflict.profile_id].append(conflict)
+        for found in result.values():
+            found.sort(key=lambda c: (c.at, c.id))
+        return result
+
+    async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
+        wanted = list(dict.fromkeys(ids))
+        rows: dict[str, list[dict[str, Any]]] = {pid: [] for pid in wanted}
+        for pid, node in await self._read(q.CONSENTS_OF, ids=wanted):
+            rows[pid].append(dict(node))
+        return {
+            pid: [
+                consent_from_row(c)
+                for c in sorted(found, key=lambda c: (c["at"], c["ord"], c["identifier_key"]))
+            ]
+            for pid, found in rows.items()
+        }
+
+    async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
+        if a == b:
+            return [] if await self._read(q.IDENTIFIER_EXISTS, key=a) else None
+        if max_hops < 1:
+            self.round_trips += 1
+            return None
+        rows = await self._read(q.shortest_path(int(max_hops)), a=a, b=b)  # type: ignore[arg-type]
+        if not rows:
+            return None
+        keys, links = rows[0]
+        return [
+            Link(x, y, source, mid, from_micros(at), rule)
+            for x, y, (source, mid, at, rule) in zip(keys, keys[1:], links, strict=False)
+        ]
+
+    # --- audit and keys -------------------------------------------------------------
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        rows = [
+            {
+                "id": e.id,
+                "at": to_micros(e.at),
+                "principal": e.principal,
+                "role": e.role,
+                "customer_id": e.customer_id,
+                "fields": dumps(list(e.fields)),
+            }
+            for e in entries
+        ]
+        await self._write(q.APPEND_AUDIT, rows=rows)
+
+    async def audit_log(
+        self, *, first: int, after: str | None, customer_id: str | None
+    ) -> Page[AuditEntry]:
+        if after is not None and not after.isdigit():
+            self.round_trips += 1
+            raise InvalidOperation("malformed audit cursor")
+        [[total, found]] = await self._read(
+            q.AUDIT_LOG,
+            customer_id=customer_id,
+            before=int(after) if after is not None else None,
+            limit=first + 1,
+        )
+        more = len(found) > first
+        found = found[:first]
+        return Page(
+            tuple(audit_from_row(a) for a in found),
+            int(total),
+            str(found[-1]["seq"]) if more and found else None,
+        )
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        row = {
+            "id": key.id,
+            "key_hash": key.key_hash,
+            "role": key.role,
+            "name": key.name,
+            "created_at": to_micros(key.created_at),
+            "revoked_at": to_micros(key.revoked_at) if key.revoked_at else None,
+        }
+        await self._write(q.PUT_API_KEY, row=row)
+
+    async def api_key(self, key_hash: str) -> ApiKey | None:
+        rows = await self._read(q.API_KEY, key_hash=key_hash)
+        return api_key_from_row(rows[0][0]) if rows else None
+
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
+        [[changed]] = await self._write(q.REVOKE_API_KEY, id=key_id, at=to_micros(at))
+        return int(changed) > 0
+
+
+class _Neo4jTx(WriteTx):
+    """A `WriteTx` over one managed transaction; it holds no state that outlives a retry."""
+
+    def __init__(self, tx: AsyncManagedTransaction) -> None:
+        self.tx = tx
+        self.applied = False
+        self.claimed_keys: list[str] = []
+        self.claimed_messages: list[str] = []
+
+    async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
+        result = await self.tx.run(query, params)
+        return [list(r) async for r in result]
+
+    async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
+        self.claimed_keys = sorted(set(keys))
+        self.claimed_messages = sorted(set(message_ids))
+        [[seen, owners]] = await self._run(
+            q.CLAIM, keys=self.claimed_keys, message_ids=self.claimed_messages
+        )
+        profile_of = {key: pid for key, pid in owners if pid is not None}
+        locked: set[str] = set()
+        counts: list[list[Any]] = []
+        while not set(profile_of.values()) <= locked:
+            locked |= set(profile_of.values())
+            [[owners, counts]] = await self._run(
+                q.LOCK_PROFILES, profile_ids=sorted(locked), keys=self.claimed_keys
+            )
+            profile_of = {key: pid for key, pid in owners if pid is not None}
+        current = set(profile_of.values())
+        created: dict[str, int] = {}
+        kinds: dict[str, dict[str, int]] = {}
+        for pid, created_at, kind, n in counts:
+            if pid in current:
+                created[pid] = created_at
+                if kind is not None:
+                    kinds.setdefault(pid, {})[kind] = int(n)
+        profiles = {
+            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {}))
+            for pid in current
+        }
+        return Snapshot(profile_of, profiles, {mid: pid for mid, pid in seen if pid is not None})
+
+    async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
+        current = await self._lock_current(profile_id)
+        if current != profile_id:
+            return None
+        rows = await self._run(q.PROFILE_GRAPH, profile_id=profile_id)
+        if not rows:
+            return None
+        created_at, members, links = rows[0]
+        return ProfileGraph(
+            profile_id,
+            from_micros(created_at),
+            tuple(Member(key, from_micros(first)) for key, first in members if key is not None),
+            tuple(
+                Link(a, b, source, mid, from_micros(at), rule)
+                for a, b, source, mid, at, rule in links
+            ),
+        )
+
+    async def _lock_current(self, profile_id: str) -> str | None:
+        """Lock the current profile `profile_id` names and return its id."""
+        while True:
+            rows = await self._run(q.LOCK_CURRENT, profile_id=profile_id)
+            if not rows:
+                return None
+            locked, current = rows[0]
+            if locked == current:
+                return str(current)
+
+    async def merge_record(self, merge_id: str) -> MergeRecord | None:
+        rows = await self._run(q.MERGE_RECORD, id=merge_id)
+        return merge_from_row(dict(rows[0][0])) if rows else None
+
+    async def resolve(self, profile_id: str) -> str | None:
+        return await self._lock_current(profile_id)
+
+    async def apply(self, changes: ChangeSet) -> None:
+        if self.applied:
+            raise InvalidOperation("a write transaction applies one change set")
+        self.applied = True
+        steps: list[tuple[LiteralString, list[Any]]] = [
+            (query, rows) for query, rows in zip(_APPLY, changes_to_rows(changes), strict=True)
+        ]
+        for query, rows in steps:
+            if rows:
+                await (await self.tx.run(query, {"rows": rows})).consume()
+
+    async def release(self) -> None:
+        """Drop the placeholders `snapshot` made for identifiers and messages left unused."""
+        if self.claimed_keys or self.claimed_messages:
+            await (
+                await self.tx.run(
+                    q.RELEASE_CLAIMS,
+                    {"keys": self.claimed_keys, "message_ids": self.claimed_messages},
+                )
+            ).consume()
+
+
+_APPLY: tuple[LiteralString, ...] = (
+    q.NEW_PROFILES,
+    q.RESTORE_PROFILES,
+    q.SIGHTINGS,
+    q.REDIRECT_PROFILES,
+    q.MOVE_MEMBERS,
+    q.ASSIGN,
+    q.REMOVE_LINKS,
+    q.LINKS,
+    q.MERGES,
+    q.UNDONE,
+    q.CONFLICTS,
+    q.TRAITS,
+    q.EVENTS,
+    q.CONSENTS,
+    q.MESSAGES,
+)

@@ -1,0 +1,404 @@
+"""The Cypher the Neo4j store sends. Every value is a parameter; no text is built from input.
+
+Model: (:Identifier {key, kind, profile_id, first_seen, last_seen, sources}) joined by
+(:Identifier)-[:LINKED {source, message_id, observed_at, rule}]->(:Identifier), stored once per
+pair from the lower key to the higher; (:Profile {id, created_at, merged_into}) with
+(:Profile)-[:MERGED_INTO]->(:Profile) redirects; records (:Merge), (:Conflict), (:Trait),
+(:Event), (:Consent), (:Message), (:Audit), (:ApiKey) keyed by plain properties. Times are
+integer microseconds, JSON values are JSON text.
+
+Locking: a write transaction MERGEs every Identifier and Message it reads (placeholders marked
+`pending` for new ones, so two transactions creating the same key or message serialise on the
+unique constraint) and then takes write locks on the Profile nodes those identifiers belong to,
+in id order. Every change to which identifiers a profile holds is made under that profile's lock.
+"""
+
+SCHEMA = (
+    "CREATE CONSTRAINT identifier_key IF NOT EXISTS"
+    " FOR (n:Identifier) REQUIRE n.key IS UNIQUE",
+    "CREATE CONSTRAINT profile_id IF NOT EXISTS FOR (n:Profile) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT message_id IF NOT EXISTS FOR (n:Message) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT merge_id IF NOT EXISTS FOR (n:Merge) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT conflict_id IF NOT EXISTS FOR (n:Conflict) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT event_message_id IF NOT EXISTS"
+    " FOR (n:Event) REQUIRE n.message_id IS UNIQUE",
+    "CREATE CONSTRAINT api_key_hash IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.key_hash IS UNIQUE",
+    "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT audit_seq IF NOT EXISTS FOR (n:Audit) REQUIRE n.seq IS UNIQUE",
+    "CREATE CONSTRAINT counter_name IF NOT EXISTS FOR (n:Counter) REQUIRE n.name IS UNIQUE",
+    "CREATE INDEX identifier_profile IF NOT EXISTS FOR (n:Identifier) ON (n.profile_id)",
+    "CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind)",
+    "CREATE INDEX profile_merged_into IF NOT EXISTS FOR (n:Profile) ON (n.merged_into)",
+    "CREATE INDEX merge_survivor IF NOT EXISTS FOR (n:Merge) ON (n.survivor)",
+    "CREATE INDEX merge_absorbed IF NOT EXISTS FOR (n:Merge) ON (n.absorbed)",
+    "CREATE INDEX conflict_profile IF NOT EXISTS FOR (n:Conflict) ON (n.profile_id)",
+    "CREATE INDEX trait_identifier IF NOT EXISTS FOR (n:Trait) ON (n.identifier_key)",
+    "CREATE INDEX event_identifier IF NOT EXISTS FOR (n:Event) ON (n.identifier_key)",
+    "CREATE INDEX consent_identifier IF NOT EXISTS FOR (n:Consent) ON (n.identifier_key)",
+    "CREATE INDEX audit_customer IF NOT EXISTS FOR (n:Audit) ON (n.customer_id)",
+)
+
+AWAIT_INDEXES = "CALL db.awaitIndexes(60)"
+
+WIPE = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS"
+
+PING = "RETURN 1"
+
+# --- write transaction: snapshot and locks ---------------------------------------------
+
+CLAIM = """
+CALL () {
+  UNWIND $message_ids AS mid
+  MERGE (m:Message {id: mid})
+  ON CREATE SET m.pending = true
+  RETURN collect([mid, m.profile_id]) AS seen
+}
+CALL () {
+  UNWIND $keys AS key
+  MERGE (i:Identifier {key: key})
+  ON CREATE SET i.pending = true
+  RETURN collect([key, i.profile_id]) AS owners
+}
+RETURN seen, owners
+"""
+
+LOCK_PROFILES = """
+UNWIND $profile_ids AS pid
+MATCH (p:Profile {id: pid})
+SET p._lock = true
+WITH collect(p) AS locked
+CALL () {
+  UNWIND $keys AS key
+  MATCH (i:Identifier {key: key})
+  RETURN collect([key, i.profile_id]) AS owners
+}
+CALL (locked) {
+  UNWIND locked AS p
+  OPTIONAL MATCH (i:Identifier {profile_id: p.id})
+  WITH p, i.kind AS kind, count(i) AS n
+  RETURN collect([p.id, p.created_at, kind, n]) AS counts
+}
+RETURN owners, counts
+"""
+
+RELEASE_CLAIMS = """
+CALL () {
+  UNWIND $keys AS key
+  MATCH (i:Identifier {key: key})
+  WHERE i.pending
+  DELETE i
+}
+CALL () {
+  UNWIND $message_ids AS mid
+  MATCH (m:Message {id: mid})
+  WHERE m.pending
+  DELETE m
+}
+"""
+
+LOCK_CURRENT = """
+MATCH (:Profile {id: $profile_id})-[:MERGED_INTO*0..]->(c:Profile)
+WHERE c.merged_into IS NULL
+SET c._lock = true
+WITH c
+MATCH (c)-[:MERGED_INTO*0..]->(d:Profile)
+WHERE d.merged_into IS NULL
+RETURN c.id AS locked, d.id AS current
+"""
+
+PROFILE_GRAPH = """
+MATCH (p:Profile {id: $profile_id})
+WHERE p.merged_into IS NULL
+CALL (p) {
+  OPTIONAL MATCH (i:Identifier {profile_id: p.id})
+  RETURN collect([i.key, i.first_seen]) AS members
+}
+CALL (p) {
+  MATCH (i:Identifier {profile_id: p.id})-[l:LINKED]->(j:Identifier)
+  RETURN collect([i.key, j.key, l.source, l.message_id, l.observed_at, l.rule]) AS links
+}
+RETURN p.created_at AS created_at, members, links
+"""
+
+MERGE_RECORD = "MATCH (m:Merge {id: $id}) RETURN m"
+
+# --- write transaction: apply, in ChangeSet field order ----------------------------------
+
+NEW_PROFILES = """
+UNWIND $rows AS r
+CREATE (:Profile {id: r.id, created_at: r.created_at})
+"""
+
+RESTORE_PROFILES = """
+UNWIND $rows AS pid
+MATCH (p:Profile {id: pid})
+SET p.merged_into = null
+WITH p
+OPTIONAL MATCH (p)-[m:MERGED_INTO]->()
+DELETE m
+"""
+
+SIGHTINGS = """
+UNWIND $rows AS r
+MERGE (i:Identifier {key: r.key})
+WITH i, r, i.profile_id IS NULL AS fresh, coalesce(i.sources, []) AS known
+SET i.kind = r.kind,
+    i.profile_id = CASE WHEN fresh THEN r.profile_id ELSE i.profile_id END,
+    i.first_seen = CASE WHEN fresh OR r.first < i.first_seen THEN r.first ELSE i.first_seen END,
+    i.last_seen = CASE WHEN fresh OR r.last > i.last_seen THEN r.last ELSE i.last_seen END,
+    i.sources = known + [s IN r.sources WHERE NOT s IN known]
+REMOVE i.pending
+"""
+
+REDIRECT_PROFILES = """
+UNWIND $rows AS r
+MATCH (a:Profile {id: r.absorbed}), (s:Profile {id: r.survivor})
+SET a.merged_into = s.id
+CREATE (a)-[:MERGED_INTO]->(s)
+"""
+
+MOVE_MEMBERS = """
+UNWIND $rows AS r
+MATCH (i:Identifier {profile_id: r.absorbed})
+SET i.profile_id = r.target
+"""
+
+ASSIGN = """
+UNWIND $rows AS r
+MATCH (i:Identifier {key: r.key})
+SET i.profile_id = r.profile_id
+"""
+
+REMOVE_LINKS = """
+UNWIND $rows AS r
+MATCH (:Identifier {key: r.a})-[l:LINKED]->(:Identifier {key: r.b})
+DELETE l
+"""
+
+LINKS = """
+UNWIND $rows AS r
+MATCH (a:Identifier {key: r.a}), (b:Identifier {key: r.b})
+MERGE (a)-[l:LINKED]->(b)
+ON CREATE SET l.source = r.source, l.message_id = r.message_id, l.observed_at = r.observed_at,
+              l.rule = r.rule
+"""
+
+MERGES = """
+UNWIND $rows AS r
+CREATE (m:Merge)
+SET m = r
+"""
+
+UNDONE = """
+UNWIND $rows AS r
+MATCH (m:Merge {id: r.id})
+SET m.undone_by = r.undone_by
+"""
+
+CONFLICTS = """
+UNWIND $rows AS r
+CREATE (c:Conflict)
+SET c = r
+"""
+
+TRAITS = """
+UNWIND $rows AS r
+CREATE (t:Trait)
+SET t = r
+"""
+
+EVENTS = """
+UNWIND $rows AS r
+MERGE (e:Event {message_id: r.message_id})
+ON CREATE SET e = r
+"""
+
+CONSENTS = """
+UNWIND $rows AS r
+MATCH (i:Identifier {profile_id: r.profile_id})
+CREATE (:Consent {identifier_key: i.key, purpose: r.purpose, status: r.status, at: r.at,
+                  source: r.source, ord: r.ord})
+"""
+
+MESSAGES = """
+UNWIND $rows AS r
+MERGE (m:Message {id: r.id})
+WITH m, r
+WHERE m.profile_id IS NULL
+SET m.profile_id = r.profile_id, m.at = r.at
+REMOVE m.pending
+"""
+
+# --- reads -------------------------------------------------------------------------------
+
+PROFILE_IDS = """
+UNWIND $keys AS key
+MATCH (i:Identifier {key: key})
+RETURN key, i.profile_id AS profile_id
+"""
+
+RESOLVE = """
+UNWIND $ids AS pid
+MATCH (:Profile {id: pid})-[:MERGED_INTO*0..]->(c:Profile)
+WHERE c.merged_into IS NULL
+RETURN pid, c.id AS current
+"""
+
+PROFILES = """
+UNWIND $ids AS pid
+MATCH (p:Profile {id: pid})
+WHERE p.merged_into IS NULL
+CALL (p) {
+  OPTIONAL MATCH (i:Identifier {profile_id: p.id})
+  RETURN collect([i.key, i.first_seen, i.last_seen, i.sources]) AS members
+}
+RETURN pid, p.created_at AS created_at, members
+"""
+
+TRAITS_OF = """
+UNWIND $ids AS pid
+MATCH (i:Identifier {profile_id: pid})
+MATCH (t:Trait {identifier_key: i.key})
+RETURN pid, t.name AS name, t.value AS value, t.source AS source,
+       t.observed_at AS observed_at, t.message_id AS message_id, t.identifier_key AS key,
+       t.ord AS ord
+"""
+
+EVENTS_OF = """
+UNWIND $ids AS pid
+CALL (pid) {
+  MATCH (i:Identifier {profile_id: pid})
+  MATCH (e:Event {identifier_key: i.key})
+  WHERE $types IS NULL OR e.type IN $types
+  RETURN count(e) AS total
+}
+CALL (pid) {
+  MATCH (i:Identifier {profile_id: pid})
+  MATCH (e:Event {identifier_key: i.key})
+  WHERE ($types IS NULL OR e.type IN $types)
+    AND ($ts IS NULL OR e.ts < $ts OR (e.ts = $ts AND e.message_id < $message_id))
+  WITH e
+  ORDER BY e.ts DESC, e.message_id DESC
+  LIMIT $limit
+  RETURN collect(e {.*}) AS found
+}
+RETURN pid, total, found
+"""
+
+MERGE_HISTORY = """
+UNWIND $ids AS pid
+CALL (pid) {
+  MATCH (m:Merge {survivor: pid}) RETURN m
+  UNION
+  MATCH (m:Merge {absorbed: pid}) RETURN m
+}
+RETURN pid, m
+"""
+
+CONFLICTS_OF = """
+UNWIND $ids AS pid
+MATCH (c:Conflict {profile_id: pid})
+RETURN c
+"""
+
+CONSENTS_OF = """
+UNWIND $ids AS pid
+MATCH (i:Identifier {profile_id: pid})
+MATCH (c:Consent {identifier_key: i.key})
+RETURN pid, c
+"""
+
+IDENTIFIER_EXISTS = "MATCH (i:Identifier {key: $key}) RETURN i.key"
+
+
+def shortest_path(max_hops: int) -> str:
+    """The shortest-path query; Cypher takes the bound only as a literal, so it must be an int."""
+    if type(max_hops) is not int or max_hops < 1:
+        raise ValueError("max_hops must be a positive int")
+    return f"""
+MATCH (a:Identifier {{key: $a}}), (b:Identifier {{key: $b}})
+MATCH p = shortestPath((a)-[:LINKED*..{max_hops}]-(b))
+RETURN [n IN nodes(p) | n.key] AS keys,
+       [l IN relationships(p) | [l.source, l.message_id, l.observed_at, l.rule]] AS links
+"""
+
+
+# --- audit and keys ------------------------------------------------------------------------
+
+APPEND_AUDIT = """
+MERGE (c:Counter {name: 'audit'})
+ON CREATE SET c.value = 0
+SET c.value = c.value + size($rows)
+WITH c.value - size($rows) AS base
+UNWIND range(0, size($rows) - 1) AS n
+WITH base + n + 1 AS seq, $rows[n] AS r
+CREATE (a:Audit)
+SET a = r, a.seq = seq
+"""
+
+AUDIT_LOG = """
+CALL () {
+  MATCH (a:Audit)
+  WHERE $customer_id IS NULL OR a.customer_id = $customer_id
+  RETURN count(a) AS total
+}
+CALL () {
+  MATCH (a:Audit)
+  WHERE ($customer_id IS NULL OR a.customer_id = $customer_id)
+    AND ($before IS NULL OR a.seq < $before)
+  WITH a
+  ORDER BY a.seq DESC
+  LIMIT $limit
+  RETURN collect(a {.*}) AS found
+}
+RETURN total, found
+"""
+
+PUT_API_KEY = """
+MERGE (k:ApiKey {key_hash: $row.key_hash})
+ON CREATE SET k = $row
+"""
+
+API_KEY = "MATCH (k:ApiKey {key_hash: $key_hash}) RETURN k {.*} AS k"
+
+REVOKE_API_KEY = """
+MATCH (k:ApiKey {id: $id})
+WHERE k.revoked_at IS NULL
+SET k.revoked_at = $at
+RETURN count(k) AS n
+"""
+
+_FILTERS = {
+    "has_kind": "EXISTS { MATCH (i:Identifier {profile_id: p.id}) WHERE i.kind = $has_kind }",
+    "identifier_keys": (
+        "EXISTS { MATCH (i:Identifier) WHERE i.key IN $identifier_keys"
+        " AND i.profile_id = p.id }"
+    ),
+    "trait": (
+        "EXISTS { MATCH (i:Identifier {profile_id: p.id})"
+        " MATCH (t:Trait {identifier_key: i.key})"
+        " WHERE t.name = $trait_name AND t.value = $trait_value }"
+    ),
+    "consent_granted": (
+        "EXISTS { MATCH (i:Identifier {profile_id: p.id})"
+        " MATCH (c:Consent {identifier_key: i.key})"
+        " WHERE c.purpose = $consent_granted AND c.status = 'GRANTED' }"
+    ),
+}
+
+
+def list_profiles(filters: list[str]) -> str:
+    """The profile listing query for the named filters (keys of a fixed table)."""
+    condition = " AND ".join(["p.merged_into IS NULL", *(_FILTERS[f] for f in filters)])
+    return f"""
+CALL () {{
+  MATCH (p:Profile) WHERE {condition}
+  RETURN count(p) AS total
+}}
+CALL () {{
+  MATCH (p:Profile) WHERE {condition} AND ($after IS NULL OR p.id > $after)
+  WITH p ORDER BY p.id LIMIT $limit
+  RETURN collect(p.id) AS ids
+}}
+RETURN total, ids
+"""

@@ -1,0 +1,221 @@
+"""Domain values to and from the property maps the Neo4j store keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from identity_graph.adapters.codec import dumps, from_micros, loads, to_micros
+from identity_graph.model import (
+    ApiKey,
+    AuditEntry,
+    ConsentRecord,
+    ConsentStatus,
+    EventCategory,
+    Link,
+    MergeConflict,
+    MergeKind,
+    MergeRecord,
+    MessageType,
+    StoredEvent,
+)
+from identity_graph.store import ChangeSet
+
+Row = dict[str, Any]
+
+
+def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
+    """The parameter rows of each apply step, in `neo4j._APPLY` order."""
+    return [
+        [{"id": pid, "created_at": to_micros(t)} for pid, t in c.new_profiles],
+        list(c.restored_profiles),
+        _sightings(c),
+        [{"absorbed": a, "survivor": s} for a, s in c.reassign],
+        _moves(c.reassign),
+        [{"key": key, "profile_id": pid} for key, pid in c.assign.items()],
+        [{"a": a, "b": b} for a, b in sorted({tuple(sorted(p)) for p in c.removed_links})],
+        [_link_row(x) for x in c.links],
+        [_merge_row(m) for m in c.merges],
+        [{"id": mid, "undone_by": by} for mid, by in c.undone],
+        [
+            {
+                "id": x.id,
+                "at": to_micros(x.at),
+                "message_id": x.message_id,
+                "profile_id": x.profile_id,
+                "dropped": dumps(list(x.dropped)),
+                "reason": x.reason,
+            }
+            for x in c.conflicts
+        ],
+        [
+            {
+                "identifier_key": t.identifier_key,
+                "name": t.name,
+                "value": dumps(t.value),
+                "source": t.source,
+                "observed_at": to_micros(t.observed_at),
+                "message_id": t.message_id,
+                "ord": n,
+            }
+            for n, t in enumerate(c.traits)
+        ],
+        [
+            {
+                "message_id": e.message_id,
+                "identifier_key": e.identifier_key,
+                "type": e.type.value,
+                "name": e.name,
+                "category": e.category.value,
+                "properties": dumps(e.properties),
+                "ts": to_micros(e.timestamp),
+                "source": e.source,
+            }
+            for e in c.events
+        ],
+        [
+            {
+                "profile_id": x.profile_id,
+                "purpose": x.purpose,
+                "status": x.status.value,
+                "at": to_micros(x.at),
+                "source": x.source,
+                "ord": n,
+            }
+            for n, x in enumerate(c.consents)
+        ],
+        [{"id": mid, "profile_id": pid, "at": to_micros(t)} for mid, pid, t in c.messages],
+    ]
+
+
+def _sightings(c: ChangeSet) -> list[Row]:
+    """One row per key: the first sighting's profile, the widest times, sources in order."""
+    rows: dict[str, Row] = {}
+    for s in c.sightings:
+        at = to_micros(s.seen_at)
+        row = rows.get(s.key)
+        if row is None:
+            rows[s.key] = {
+                "key": s.key,
+                "kind": s.key.partition(":")[0],
+                "profile_id": s.profile_id,
+                "first": at,
+                "last": at,
+                "sources": [s.source],
+            }
+            continue
+        row["first"] = min(row["first"], at)
+        row["last"] = max(row["last"], at)
+        if s.source not in row["sources"]:
+            row["sources"].append(s.source)
+    return list(rows.values())
+
+
+def _moves(reassign: list[tuple[str, str]]) -> list[Row]:
+    """Where each absorbed profile's identifiers end up once every merge of the set is done."""
+    redirect = dict(reassign)
+
+    def target(pid: str) -> str:
+        while pid in redirect:
+            pid = redirect[pid]
+        return pid
+
+    return [{"absorbed": a, "target": target(a)} for a, _ in reassign]
+
+
+def _link_row(link: Link) -> Row:
+    a, b = sorted((link.a, link.b))
+    return {
+        "a": a,
+        "b": b,
+        "source": link.source,
+        "message_id": link.message_id,
+        "observed_at": to_micros(link.observed_at),
+        "rule": link.rule,
+    }
+
+
+def _link_json(link: Link) -> Row:
+    return {
+        "a": link.a,
+        "b": link.b,
+        "source": link.source,
+        "message_id": link.message_id,
+        "observed_at": to_micros(link.observed_at),
+        "rule": link.rule,
+    }
+
+
+def _merge_row(m: MergeRecord) -> Row:
+    return {
+        "id": m.id,
+        "at": to_micros(m.at),
+        "kind": m.kind.value,
+        "survivor": m.survivor,
+        "absorbed": m.absorbed,
+        "links": dumps([_link_json(x) for x in m.links]),
+        "identifiers": dumps(list(m.identifiers)),
+        "message_id": m.message_id,
+        "undoes": m.undoes,
+    }
+
+
+def merge_from_row(row: Mapping[str, Any]) -> MergeRecord:
+    return MergeRecord(
+        id=row["id"],
+        at=from_micros(row["at"]),
+        kind=MergeKind(row["kind"]),
+        survivor=row["survivor"],
+        absorbed=row["absorbed"],
+        links=tuple(
+            Link(x["a"], x["b"], x["source"], x["message_id"], from_micros(x["observed_at"]),
+                 x["rule"])
+            for x in loads(row["links"])
+        ),
+        identifiers=tuple(loads(row["identifiers"])),
+        message_id=row.get("message_id"),
+        undoes=row.get("undoes"),
+        undone_by=row.get("undone_by"),
+    )
+
+
+def conflict_from_row(row: Mapping[str, Any]) -> MergeConflict:
+    return MergeConflict(
+        row["id"], from_micros(row["at"]), row["message_id"], row["profile_id"],
+        tuple(loads(row["dropped"])), row["reason"],
+    )
+
+
+def consent_from_row(row: Mapping[str, Any]) -> ConsentRecord:
+    return ConsentRecord(
+        row["identifier_key"], row["purpose"], ConsentStatus(row["status"]),
+        from_micros(row["at"]), row["source"],
+    )
+
+
+def event_from_row(row: Mapping[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        message_id=row["message_id"],
+        identifier_key=row["identifier_key"],
+        type=MessageType(row["type"]),
+        name=row.get("name"),
+        category=EventCategory(row["category"]),
+        properties=loads(row["properties"]),
+        timestamp=from_micros(row["ts"]),
+        source=row["source"],
+    )
+
+
+def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        row["id"], from_micros(row["at"]), row["principal"], row["role"], row["customer_id"],
+        tuple(loads(row["fields"])),
+    )
+
+
+def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
+    revoked = row.get("revoked_at")
+    return ApiKey(
+        row["id"], row["key_hash"], row["role"], row.get("name"), from_micros(row["created_at"]),
+        from_micros(revoked) if revoked is not None else None,
+    )

@@ -1,0 +1,125 @@
+"""The HTTP surface: bad bodies, size limit, health, readiness, error masking."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from graph_api.services import Services
+from identity_graph.errors import StoreUnavailable
+from identity_graph.model import TraitValue
+from tests.api.conftest import ADMIN_KEY, Api, codes
+
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def services(app: Starlette) -> Services:
+    found: Services = app.state.services
+    return found
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", content=b'{"query": ', headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert codes(response.json()["errors"]) == ["BAD_REQUEST"]
+
+
+async def test_wrong_shapes_are_400(client: httpx.AsyncClient) -> None:
+    for body in (b"[1, 2]", b'{"query": 5}', b'"text"', b"{}"):
+        response = await client.post(
+            "/graphql", content=body, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, body
+        assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_syntax_error_and_wrong_variable_type(api: Api) -> None:
+    response = await api.post("{ customers { ")
+    assert codes(response.json()["errors"]) == ["BAD_REQUEST"]
+    errors = await api.errors("query($n: Int) { customers(first: $n) { totalCount } }",
+                              {"n": "many"})
+    assert codes(errors) == ["BAD_REQUEST"]
+
+
+async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
+    big = b'{"query": "{ customers { totalCount } }", "x": "' + b"a" * 1_000_001 + b'"}'
+    response = await client.post("/graphql", content=big, headers=AUTH)
+    assert response.status_code == 413
+    assert codes(response.json()["errors"]) == ["PAYLOAD_TOO_LARGE"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"a" * 100_000
+
+    response = await client.post(
+        "/graphql", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient, app: Starlette,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+    async def down() -> None:
+        raise StoreUnavailable("connection refused to 10.0.0.7")
+
+    monkeypatch.setattr(services(app).store, "ping", down)
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert "10.0.0.7" not in response.text
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
+    await client.get("/healthz")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "c360_http_requests" in response.text
+
+
+async def test_unexpected_errors_are_masked(api: Api, app: Starlette,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    await api('mutation { identify(input: {userId: "u1"}) { status } }')
+
+    async def broken(ids: Sequence[str]) -> dict[str, list[TraitValue]]:
+        raise RuntimeError("secret table traits_v2 at /srv/db")
+
+    monkeypatch.setattr(services(app).store, "traits", broken)
+    response = await api.post(
+        '{ customer(identifier: {kind: "user_id", value: "u1"}) { id traits { email } } }'
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"customer": None} or body["data"]["customer"]["traits"] is None
+    assert body["errors"] == [
+        {"message": "internal error", "locations": [{"line": 1, "column": 61}],
+         "path": ["customer", "traits"], "extensions": {"code": "INTERNAL"}}
+    ]
+    assert "secret" not in response.text and "Traceback" not in response.text
+
+
+async def test_store_unavailable_is_503(api: Api, app: Starlette,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def down(keys: Sequence[str]) -> dict[str, str]:
+        raise StoreUnavailable("bolt://db:7687 refused")
+
+    monkeypatch.setattr(services(app).store, "profile_ids", down)
+    response = await api.post('{ customer(identifier: {kind: "user_id", value: "u"}) { id } }')
+    assert response.status_code == 503
+    assert codes(response.json()["errors"]) == ["STORE_UNAVAILABLE"]
+    assert "7687" not in response.text
+
+
+async def test_mutation_over_get_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/graphql", params={"query": 'mutation { revokeApiKey(id: "x") }'}, headers=AUTH
+    )
+    assert response.status_code in (400, 405)

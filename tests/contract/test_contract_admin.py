@@ -1,0 +1,83 @@
+"""Audit log, API keys, merge history, errors and round-trip counting."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from streams import T0, observe
+
+from identity_graph.errors import InvalidOperation, MalformedObservation
+from identity_graph.model import ApiKey, AuditEntry, Identifier
+from identity_graph.service import IdentityGraph
+from identity_graph.store import IdentityStore
+
+
+def _entry(n: int, customer: str) -> AuditEntry:
+    return AuditEntry(
+        f"a{n}", T0 + timedelta(seconds=n), "key-1", "support", customer, ("email", f"field{n}")
+    )
+
+
+async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
+    await store.append_audit([_entry(n, "p1" if n % 2 else "p2") for n in range(5)])
+    await store.append_audit([])
+    await store.append_audit([_entry(5, "p1")])
+    seen, cursor = [], None
+    while True:
+        page = await store.audit_log(first=2, after=cursor, customer_id=None)
+        assert page.total == 6
+        seen.extend(page.items)
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert [e.id for e in seen] == ["a5", "a4", "a3", "a2", "a1", "a0"]
+    assert seen[0] == _entry(5, "p1")
+    page = await store.audit_log(first=10, after=None, customer_id="p1")
+    assert [e.id for e in page.items] == ["a5", "a3", "a1"] and page.total == 3
+    with pytest.raises(InvalidOperation):
+        await store.audit_log(first=2, after="not-a-cursor", customer_id=None)
+
+
+async def test_api_keys_put_get_revoke(store: IdentityStore) -> None:
+    key = ApiKey("k1", "hash-1", "support", "desk", T0)
+    await store.put_api_key(key)
+    assert await store.api_key("hash-1") == key
+    assert await store.api_key("hash-2") is None
+    later = T0 + timedelta(days=1)
+    assert await store.revoke_api_key("k1", at=later) is True
+    assert await store.revoke_api_key("k1", at=later + timedelta(days=1)) is False
+    assert await store.revoke_api_key("nope", at=later) is False
+    revoked = await store.api_key("hash-1")
+    assert revoked is not None and revoked.revoked_at == later
+
+
+async def test_merge_history_and_conflicts_of_unknown_profiles_are_empty(
+    store: IdentityStore,
+) -> None:
+    assert await store.merge_history(["nobody"]) == {"nobody": []}
+    assert await store.conflicts(["nobody"]) == {"nobody": []}
+    assert await store.profiles(["nobody"]) == {}
+    assert await store.resolve_profiles(["nobody"]) == {}
+    assert await store.link_path("user_id:x", "user_id:y", max_hops=5) is None
+
+
+async def test_malformed_observations_are_refused_whole(graph: IdentityGraph) -> None:
+    good = observe("m1", "user_id:u1")
+    bad_kind = replace(observe("m2"), identifiers=(Identifier("shoe_size", "42"),))
+    naive = replace(observe("m3", "user_id:u3"), timestamp=good.timestamp.replace(tzinfo=None))
+    for batch in ([good, bad_kind], [naive], [observe("", "user_id:u1")]):
+        with pytest.raises(MalformedObservation):
+            await graph.ingest(batch)
+    assert await graph.store.profile_ids(["user_id:u1"]) == {}
+
+
+async def test_round_trips_increase_with_calls(graph: IdentityGraph) -> None:
+    store = graph.store
+    start = store.round_trips
+    await graph.ingest([observe("m1", "user_id:u1")])
+    after_write = store.round_trips
+    assert after_write > start
+    await store.profile_ids(["user_id:u1"])
+    assert store.round_trips > after_write

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from graph_api.auth import hash_key
+from graph_api.cli import app
+from graph_api.schema import export_schema
+from identity_graph.adapters.embedded import EmbeddedStore
+
+runner = CliRunner()
+
+
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"C360_DATA_DIR": str(tmp_path / "data"), "C360_STORE": "embedded"}
+
+
+def owners(data_dir: Path, keys: list[str]) -> dict[str, str]:
+    async def read() -> dict[str, str]:
+        store = EmbeddedStore(data_dir)
+        await store.open()
+        try:
+            return await store.profile_ids(keys)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_import_jsonl_reports_bad_rows_and_keeps_good_ones(tmp_path: Path) -> None:
+    file = tmp_path / "events.jsonl"
+    messages = [
+        {"type": "identify", "userId": "u1", "messageId": "1", "traits": {"email": "u1@x.io"}},
+        {"type": "track", "userId": "u1", "messageId": "2", "event": "Order Completed"},
+        {"type": "identify", "userId": "u2", "messageId": "3", "traits": {"email": "nope"}},
+    ]
+    file.write_text("\n".join(json.dumps(m) for m in messages) + "\n")
+    result = runner.invoke(app, ["import", str(file)], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "accepted 2" in result.output and "rejected 1" in result.output
+    assert "line 3: traits.email: invalid email: not an email address" in result.output
+    assert owners(tmp_path / "data", ["user_id:u1", "email:u1@x.io"]).keys() == {
+        "user_id:u1",
+        "email:u1@x.io",
+    }
+
+
+def test_import_csv_with_map_options(tmp_path: Path) -> None:
+    file = tmp_path / "crm.csv"
+    file.write_text("id,mail,tier\nc1,c1@x.io,gold\nc2,bad-mail,silver\nc3,c3@x.io,\n")
+    args = ["import", str(file), "--map", "id=user_id", "--map", "mail=email"]
+    result = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "other")], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "accepted 2" in result.output and "line 3: mail" in result.output
+    assert len(owners(tmp_path / "other", ["user_id:c1", "user_id:c3", "user_id:c2"])) == 2
+
+
+def test_import_errors_are_one_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["import", str(tmp_path / "missing.jsonl")], env=env(tmp_path))
+    assert result.exit_code == 1
+    assert "error: no such file" in result.output and "Traceback" not in result.output
+    file = tmp_path / "crm.csv"
+    file.write_text("id\n1\n")
+    result = runner.invoke(app, ["import", str(file), "--map", "id=shoe"], env=env(tmp_path))
+    assert result.exit_code == 1 and "unknown target 'shoe'" in result.output
+    result = runner.invoke(app, ["import", str(file), "--store", "mongo"], env=env(tmp_path))
+    assert result.exit_code == 1 and "--store must be one of" in result.output
+
+
+def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["keys", "create", "--role", "ingest", "--name", "sdk"], env=env(tmp_path)
+    )
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip().splitlines()[-1]
+
+    async def stored() -> str | None:
+        store = EmbeddedStore(tmp_path / "data")
+        await store.open()
+        try:
+            record = await store.api_key(hash_key(key))
+            return None if record is None else record.role
+        finally:
+            await store.close()
+
+    assert asyncio.run(stored()) == "ingest"
+    bad = runner.invoke(app, ["keys", "create", "--role", "wizard"], env=env(tmp_path))
+    assert bad.exit_code == 1 and "unknown role 'wizard'" in bad.output
+
+
+def test_export_schema_prints_the_sdl() -> None:
+    result = runner.invoke(app, ["export-schema"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == export_schema().strip()

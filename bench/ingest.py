@@ -44,6 +44,10 @@ def rss_mb() -> tuple[float, float]:
     return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.iterdir()) / 2**20
+
+
 def scipy_seconds(stream: Sequence[Observation], rules: Rules) -> tuple[float, float, int]:
     """(seconds to build the matrix and label components, seconds of labelling alone, count)."""
     start = time.perf_counter()
@@ -79,9 +83,11 @@ def more_events(stream: Sequence[Observation], n: int) -> list[Observation]:
     """`n` track calls replayed on the stream's identifiers under new message ids."""
     tracks = [o for o in stream if o.event is not None]
     return [
-        replace(tracks[i % len(tracks)], message_id=f"extra-{i}", identifiers=(
-            tracks[i % len(tracks)].identifiers[0],
-        ))
+        replace(
+            tracks[i % len(tracks)],
+            message_id=f"extra-{i}",
+            identifiers=(tracks[i % len(tracks)].identifiers[0],),
+        )
         for i in range(n)
     ]
 
@@ -100,25 +106,36 @@ async def run(args: argparse.Namespace) -> None:
     took = await ingest(graph, stream[:small], args.batch)
     small_keys = sorted(store.profile_of)
     p50_small, p99_small = await lookup_latencies(store, small_keys, samples=args.samples)
-    print(f"lookup at {len(store.members):,} profiles: p50 {p50_small:.3f} ms,"
-          f" p99 {p99_small:.3f} ms")
+    print(
+        f"lookup at {len(store.members):,} profiles: p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms"
+    )
     took += await ingest(graph, stream[small:], args.batch)
     rate = len(stream) / took
-    print(f"ingest: {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s"
-          f" (batches of {args.batch})")
-    print(f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
-          f" {store.graph.number_of_edges():,} links")
+    print(
+        f"ingest: {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s"
+        f" (batches of {args.batch})"
+    )
+    print(
+        f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
+        f" {store.graph.number_of_edges():,} links"
+    )
 
     total, labelling, count = scipy_seconds(stream, rules)
-    print(f"scipy connected_components: {labelling * 1000:.0f} ms labelling,"
-          f" {total:.2f} s with building the matrix; {count:,} components")
-    print(f"ratio ours/scipy: {took / labelling:,.0f}x labelling alone,"
-          f" {took / total:,.1f}x with matrix building")
+    print(
+        f"scipy connected_components: {labelling * 1000:.0f} ms labelling,"
+        f" {total:.2f} s with building the matrix; {count:,} components"
+    )
+    print(
+        f"ratio ours/scipy: {took / labelling:,.0f}x labelling alone,"
+        f" {took / total:,.1f}x with matrix building"
+    )
 
     keys = sorted(store.profile_of)
     p50, p99 = await lookup_latencies(store, keys, samples=args.samples)
-    print(f"lookup at {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms;"
-          f" p99 full/small {p99 / p99_small:.2f}")
+    print(
+        f"lookup at {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms;"
+        f" p99 full/small {p99 / p99_small:.2f}"
+    )
     current, peak = rss_mb()
     print(f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory)")
 
@@ -127,19 +144,22 @@ async def run(args: argparse.Namespace) -> None:
         took = await ingest(graph, extra, args.batch)
         del extra
         current, peak = rss_mb()
-        print(f"{args.events:,} more events in {took:.1f} s ({args.events / took:,.0f}/s);"
-              f" RSS {current:,.0f} MB (peak {peak:,.0f} MB)")
+        print(
+            f"{args.events:,} more events in {took:.1f} s ({args.events / took:,.0f}/s);"
+            f" RSS {current:,.0f} MB (peak {peak:,.0f} MB)"
+        )
 
     del stream, graph
     await store.close()
     start = time.perf_counter()
     store = EmbeddedStore(data_dir)
     await store.open()
-    print(f"restart (close + open): {time.perf_counter() - start:.1f} s,"
-          f" {len(store.members):,} profiles; RSS {rss_mb()[0]:,.0f} MB")
+    print(
+        f"restart (close + open): {time.perf_counter() - start:.1f} s,"
+        f" {len(store.members):,} profiles; RSS {rss_mb()[0]:,.0f} MB"
+    )
     await store.close()
-    size = sum(f.stat().st_size for f in data_dir.iterdir())
-    print(f"data dir {data_dir}: {size / 2**20:,.0f} MB")
+    print(f"data dir {data_dir}: {dir_mb(data_dir):,.0f} MB")
 
 
 def main() -> None:

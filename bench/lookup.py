@@ -1,6 +1,6 @@
 """Profile lookup by identifier: `profile_ids` then `profiles`, one customer at a time.
 
-    python bench/lookup.py --data-dir DIR     # an embedded store filled by bench/ingest.py
+python bench/lookup.py --data-dir DIR     # an embedded store filled by bench/ingest.py
 """
 
 from __future__ import annotations

@@ -79,7 +79,11 @@ def synthetic_stream(n_observations: int, *, seed: int) -> Iterator[Observation]
         kind = rng.random()
         if kind < 0.2:
             yield Observation(
-                message_id, timestamp, "web", MessageType.IDENTIFY, tuple(seen),
+                message_id,
+                timestamp,
+                "web",
+                MessageType.IDENTIFY,
+                tuple(seen),
                 traits={"plan": rng.choice(PLANS), "visits": rng.randint(1, 500)},
             )
         elif kind < 0.55:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
@@ -67,7 +67,8 @@ class GraphQLView(GraphQL[Context, None]):
         extensions; they are bad requests."""
         response = await super().process_result(request, result)
         for error in response.get("errors") or ():
-            error.setdefault("extensions", {}).setdefault("code", "BAD_REQUEST")
+            entry = cast(dict[str, Any], error)
+            entry.setdefault("extensions", {}).setdefault("code", "BAD_REQUEST")
         return response
 
     def parse_json(self, data: str | bytes) -> Any:

@@ -140,7 +140,6 @@ class Authenticator:
         return Principal(f"key:{record.id}", frozenset({record.role}), "api_key")
 
     def _from_jwt(self, token: str) -> Principal:
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
         try:
             if self.settings.jwt_secret:
                 claims = jwt.decode(
@@ -149,7 +148,7 @@ class Authenticator:
                     algorithms=["HS256"],
                     audience=self.settings.jwt_audience,
                     issuer=self.settings.jwt_issuer,
-                    options=options,
+                    options={"require": ["exp", "sub"]},
                 )
             elif self.settings.jwt_jwks_file is not None:
                 kid = jwt.get_unverified_header(token).get("kid")
@@ -159,7 +158,7 @@ class Authenticator:
                     algorithms=_JWT_ALGORITHMS,
                     audience=self.settings.jwt_audience,
                     issuer=self.settings.jwt_issuer,
-                    options=options,
+                    options={"require": ["exp", "sub"]},
                 )
             else:
                 raise AuthError(401, "INVALID_TOKEN", "JWTs are not accepted by this server")

@@ -21,6 +21,8 @@ class PiiCategory(Enum):
 class PiiClassifier(Enum):
     IDENTIFIER_KIND = "IDENTIFIER_KIND"
     """by the identifier's kind: email and phone CONTACT, ids DEVICE, custom kinds by config"""
+    TRAIT_NAME = "TRAIT_NAME"
+    """one trait's value, classified by the trait's name in config"""
     TRAIT_KEY = "TRAIT_KEY"
     """a JSON map of traits, classified key by key in config"""
     EVENT_PROPERTY = "EVENT_PROPERTY"

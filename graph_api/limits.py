@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from graphql import (
+    ASTValidationRule,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -100,7 +101,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     The validation rules are made once, so the validation cache (keyed by the rule
     classes) hits across requests.
     """
-    rules = [
+    rules: list[type[ASTValidationRule]] = [
         create_depth_rule(settings.max_depth, _introspection),
         alias_rule(settings.max_aliases),
     ]

@@ -5,7 +5,7 @@ Built fresh for every request (`Loaders(store)`), so no cached value outlives it
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import TypeVar
 
 from aiodataloader import DataLoader
@@ -23,15 +23,16 @@ from identity_graph.store import IdentityStore
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+D = TypeVar("D")
 
 EventsKey = tuple[str, int, str | None, tuple[str, ...] | None]
 """(profile id, first, after, types)"""
 
 
 def _loader(
-    fetch: Callable[[Sequence[K]], Awaitable[dict[K, V]]], default: Callable[[], V]
-) -> DataLoader[K, V]:
-    async def batch(keys: list[K]) -> list[V]:
+    fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]], default: Callable[[], D]
+) -> DataLoader[K, V | D]:
+    async def batch(keys: list[K]) -> list[V | D]:
         found = await fetch(keys)
         return [found[k] if k in found else default() for k in keys]
 

@@ -44,8 +44,10 @@ class PiiGuard(FieldExtension):
 
     category: PiiCategory | None = None
     classified_by: PiiClassifier | None = None
+    numeric = False
 
     def apply(self, field: StrawberryField) -> None:
+        self.numeric = getattr(field.type, "of_type", field.type) in (int, float)
         for directive in field.directives:
             if isinstance(directive, Pii):
                 self.category = directive.category
@@ -63,12 +65,16 @@ class PiiGuard(FieldExtension):
         if value is None:
             return None
         access = Access.of(info)
-        label = f"{info.parent_type.name}.{info.field_name}"
+        label = f"{info._raw_info.parent_type.name}.{info.field_name}"
         customer = getattr(source, "customer_id", None)
         if self.classified_by is PiiClassifier.IDENTIFIER_KIND:
             kind = str(getattr(source, "kind", ""))
             category = access.policy.kind_category(kind)
-            return access.render(value, category, f"{label}:{kind}", customer, info)
+            return access.render(value, category, f"{label}:{kind}", customer)
+        if self.classified_by is PiiClassifier.TRAIT_NAME:
+            name = str(getattr(source, "name", ""))
+            category = access.policy.trait_category(name)
+            return access.render(value, category, f"{label}:{name}", customer)
         if self.classified_by is not None:
             classify = (
                 access.policy.trait_category
@@ -80,13 +86,13 @@ class PiiGuard(FieldExtension):
             shown: dict[str, Any] = {}
             for key, item in value.items():
                 rendered = access.render(
-                    item, classify(key), f"{label}.{key}", customer, info, quiet=True
+                    item, classify(key), f"{label}.{key}", customer, quiet=True
                 )
                 if rendered is not _DROPPED:
                     shown[key] = rendered
             return shown
         assert self.category is not None
-        return access.render(value, self.category, label, customer, info)
+        return access.render(value, self.category, label, customer, numeric=self.numeric)
 
 
 _DROPPED = object()
@@ -126,28 +132,24 @@ class Access:
         category: PiiCategory,
         label: str,
         customer: str | None,
-        info: Any,
         *,
         quiet: bool = False,
+        numeric: bool = False,
     ) -> Any:
+        """The value as the caller may see it; `quiet` drops a denied value instead of failing
+        (keys of a JSON map); masked and hashed values of `numeric` fields read null."""
         mode = self.mode(category)
         if mode is Mode.CLEAR:
             if customer is not None:
                 self.reads.append((customer, label))
             return value
         if mode is Mode.MASKED:
-            return mask(value) if _textual(value, quiet) else None
+            return None if numeric else mask(value)
         if mode is Mode.HASHED:
-            return keyed_hash(self.hash_key, value) if _textual(value, quiet) else None
+            return None if numeric else keyed_hash(self.hash_key, value)
         if quiet:
             return _DROPPED
         raise ApiError("FORBIDDEN_FIELD", f"your role may not read {label.split(':')[0]}")
-
-
-def _textual(value: Any, quiet: bool) -> bool:
-    """Masked and hashed values are text: fine in String fields and JSON maps (`quiet`), not
-    in Int ones, which read null instead."""
-    return quiet or isinstance(value, str)
 
 
 def require_clear(info: Any, category: PiiCategory, what: str) -> None:

@@ -17,6 +17,7 @@ from graph_api.context import Info
 from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
 from graph_api.metrics import count_ingest
 from graph_api.settings import Settings
+from graph_api.types import described
 from graph_api.types.api_key import ApiKeyCreated
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
 from graph_api.types.customer_filter import CustomerFilter
@@ -34,9 +35,7 @@ DEFAULT_PAGE = 20
 
 @strawberry.type
 class Query:
-    @strawberry.field(
-        description="One customer by id (an absorbed id gives its survivor) or by identifier."
-    )
+    @described.field("One customer by id (an absorbed id gives its survivor) or by identifier.")
     async def customer(
         self,
         info: Info,
@@ -54,7 +53,7 @@ class Query:
             found = await context.loaders.resolve.load(str(id))
         return Customer(id=strawberry.ID(found)) if found else None
 
-    @strawberry.field(description="Customers in id order, a page at a time.")
+    @described.field("Customers in id order, a page at a time.")
     async def customers(
         self,
         info: Info,
@@ -80,7 +79,7 @@ class Query:
             total_count=page.total,
         )
 
-    @strawberry.field(description="Why two identifiers belong to one customer, link by link.")
+    @described.field("Why two identifiers belong to one customer, link by link.")
     async def explain_link(
         self, info: Info, a: IdentifierInput, b: IdentifierInput
     ) -> LinkExplanation | None:
@@ -109,19 +108,19 @@ async def _ingest(info: Info, observations: Sequence[Observation]) -> list[Inges
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Record who a customer is and what traits they have.")
+    @described.mutation("Record who a customer is and what traits they have.")
     async def identify(self, info: Info, input: IdentifyInput) -> IngestResult:
         require(info.context.principal, INGEST_ROLES, "ingest")
         observation = input.to_observation(info.context.services.rules)
         return (await _ingest(info, [observation]))[0]
 
-    @strawberry.mutation(description="Record an event (track, page or screen call).")
+    @described.mutation("Record an event (track, page or screen call).")
     async def track(self, info: Info, input: TrackInput) -> IngestResult:
         require(info.context.principal, INGEST_ROLES, "ingest")
         observation = input.to_observation(info.context.services.rules)
         return (await _ingest(info, [observation]))[0]
 
-    @strawberry.mutation(description=f"Ingest a batch of at most {MAX_BATCH} messages atomically.")
+    @described.mutation(f"Ingest a batch of at most {MAX_BATCH} messages atomically.")
     async def ingest(self, info: Info, messages: list[MessageInput]) -> list[IngestResult]:
         require(info.context.principal, INGEST_ROLES, "ingest")
         if len(messages) > MAX_BATCH:
@@ -138,14 +137,14 @@ class Mutation:
                 raise ApiError(code, f"messages[{index}]: {e}") from e
         return await _ingest(info, observations)
 
-    @strawberry.mutation(description="Undo a merge: split the two profiles again.")
+    @described.mutation("Undo a merge: split the two profiles again.")
     async def undo_merge(self, info: Info, merge_id: strawberry.ID) -> MergeRecord:
         principal = info.context.principal
         require(principal, ADMIN_ROLES, "undo merges")
         record = await info.context.services.graph.undo_merge(str(merge_id), actor=principal.id)
         return MergeRecord.from_domain(record)
 
-    @strawberry.mutation(description="Split identifiers off a customer into a new customer.")
+    @described.mutation("Split identifiers off a customer into a new customer.")
     async def unmerge(
         self, info: Info, customer_id: strawberry.ID, identifiers: list[IdentifierInput]
     ) -> MergeRecord:
@@ -157,7 +156,7 @@ class Mutation:
         )
         return MergeRecord.from_domain(record)
 
-    @strawberry.mutation(description="Create an API key for a role; the key is shown once.")
+    @described.mutation("Create an API key for a role; the key is shown once.")
     async def create_api_key(self, info: Info, role: str, name: str | None = None) -> ApiKeyCreated:
         require(info.context.principal, ADMIN_ROLES, "create API keys")
         try:
@@ -166,7 +165,7 @@ class Mutation:
             raise bad_input(str(e)) from e
         return ApiKeyCreated.from_domain(key, record)
 
-    @strawberry.mutation(description="Revoke an API key by id; it stops working at once.")
+    @described.mutation("Revoke an API key by id; it stops working at once.")
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
         require(info.context.principal, ADMIN_ROLES, "revoke API keys")
         if not await info.context.services.auth.revoke_key(str(id)):

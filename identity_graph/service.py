@@ -16,6 +16,7 @@ from identity_graph.resolver import (
     plan_batch,
     plan_undo,
     plan_unmerge,
+    usable_identifiers,
 )
 from identity_graph.rules import Rules
 from identity_graph.store import ChangeSet, IdentityStore, ProfileConsent, WriteTx
@@ -71,7 +72,7 @@ class IdentityGraph:
         """Apply a batch atomically; a message id seen before changes nothing."""
         for observation in observations:
             self.check(observation)
-        keys = sorted({i.key for o in observations for i in o.identifiers})
+        keys = sorted({i.key for o in observations for i in usable_identifiers(o, self.rules)})
         message_ids = [o.message_id for o in observations]
 
         async def work(tx: WriteTx) -> list[Outcome]:

@@ -82,7 +82,7 @@ async def test_concurrent_merges_undos_and_splits(tmp_path: Path) -> None:
     await store.open()
     graph = IdentityGraph(store, rules)
     first = [
-        (await graph.ingest([observe(f"m{i}", f"anonymous_id:a{i}", f"email:e{i}@x.io", t=i)]))[0]
+        (await graph.ingest([observe(f"m{i}", f"anonymous_id:a{i}", f"device_id:d{i}", t=i)]))[0]
         for i in range(6)
     ]
     joins = [
@@ -96,8 +96,8 @@ async def test_concurrent_merges_undos_and_splits(tmp_path: Path) -> None:
     assert survivor is not None
     results = await asyncio.gather(
         *(graph.undo_merge(m, actor="ops") for m in merge_ids[::2]),
-        graph.unmerge(survivor, ["email:e0@x.io"], actor="ops"),
-        graph.ingest([observe("late", "anonymous_id:a5", "device_id:d1", t=50)]),
+        graph.unmerge(survivor, ["device_id:d0"], actor="ops"),
+        graph.ingest([observe("late", "anonymous_id:a5", "email:late@x.io", t=50)]),
         return_exceptions=True,
     )
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -106,8 +106,8 @@ async def test_concurrent_merges_undos_and_splits(tmp_path: Path) -> None:
     await check_invariants(store, rules, part)
     assert set().union(*part.values()) == {
         *(f"anonymous_id:a{i}" for i in range(6)),
-        *(f"email:e{i}@x.io" for i in range(6)),
-        "device_id:d1",
+        *(f"device_id:d{i}" for i in range(6)),
+        "email:late@x.io",
     }
     await store.close()
     reopened = EmbeddedStore(tmp_path / "data")

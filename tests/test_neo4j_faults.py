@@ -44,8 +44,11 @@ def closed_port() -> int:
 
 async def server(*args: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(SERVER), *args,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(SERVER),
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await process.communicate()
     assert process.returncode == 0, f"server {' '.join(args)} failed: {err.decode()[-2000:]}"
@@ -106,6 +109,7 @@ async def test_writes_fail_cleanly_while_neo4j_is_down_and_recover(store: Neo4jS
     port = str(urlparse(store.uri).port)
     acknowledged: list[int] = []
     failed: list[int] = []
+    warmed_up = asyncio.Event()
     restarted = asyncio.Event()
     recovered = asyncio.Event()
 
@@ -119,13 +123,14 @@ async def test_writes_fail_cleanly_while_neo4j_is_down_and_recover(store: Neo4jS
                 failed.append(n)
                 continue
             acknowledged.append(n)
+            if len(acknowledged) >= 8:
+                warmed_up.set()
             if restarted.is_set():
                 recovered.set()
 
     writers = [asyncio.create_task(writer(w)) for w in range(4)]
     try:
-        while len(acknowledged) < 8:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(warmed_up.wait(), timeout=60)
         await server("stop", "--keep-data")
         with pytest.raises(StoreUnavailable):
             await store.ping()

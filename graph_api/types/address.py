@@ -24,9 +24,11 @@ class Address:
     state: str | None = pii_field(category=PiiCategory.LOCATION)
     postal_code: str | None = pii_field(category=PiiCategory.LOCATION)
     country: str | None = pii_field(category=PiiCategory.LOCATION)
+    customer_id: strawberry.Private[str | None] = None
+    """the customer the value was read from, for the PII audit"""
 
     @classmethod
-    def from_trait(cls, value: Any) -> Address | None:
+    def from_trait(cls, value: Any, customer_id: str | None = None) -> Address | None:
         if not isinstance(value, Mapping):
             return None
         return cls(
@@ -35,4 +37,5 @@ class Address:
             state=text(value.get("state")),
             postal_code=text(value.get("postalCode", value.get("postal_code"))),
             country=text(value.get("country")),
+            customer_id=customer_id,
         )

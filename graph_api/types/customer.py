@@ -8,6 +8,7 @@ import strawberry
 
 from graph_api.context import Info
 from graph_api.limits import page_size
+from graph_api.types import described
 from graph_api.types.consent import Consent
 from graph_api.types.event import EventConnection, EventType, domain_types
 from graph_api.types.identifier import Identifier
@@ -39,14 +40,14 @@ class Customer:
     async def traits(self, info: Info) -> Traits:
         values = await info.context.loaders.traits.load(self.id)
         current = current_traits(values, info.context.services.rules)
-        return Traits.from_values({name: v.value for name, v in current.items()})
+        return Traits.from_values({name: v.value for name, v in current.items()}, self.id)
 
-    @strawberry.field(description="Every observed value of one trait, oldest first.")
+    @described.field("Every observed value of one trait, oldest first.")
     async def trait_history(self, info: Info, name: str) -> list[TraitValue]:
         values = await info.context.loaders.traits.load(self.id)
-        return [TraitValue.from_domain(v) for v in values if v.name == name]
+        return [TraitValue.from_domain(v, self.id) for v in values if v.name == name]
 
-    @strawberry.field(description="Track, page and screen calls, newest first.")
+    @described.field("Track, page and screen calls, newest first.")
     async def events(
         self,
         info: Info,
@@ -56,9 +57,9 @@ class Customer:
     ) -> EventConnection:
         size = page_size(first, info.context.services.settings)
         page = await info.context.loaders.events.load((self.id, size, after, domain_types(types)))
-        return EventConnection.from_domain(page)
+        return EventConnection.from_domain(page, self.id)
 
-    @strawberry.field(description="Merges, undos and splits involving this customer, oldest first.")
+    @described.field("Merges, undos and splits involving this customer, oldest first.")
     async def merge_history(self, info: Info) -> list[MergeRecord]:
         records = await info.context.loaders.merge_history.load(self.id)
         return [MergeRecord.from_domain(r) for r in records]
@@ -68,7 +69,7 @@ class Customer:
         found = await info.context.loaders.conflicts.load(self.id)
         return [MergeConflict.from_domain(c) for c in found]
 
-    @strawberry.field(description="The effective choice per purpose (most restrictive recent).")
+    @described.field("The effective choice per purpose (most restrictive recent).")
     async def consents(self, info: Info) -> list[Consent]:
         records = await info.context.loaders.consents.load(self.id)
         effective = effective_consent(records)

@@ -41,9 +41,11 @@ class Event:
     timestamp: datetime
     source: str
     properties: JSON = pii_field(classified_by=PiiClassifier.EVENT_PROPERTY)
+    customer_id: strawberry.Private[str | None] = None
+    """the customer the value was read from, for the PII audit"""
 
     @classmethod
-    def from_domain(cls, event: StoredEvent) -> Event:
+    def from_domain(cls, event: StoredEvent, customer_id: str | None = None) -> Event:
         return cls(
             id=strawberry.ID(event.message_id),
             type=EventType(event.type.value),
@@ -51,7 +53,8 @@ class Event:
             category=EventCategory(event.category.value),
             timestamp=event.timestamp,
             source=event.source,
-            properties=dict(event.properties),
+            properties=JSON(dict(event.properties)),
+            customer_id=customer_id,
         )
 
 
@@ -68,10 +71,12 @@ class EventConnection:
     total_count: int
 
     @classmethod
-    def from_domain(cls, page: Page[StoredEvent]) -> EventConnection:
+    def from_domain(
+        cls, page: Page[StoredEvent], customer_id: str | None = None
+    ) -> EventConnection:
         edges = [
             EventEdge(
-                node=Event.from_domain(e),
+                node=Event.from_domain(e, customer_id),
                 cursor=event_cursor(to_micros(e.timestamp), e.message_id),
             )
             for e in page.items

@@ -26,21 +26,25 @@ class IdentifierInput:
 @strawberry.type(description="A normalised identifier: kind and value.")
 class IdentifierRef:
     kind: str
-    value: str = pii_field(classified_by=PiiClassifier.IDENTIFIER_KIND)
+    value: str | None = pii_field(classified_by=PiiClassifier.IDENTIFIER_KIND)
+    customer_id: strawberry.Private[str | None] = None
+    """the customer the value was read from, for the PII audit"""
 
     @classmethod
-    def from_key(cls, key: str) -> IdentifierRef:
+    def from_key(cls, key: str, customer_id: str | None = None) -> IdentifierRef:
         identifier = DomainIdentifier.from_key(key)
-        return cls(kind=identifier.kind, value=identifier.value)
+        return cls(kind=identifier.kind, value=identifier.value, customer_id=customer_id)
 
 
 @strawberry.type(description="An identifier of a customer, with when and where it was seen.")
 class Identifier:
     kind: str
-    value: str = pii_field(classified_by=PiiClassifier.IDENTIFIER_KIND)
+    value: str | None = pii_field(classified_by=PiiClassifier.IDENTIFIER_KIND)
     first_seen: datetime
     last_seen: datetime
     sources: list[str]
+    customer_id: strawberry.Private[str | None] = None
+    """the customer the value was read from, for the PII audit"""
 
     @classmethod
     def from_domain(cls, record: IdentifierRecord) -> Identifier:
@@ -50,4 +54,5 @@ class Identifier:
             first_seen=record.first_seen,
             last_seen=record.last_seen,
             sources=list(record.sources),
+            customer_id=record.profile_id,
         )

@@ -18,10 +18,10 @@ class Link:
     rule: str
 
     @classmethod
-    def from_domain(cls, link: DomainLink) -> Link:
+    def from_domain(cls, link: DomainLink, customer_id: str | None = None) -> Link:
         return cls(
-            from_=IdentifierRef.from_key(link.a),
-            to=IdentifierRef.from_key(link.b),
+            from_=IdentifierRef.from_key(link.a, customer_id),
+            to=IdentifierRef.from_key(link.b, customer_id),
             source=link.source,
             message_id=link.message_id,
             observed_at=link.observed_at,

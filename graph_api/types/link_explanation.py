@@ -18,5 +18,5 @@ class LinkExplanation:
         return cls(
             linked=explanation.linked,
             customer_id=strawberry.ID(pid) if pid else None,
-            path=[Link.from_domain(link) for link in explanation.path],
+            path=[Link.from_domain(link, pid) for link in explanation.path],
         )

@@ -30,6 +30,6 @@ class MergeConflict:
             at=conflict.at,
             message_id=conflict.message_id,
             customer_id=strawberry.ID(conflict.profile_id),
-            dropped=[IdentifierRef.from_key(k) for k in conflict.dropped],
+            dropped=[IdentifierRef.from_key(k, conflict.profile_id) for k in conflict.dropped],
             reason=reason,
         )

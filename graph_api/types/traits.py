@@ -60,9 +60,11 @@ class Traits:
         classified_by=PiiClassifier.TRAIT_KEY,
         description="Traits outside Segment's reserved set, by name.",
     )
+    customer_id: strawberry.Private[str | None] = None
+    """the customer the value was read from, for the PII audit"""
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> Traits:
+    def from_values(cls, values: Mapping[str, Any], customer_id: str | None = None) -> Traits:
         """Build from current values by trait name."""
         get = values.get
         return cls(
@@ -81,6 +83,7 @@ class Traits:
             description=text(get("description")),
             avatar=text(get("avatar")),
             created_at=text(get("createdAt")),
-            address=Address.from_trait(get("address")),
-            custom={k: v for k, v in values.items() if k not in RESERVED},
+            address=Address.from_trait(get("address"), customer_id),
+            custom=JSON({k: v for k, v in values.items() if k not in RESERVED}),
+            customer_id=customer_id,
         )

@@ -194,7 +194,10 @@ class Neo4jStore(IdentityStore):
         for pid, created_at, members in rows:
             records = [
                 IdentifierRecord(
-                    Identifier.from_key(key), pid, from_micros(first), from_micros(last),
+                    Identifier.from_key(key),
+                    pid,
+                    from_micros(first),
+                    from_micros(last),
                     tuple(sources or ()),
                 )
                 for key, first, last, sources in members
@@ -221,7 +224,7 @@ class Neo4jStore(IdentityStore):
         if where.consent_granted is not None:
             filters.append("consent_granted")
             params["consent_granted"] = where.consent_granted
-        [[total, ids]] = await self._read(q.list_profiles(filters), **params)  # type: ignore[arg-type]
+        [[total, ids]] = await self._read(q.list_profiles(filters), **params)
         more = len(ids) > first
         ids = ids[:first]
         return Page(tuple(ids), int(total), ids[-1] if more and ids else None)
@@ -232,9 +235,9 @@ class Neo4jStore(IdentityStore):
         for pid, name, value, source, at, mid, key, ord_ in await self._read(
             q.TRAITS_OF, ids=wanted
         ):
-            result[pid].append((at, mid, ord_, TraitValue(
-                name, loads(value), source, from_micros(at), mid, key
-            )))
+            result[pid].append(
+                (at, mid, ord_, TraitValue(name, loads(value), source, from_micros(at), mid, key))
+            )
         return {
             pid: [row[-1] for row in sorted(rows, key=lambda r: r[:3])]
             for pid, rows in result.items()
@@ -310,7 +313,7 @@ class Neo4jStore(IdentityStore):
         if max_hops < 1:
             self.round_trips += 1
             return None
-        rows = await self._read(q.shortest_path(int(max_hops)), a=a, b=b)  # type: ignore[arg-type]
+        rows = await self._read(q.shortest_path(int(max_hops)), a=a, b=b)
         if not rows:
             return None
         keys, links = rows[0]
@@ -383,26 +386,27 @@ class _Neo4jTx(WriteTx):
     def __init__(self, tx: AsyncManagedTransaction) -> None:
         self.tx = tx
         self.applied = False
-        self.claimed_keys: list[str] = []
-        self.claimed_messages: list[str] = []
+        self.claimed_keys: set[str] = set()
+        self.claimed_messages: set[str] = set()
 
     async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
         result = await self.tx.run(query, params)
         return [list(r) async for r in result]
 
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
-        self.claimed_keys = sorted(set(keys))
-        self.claimed_messages = sorted(set(message_ids))
+        ordered_keys = sorted(set(keys))
         [[seen, owners]] = await self._run(
-            q.CLAIM, keys=self.claimed_keys, message_ids=self.claimed_messages
+            q.CLAIM, keys=ordered_keys, message_ids=sorted(set(message_ids))
         )
         profile_of = {key: pid for key, pid in owners if pid is not None}
+        self.claimed_keys = {key for key, pid in owners if pid is None}
+        self.claimed_messages = {mid for mid, pid in seen if pid is None}
         locked: set[str] = set()
         counts: list[list[Any]] = []
         while not set(profile_of.values()) <= locked:
             locked |= set(profile_of.values())
             [[owners, counts]] = await self._run(
-                q.LOCK_PROFILES, profile_ids=sorted(locked), keys=self.claimed_keys
+                q.LOCK_PROFILES, profile_ids=sorted(locked), keys=ordered_keys
             )
             profile_of = {key: pid for key, pid in owners if pid is not None}
         current = set(profile_of.values())
@@ -414,8 +418,7 @@ class _Neo4jTx(WriteTx):
                 if kind is not None:
                     kinds.setdefault(pid, {})[kind] = int(n)
         profiles = {
-            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {}))
-            for pid in current
+            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {})) for pid in current
         }
         return Snapshot(profile_of, profiles, {mid: pid for mid, pid in seen if pid is not None})
 
@@ -464,16 +467,17 @@ class _Neo4jTx(WriteTx):
         for query, rows in steps:
             if rows:
                 await (await self.tx.run(query, {"rows": rows})).consume()
+        self.claimed_keys -= {s.key for s in changes.sightings}
+        self.claimed_messages -= {mid for mid, _, _ in changes.messages}
 
     async def release(self) -> None:
         """Drop the placeholders `snapshot` made for identifiers and messages left unused."""
         if self.claimed_keys or self.claimed_messages:
-            await (
-                await self.tx.run(
-                    q.RELEASE_CLAIMS,
-                    {"keys": self.claimed_keys, "message_ids": self.claimed_messages},
-                )
-            ).consume()
+            params = {
+                "keys": sorted(self.claimed_keys),
+                "message_ids": sorted(self.claimed_messages),
+            }
+            await (await self.tx.run(q.RELEASE_CLAIMS, params)).consume()
 
 
 _APPLY: tuple[LiteralString, ...] = (

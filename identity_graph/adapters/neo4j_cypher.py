@@ -14,14 +14,12 @@ in id order. Every change to which identifiers a profile holds is made under tha
 """
 
 SCHEMA = (
-    "CREATE CONSTRAINT identifier_key IF NOT EXISTS"
-    " FOR (n:Identifier) REQUIRE n.key IS UNIQUE",
+    "CREATE CONSTRAINT identifier_key IF NOT EXISTS FOR (n:Identifier) REQUIRE n.key IS UNIQUE",
     "CREATE CONSTRAINT profile_id IF NOT EXISTS FOR (n:Profile) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT message_id IF NOT EXISTS FOR (n:Message) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT merge_id IF NOT EXISTS FOR (n:Merge) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT conflict_id IF NOT EXISTS FOR (n:Conflict) REQUIRE n.id IS UNIQUE",
-    "CREATE CONSTRAINT event_message_id IF NOT EXISTS"
-    " FOR (n:Event) REQUIRE n.message_id IS UNIQUE",
+    "CREATE CONSTRAINT event_message_id IF NOT EXISTS FOR (n:Event) REQUIRE n.message_id IS UNIQUE",
     "CREATE CONSTRAINT api_key_hash IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.key_hash IS UNIQUE",
     "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.id IS UNIQUE",
     "CREATE CONSTRAINT audit_seq IF NOT EXISTS FOR (n:Audit) REQUIRE n.seq IS UNIQUE",
@@ -371,8 +369,7 @@ RETURN count(k) AS n
 _FILTERS = {
     "has_kind": "EXISTS { MATCH (i:Identifier {profile_id: p.id}) WHERE i.kind = $has_kind }",
     "identifier_keys": (
-        "EXISTS { MATCH (i:Identifier) WHERE i.key IN $identifier_keys"
-        " AND i.profile_id = p.id }"
+        "EXISTS { MATCH (i:Identifier) WHERE i.key IN $identifier_keys AND i.profile_id = p.id }"
     ),
     "trait": (
         "EXISTS { MATCH (i:Identifier {profile_id: p.id})"

@@ -168,8 +168,14 @@ def merge_from_row(row: Mapping[str, Any]) -> MergeRecord:
         survivor=row["survivor"],
         absorbed=row["absorbed"],
         links=tuple(
-            Link(x["a"], x["b"], x["source"], x["message_id"], from_micros(x["observed_at"]),
-                 x["rule"])
+            Link(
+                x["a"],
+                x["b"],
+                x["source"],
+                x["message_id"],
+                from_micros(x["observed_at"]),
+                x["rule"],
+            )
             for x in loads(row["links"])
         ),
         identifiers=tuple(loads(row["identifiers"])),
@@ -181,15 +187,22 @@ def merge_from_row(row: Mapping[str, Any]) -> MergeRecord:
 
 def conflict_from_row(row: Mapping[str, Any]) -> MergeConflict:
     return MergeConflict(
-        row["id"], from_micros(row["at"]), row["message_id"], row["profile_id"],
-        tuple(loads(row["dropped"])), row["reason"],
+        row["id"],
+        from_micros(row["at"]),
+        row["message_id"],
+        row["profile_id"],
+        tuple(loads(row["dropped"])),
+        row["reason"],
     )
 
 
 def consent_from_row(row: Mapping[str, Any]) -> ConsentRecord:
     return ConsentRecord(
-        row["identifier_key"], row["purpose"], ConsentStatus(row["status"]),
-        from_micros(row["at"]), row["source"],
+        row["identifier_key"],
+        row["purpose"],
+        ConsentStatus(row["status"]),
+        from_micros(row["at"]),
+        row["source"],
     )
 
 
@@ -208,7 +221,11 @@ def event_from_row(row: Mapping[str, Any]) -> StoredEvent:
 
 def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
     return AuditEntry(
-        row["id"], from_micros(row["at"]), row["principal"], row["role"], row["customer_id"],
+        row["id"],
+        from_micros(row["at"]),
+        row["principal"],
+        row["role"],
+        row["customer_id"],
         tuple(loads(row["fields"])),
     )
 
@@ -216,6 +233,10 @@ def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
 def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
     revoked = row.get("revoked_at")
     return ApiKey(
-        row["id"], row["key_hash"], row["role"], row.get("name"), from_micros(row["created_at"]),
+        row["id"],
+        row["key_hash"],
+        row["role"],
+        row.get("name"),
+        from_micros(row["created_at"]),
         from_micros(revoked) if revoked is not None else None,
     )

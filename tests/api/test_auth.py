@@ -36,8 +36,9 @@ async def test_bad_credentials_are_401(api: Api, client: httpx.AsyncClient) -> N
         response = await api.post(READ, key=key)
         assert response.status_code == 401, key
         assert codes(response.json()["errors"]) == ["INVALID_TOKEN"]
-    response = await client.post("/graphql", json={"query": READ},
-                                 headers={"Authorization": "Basic dXNlcjo="})
+    response = await client.post(
+        "/graphql", json={"query": READ}, headers={"Authorization": "Basic dXNlcjo="}
+    )
     assert response.status_code == 401
 
 
@@ -57,8 +58,11 @@ async def test_every_reader_role_can_read(api: Api) -> None:
 async def test_jwt_hs256_carries_roles(api: Api) -> None:
     assert (await api(READ, key=token()))["customers"]["totalCount"] == 0
     assert codes(await api.errors(READ, key=token(roles=["ingest"]))) == ["FORBIDDEN"]
-    spaced = jwt.encode({"sub": "bob", "roles": "ingest admin", "exp": int(time.time()) + 60},
-                        JWT_SECRET, algorithm="HS256")
+    spaced = jwt.encode(
+        {"sub": "bob", "roles": "ingest admin", "exp": int(time.time()) + 60},
+        JWT_SECRET,
+        algorithm="HS256",
+    )
     assert (await api(READ, key=spaced))["customers"]["totalCount"] == 0
 
 

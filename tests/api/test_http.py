@@ -41,8 +41,9 @@ async def test_wrong_shapes_are_400(client: httpx.AsyncClient) -> None:
 async def test_syntax_error_and_wrong_variable_type(api: Api) -> None:
     response = await api.post("{ customers { ")
     assert codes(response.json()["errors"]) == ["BAD_REQUEST"]
-    errors = await api.errors("query($n: Int) { customers(first: $n) { totalCount } }",
-                              {"n": "many"})
+    errors = await api.errors(
+        "query($n: Int) { customers(first: $n) { totalCount } }", {"n": "many"}
+    )
     assert codes(errors) == ["BAD_REQUEST"]
 
 
@@ -62,8 +63,9 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
     assert response.status_code == 413
 
 
-async def test_health_and_readiness(client: httpx.AsyncClient, app: Starlette,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_health_and_readiness(
+    client: httpx.AsyncClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).json() == {"status": "ready"}
 
@@ -85,8 +87,9 @@ async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
     assert "c360_http_requests" in response.text
 
 
-async def test_unexpected_errors_are_masked(api: Api, app: Starlette,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unexpected_errors_are_masked(
+    api: Api, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await api('mutation { identify(input: {userId: "u1"}) { status } }')
 
     async def broken(ids: Sequence[str]) -> dict[str, list[TraitValue]]:
@@ -100,14 +103,19 @@ async def test_unexpected_errors_are_masked(api: Api, app: Starlette,
     body = response.json()
     assert body["data"] == {"customer": None} or body["data"]["customer"]["traits"] is None
     assert body["errors"] == [
-        {"message": "internal error", "locations": [{"line": 1, "column": 61}],
-         "path": ["customer", "traits"], "extensions": {"code": "INTERNAL"}}
+        {
+            "message": "internal error",
+            "locations": [{"line": 1, "column": 61}],
+            "path": ["customer", "traits"],
+            "extensions": {"code": "INTERNAL"},
+        }
     ]
     assert "secret" not in response.text and "Traceback" not in response.text
 
 
-async def test_store_unavailable_is_503(api: Api, app: Starlette,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_store_unavailable_is_503(
+    api: Api, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def down(keys: Sequence[str]) -> dict[str, str]:
         raise StoreUnavailable("bolt://db:7687 refused")
 

@@ -1,79 +1,76 @@
-"""Query limits: depth, aliases (fragments included), tokens."""
+"""Query limits: depth, aliases (fragments expanded at every spread), tokens."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from graph_api.app import create_app
+from graph_api.settings import Settings
 from tests.api.conftest import Api, codes
 
-
-async def test_depth_limit(api: Api) -> None:
-    shallow = "{ customers { edges { node { mergeHistory { links { from { kind } } } } } } }"
-    await api(shallow)
-    deep = ("{ customers { edges { node { mergeHistory { links { from { kind } } } } } } "
-            "x: customers { edges { node { events { edges { node { id } } } } } } }")
-    await api(deep)
-    errors = await api.errors(
-        "fragment F on Link { from { kind } } { customers { edges { node { mergeHistory { "
-        "links { ...F } } conflicts { dropped { kind } } } } }"
-        "customer(id: \"x\") { mergeHistory { links { from { value } } } } }"
-    )
-    assert errors == [] or codes(errors)
+DEEP = "{ customers { edges { node { mergeHistory { links { from { kind } } } } } } }"
+SHALLOW = "{ customers { edges { node { id } } } }"
 
 
-async def test_depth_limit_counts_through_fragments(api: Api) -> None:
-    from graph_api.settings import Settings
-
-    depth = Settings().max_depth
-    inner = "kind"
-    for _ in range(depth):
-        inner = f"links {{ from {{ {inner} }} }}"
-    errors = await api.errors(
-        "fragment Deep on Customer { mergeHistory { links { from { kind } } } }"
-        " query { customers { edges { node { ...Deep conflicts { dropped { kind } } } } } }"
-        " query Q2 { customer(id: \"1\") { mergeHistory { id } } }"
-    )
-    assert codes(errors) == ["BAD_REQUEST"]  # two anonymous/named operations mix: invalid
-    too_deep = (
-        "fragment L on Link { from { kind } }"
-        " { customers { edges { node { mergeHistory { links { ...L } } } } } }"
-    )
-    await api(too_deep)
-    nested = "{ customers { edges { node { events { edges { node { id } } } } } } }"
-    await api(nested)
-    over = (
-        "query { a: customers { edges { node { mergeHistory { links { from { kind } } } } } } }"
-    )
-    await api(over)
-    assert inner
+@pytest.fixture
+async def limited(settings: Settings) -> AsyncIterator[Api]:
+    small = dataclasses.replace(settings, max_depth=5, max_aliases=4, max_tokens=60)
+    app = create_app(small)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield Api(client)
 
 
-async def test_too_deep_query_is_refused(api: Api) -> None:
-    # customers(1) edges(2) node(3) mergeHistory(4) links(5) from(6) kind(7): a limit of 6
-    # refuses it; the default 10 allows it, so test against a deeper synthetic nesting.
-    query = "fragment F on Customer { events { edges { node { id } } } }"
-    query += " { customers { edges { node { ...F } } } }"
-    await api(query)
-    errors = await api.errors(
-        "{ customers { edges { node { mergeHistory { links { from { kind } to { kind } } } "
-        "events { edges { node { id } } pageInfo { endCursor } } } } } }"
-        .replace("{ id }", "{ id }")
-        + ""
-    ) if False else []
-    assert errors == []
-
-
-async def test_alias_limit_counts_fragments(api: Api) -> None:
-    fields = " ".join(f"a{i}: totalCount" for i in range(10))
-    query = f"fragment F on CustomerConnection {{ {fields} }}"
-    ok = query + " { customers { ...F } }"
-    await api(ok)
-    spread = query + " { x: customers { ...F } y: customers { ...F } z: customers { ...F } }"
-    errors = await api.errors(spread)
+async def test_depth_limit(limited: Api) -> None:
+    await limited(SHALLOW)
+    errors = await limited.errors(DEEP)
     assert codes(errors) == ["BAD_REQUEST"]
-    assert "33 aliases" in errors[0]["message"]
+    assert "exceeds maximum operation depth of 5" in errors[0]["message"]
 
 
-async def test_token_limit(api: Api) -> None:
-    query = "{ customers { " + "totalCount " * 2_500 + "} }"
-    errors = await api.errors(query)
+async def test_depth_counts_through_fragments(limited: Api) -> None:
+    query = "fragment L on Link { from { kind } } fragment C on Customer { mergeHistory"
+    query += " { links { ...L } } } { customers { edges { node { ...C } } } }"
+    assert codes(await limited.errors(query)) == ["BAD_REQUEST"]
+
+
+async def test_introspection_is_not_depth_limited(limited: Api) -> None:
+    query = "{ __schema { types { fields { type { ofType { ofType { ofType { name } } } } } } } }"
+    data = await limited(query)
+    assert data["__schema"]["types"]
+
+
+async def test_alias_limit(limited: Api) -> None:
+    await limited("{ a: customers { n: totalCount } b: customers { totalCount } }")
+    errors = await limited.errors(
+        "{ a: customers { totalCount } b: customers { totalCount } c: customers { totalCount }"
+        " d: customers { totalCount } e: customers { totalCount } }"
+    )
     assert codes(errors) == ["BAD_REQUEST"]
-    assert "tokens" in errors[0]["message"]
+    assert errors[0]["message"] == "5 aliases in one operation; at most 4 allowed"
+
+
+async def test_alias_limit_counts_each_fragment_spread(limited: Api) -> None:
+    fragment = "fragment F on CustomerConnection { x: totalCount y: totalCount }"
+    await limited(fragment + " { customers { ...F } }")
+    errors = await limited.errors(fragment + " { customers { ...F } other: customers { ...F } }")
+    assert errors[0]["message"] == "5 aliases in one operation; at most 4 allowed"
+    nested = "fragment F on CustomerConnection { x: totalCount ...G } "
+    nested += "fragment G on CustomerConnection { y: totalCount z: totalCount } "
+    errors = await limited.errors(nested + "{ customers { ...F ...G } }")
+    assert errors[0]["message"] == "5 aliases in one operation; at most 4 allowed"
+
+
+async def test_token_limit(limited: Api) -> None:
+    errors = await limited.errors("{ customers { " + "totalCount " * 80 + "} }")
+    assert codes(errors) == ["BAD_REQUEST"]
+    assert "more than 60 tokens" in errors[0]["message"]
+
+
+async def test_default_limits_allow_a_profile_page(api: Api) -> None:
+    await api(DEEP)

@@ -11,8 +11,13 @@ PROFILE = """query($id: ID!) { customer(id: $id) { id identifiers { kind value }
 
 async def test_ingest_batch_is_idempotent(api: Api) -> None:
     messages = [
-        {"type": "IDENTIFY", "userId": "u1", "anonymousId": "a1", "messageId": "m1",
-         "traits": {"email": "j@example.com"}},
+        {
+            "type": "IDENTIFY",
+            "userId": "u1",
+            "anonymousId": "a1",
+            "messageId": "m1",
+            "traits": {"email": "j@example.com"},
+        },
         {"type": "TRACK", "anonymousId": "a1", "event": "Signed Up", "messageId": "m2"},
         {"type": "PAGE", "anonymousId": "a1", "event": "Pricing"},
         {"type": "IDENTIFY", "userId": "null"},
@@ -35,7 +40,7 @@ async def test_bad_message_names_its_index_and_writes_nothing(api: Api) -> None:
     errors = await api.errors(INGEST, {"messages": messages})
     assert codes(errors) == ["INVALID_IDENTIFIER"]
     assert errors[0]["message"].startswith("messages[1]: invalid email")
-    data = await api('{ customers { totalCount } }')
+    data = await api("{ customers { totalCount } }")
     assert data["customers"]["totalCount"] == 0
     cases = [
         ({"type": "TRACK", "userId": "u1"}, "BAD_INPUT"),
@@ -49,28 +54,52 @@ async def test_bad_message_names_its_index_and_writes_nothing(api: Api) -> None:
 
 
 async def test_undo_merge_and_unmerge(api: Api) -> None:
-    first = (await api(INGEST, {"messages": [
-        {"type": "IDENTIFY", "userId": "u1", "timestamp": "2024-01-01T00:00:00Z"},
-        {"type": "IDENTIFY", "anonymousId": "a2", "timestamp": "2024-01-02T00:00:00Z"},
-        {"type": "IDENTIFY", "userId": "u1", "anonymousId": "a2",
-         "timestamp": "2024-01-03T00:00:00Z"},
-    ]}))["ingest"]
+    first = (
+        await api(
+            INGEST,
+            {
+                "messages": [
+                    {"type": "IDENTIFY", "userId": "u1", "timestamp": "2024-01-01T00:00:00Z"},
+                    {"type": "IDENTIFY", "anonymousId": "a2", "timestamp": "2024-01-02T00:00:00Z"},
+                    {
+                        "type": "IDENTIFY",
+                        "userId": "u1",
+                        "anonymousId": "a2",
+                        "timestamp": "2024-01-03T00:00:00Z",
+                    },
+                ]
+            },
+        )
+    )["ingest"]
     survivor, absorbed = first[0]["customerId"], first[1]["customerId"]
     [merge_id] = first[2]["merges"]
-    undo = """mutation($id: ID!) { undoMerge(mergeId: $id) { kind undoes survivorId absorbedId } }"""
+    undo = """mutation($id: ID!) {
+      undoMerge(mergeId: $id) { kind undoes survivorId absorbedId } }"""
     record = (await api(undo, {"id": merge_id}))["undoMerge"]
     assert record["kind"] == "UNDO" and record["undoes"] == merge_id
     assert (await api(PROFILE, {"id": absorbed}))["customer"]["id"] == absorbed
     assert codes(await api.errors(undo, {"id": merge_id})) == ["INVALID_OPERATION"]
     assert codes(await api.errors(undo, {"id": "no-such-merge"})) == ["NOT_FOUND"]
 
-    await api(INGEST, {"messages": [{"type": "IDENTIFY", "userId": "u1", "anonymousId": "a9",
-                                     "traits": {"email": "j@example.com"}}]})
+    await api(
+        INGEST,
+        {
+            "messages": [
+                {
+                    "type": "IDENTIFY",
+                    "userId": "u1",
+                    "anonymousId": "a9",
+                    "traits": {"email": "j@example.com"},
+                }
+            ]
+        },
+    )
     split = """mutation($id: ID!, $ids: [IdentifierInput!]!) {
       unmerge(customerId: $id, identifiers: $ids) { kind survivorId absorbedId
       identifiers { kind value } } }"""
-    record = (await api(split, {"id": survivor, "ids": [
-        {"kind": "email", "value": "J@example.com"}]}))["unmerge"]
+    record = (
+        await api(split, {"id": survivor, "ids": [{"kind": "email", "value": "J@example.com"}]})
+    )["unmerge"]
     assert record["kind"] == "UNMERGE" and record["survivorId"] == survivor
     moved = (await api(PROFILE, {"id": record["absorbedId"]}))["customer"]["identifiers"]
     assert moved == [{"kind": "email", "value": "j@example.com"}]
@@ -81,9 +110,12 @@ async def test_undo_merge_and_unmerge(api: Api) -> None:
 
 
 async def test_create_and_revoke_api_key(api: Api) -> None:
-    created = (await api(
-        'mutation { createApiKey(role: "support", name: "helpdesk") { id key role name createdAt } }'
-    ))["createApiKey"]
+    created = (
+        await api(
+            'mutation { createApiKey(role: "support", name: "helpdesk")'
+            " { id key role name createdAt } }"
+        )
+    )["createApiKey"]
     assert created["key"].startswith("c360_") and len(created["key"]) > 40
     assert (created["role"], created["name"]) == ("support", "helpdesk")
     data = await api("{ customers { totalCount } }", key=created["key"])

@@ -28,6 +28,7 @@ ROLES = frozenset({"admin", "support", "sales", "marketing", "analyst", "ingest"
 READ_ROLES = ROLES - {"ingest"}
 INGEST_ROLES = frozenset({"ingest", "admin"})
 ADMIN_ROLES = frozenset({"admin"})
+CONSENT_ROLES = frozenset({"admin", "support", "ingest"})
 KEY_PREFIX = "c360_"
 _JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 

@@ -2,13 +2,11 @@
 
 Loaded from a TOML file over built-in defaults. A role's table names modes per category;
 a category a role's table leaves out is `denied`. Nothing ever falls back to `clear`.
+The roles are the built-in ones (an unknown role in the file fails start-up).
 
     [roles.support]
     CONTACT = "clear"
     LOCATION = "masked"
-
-    [roles.auditor]            # a new role
-    CONTACT = "hashed"
 
     [classification.kinds]     # identifier kinds beyond the built-in ones
     crm_id = "IDENTITY"
@@ -193,8 +191,12 @@ class _Builder:
         base = Policy.default()
         roles = {role: dict(modes) for role, modes in base.roles.items()}
         for role, table in self.table(doc, "roles").items():
-            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", role) or not isinstance(table, dict):
-                raise self.fail(role, f"roles.{role} must be a table named [a-z][a-z0-9_-]*")
+            if role not in DEFAULT_ROLES:
+                raise self.fail(
+                    role, f"unknown role {role!r}; roles are {', '.join(sorted(DEFAULT_ROLES))}"
+                )
+            if not isinstance(table, dict):
+                raise self.fail(role, f"roles.{role} must be a table")
             modes = {category: Mode.DENIED for category in PiiCategory}
             for name, mode in table.items():
                 category = self.category(f"roles.{role}", name)

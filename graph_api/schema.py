@@ -12,13 +12,17 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from graph_api import limits
-from graph_api.auth import ADMIN_ROLES, INGEST_ROLES, READ_ROLES, require
+from graph_api.audit import AuditReads
+from graph_api.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES, require
 from graph_api.context import Info
 from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
 from graph_api.metrics import count_ingest
+from graph_api.pii import require_clear
 from graph_api.settings import Settings
 from graph_api.types import described
 from graph_api.types.api_key import ApiKeyCreated
+from graph_api.types.audit_entry import AuditConnection
+from graph_api.types.consent import Consent, ConsentInput
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
 from graph_api.types.customer_filter import CustomerFilter
 from graph_api.types.identifier import IdentifierInput
@@ -26,8 +30,10 @@ from graph_api.types.link_explanation import LinkExplanation
 from graph_api.types.merge_record import MergeRecord
 from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, TrackInput
 from graph_api.types.page_info import PageInfo
+from identity_graph.model import ConsentStatus as DomainConsentStatus
 from identity_graph.model import Observation
 from identity_graph.store import ProfileFilter
+from identity_graph.survivorship import effective_consent
 
 MAX_BATCH = 500
 DEFAULT_PAGE = 20
@@ -47,7 +53,9 @@ class Query:
         if (id is None) == (identifier is None):
             raise bad_input("give exactly one of id and identifier")
         if identifier is not None:
-            key = identifier.to_domain(context.services.rules).key
+            found_identifier = identifier.to_domain(context.services.rules)
+            guard_identifier(info, found_identifier.kind, "look customers up")
+            key = found_identifier.key
             found = await context.loaders.profile_of.load(key)
         else:
             found = await context.loaders.resolve.load(str(id))
@@ -66,6 +74,11 @@ class Query:
         services = context.services
         size = limits.page_size(first, services.settings)
         condition = where.to_domain(services.rules) if where else ProfileFilter()
+        for key in condition.identifier_keys or ():
+            guard_identifier(info, key.partition(":")[0], "filter customers")
+        if condition.trait is not None:
+            category = services.policy.trait_category(condition.trait[0])
+            require_clear(info, category, f"filter customers by trait {condition.trait[0]!r}")
         page = await services.store.list_profiles(first=size, after=after, where=condition)
         edges = [
             CustomerEdge(node=Customer(id=strawberry.ID(pid)), cursor=pid) for pid in page.items
@@ -79,6 +92,22 @@ class Query:
             total_count=page.total,
         )
 
+    @described.field("Clear reads of personal data, newest first (admins only).")
+    async def audit_log(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+        customer_id: strawberry.ID | None = None,
+    ) -> AuditConnection:
+        context = info.context
+        require(context.principal, ADMIN_ROLES, "read the audit log")
+        size = limits.page_size(first, context.services.settings)
+        page = await context.services.store.audit_log(
+            first=size, after=after, customer_id=str(customer_id) if customer_id else None
+        )
+        return AuditConnection.from_domain(page)
+
     @described.field("Why two identifiers belong to one customer, link by link.")
     async def explain_link(
         self, info: Info, a: IdentifierInput, b: IdentifierInput
@@ -86,10 +115,17 @@ class Query:
         context = info.context
         require(context.principal, READ_ROLES, "explain links")
         rules = context.services.rules
-        explanation = await context.services.graph.explain_link(
-            a.to_domain(rules), b.to_domain(rules)
-        )
+        first, second = a.to_domain(rules), b.to_domain(rules)
+        for identifier in (first, second):
+            guard_identifier(info, identifier.kind, "explain links")
+        explanation = await context.services.graph.explain_link(first, second)
         return LinkExplanation.from_domain(explanation)
+
+
+def guard_identifier(info: Info, kind: str, action: str) -> None:
+    """What a role may not read clear it may not use: lookups would become an oracle."""
+    category = info.context.services.policy.kind_category(kind)
+    require_clear(info, category, f"{action} by {kind}")
 
 
 async def _ingest(info: Info, observations: Sequence[Observation]) -> list[IngestResult]:
@@ -156,6 +192,28 @@ class Mutation:
         )
         return MergeRecord.from_domain(record)
 
+    @described.mutation(
+        "Record a customer's consent choices, for every identifier the customer holds now."
+    )
+    async def set_consent(
+        self,
+        info: Info,
+        customer_id: strawberry.ID,
+        choices: list[ConsentInput],
+        source: str = "api",
+    ) -> list[Consent]:
+        context = info.context
+        require(context.principal, CONSENT_ROLES, "record consent")
+        if not choices:
+            raise bad_input("give at least one consent choice")
+        decided = {c.purpose: DomainConsentStatus(c.status.value) for c in choices}
+        current = await context.services.graph.set_consent(
+            str(customer_id), decided, source=source
+        )
+        records = (await context.services.store.consents([current]))[current]
+        effective = effective_consent(records)
+        return [Consent.from_domain(effective[p]) for p in sorted(effective)]
+
     @described.mutation("Create an API key for a role; the key is shown once.")
     async def create_api_key(self, info: Info, role: str, name: str | None = None) -> ApiKeyCreated:
         require(info.context.principal, ADMIN_ROLES, "create API keys")
@@ -177,7 +235,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorCodes, *limits.extensions(settings)],
+        extensions=[ErrorCodes, AuditReads, *limits.extensions(settings)],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

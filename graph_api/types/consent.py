@@ -30,3 +30,11 @@ class Consent:
             at=record.at,
             source=record.source,
         )
+
+
+@strawberry.input(description="A consent choice for one purpose.")
+class ConsentInput:
+    purpose: str = strawberry.field(
+        description="analytics, email_marketing, advertising, personalization or sale_of_data"
+    )
+    status: ConsentStatus

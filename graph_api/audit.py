@@ -31,7 +31,7 @@ class AuditReads(SchemaExtension):
     audited must not reach the caller.
     """
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_execute(self) -> AsyncIterator[None]:
         yield
         context = self.execution_context.context
         reads = getattr(context, "audit", None)

@@ -517,7 +517,7 @@ class EmbeddedStore(IdentityStore):
             total = 0
             found: list[Any] = []
             for chunk in _chunks(keys):
-                args = [*chunk, *(types or ())]
+                args: list[Any] = [*chunk, *(types or ())]
                 total += db.execute(
                     f"SELECT count(*) FROM events WHERE identifier_key IN ({_marks(len(chunk))})"
                     + type_clause,
@@ -659,7 +659,8 @@ class EmbeddedStore(IdentityStore):
         self, *, first: int, after: str | None, customer_id: str | None
     ) -> Page[AuditEntry]:
         db = self._read()
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if customer_id is not None:
             clauses.append("customer_id = ?")
             params.append(customer_id)

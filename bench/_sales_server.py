@@ -161,7 +161,8 @@ async def ready(request: Request) -> Response:
 
 def baseline_app(data_dir: Path, *, cached: bool) -> Starlette:
     load_baseline(data_dir / "baseline.json")
-    extensions = [ParserCache(maxsize=512), ValidationCache(maxsize=512)] if cached else []
+    caches = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
+    extensions: list[Any] = caches if cached else []
     schema = strawberry.Schema(query=Query, extensions=extensions)
     view = GraphQL[None, None](schema, graphql_ide=None)
     return Starlette(

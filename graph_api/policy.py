@@ -103,6 +103,14 @@ DEFAULT_KEYS = {
     ),
 }
 
+DEFAULT_TRAITS = {
+    **DEFAULT_KEYS,
+    **dict.fromkeys(("username", "title", "company", "avatar"), PiiCategory.IDENTITY),
+    "website": PiiCategory.CONTACT,
+}
+"""Trait keys: Segment's reserved traits as their typed fields classify them, so that
+`traitHistory(name:)` shows a value no more openly than `Traits` does."""
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -119,7 +127,7 @@ class Policy:
                 for role, modes in DEFAULT_ROLES.items()
             },
             kinds=dict(DEFAULT_KINDS),
-            traits=dict(DEFAULT_KEYS),
+            traits=dict(DEFAULT_TRAITS),
             event_properties=dict(DEFAULT_KEYS),
         )
 

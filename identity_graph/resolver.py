@@ -93,10 +93,16 @@ def plan_batch(
     rules: Rules,
     *,
     make_id: NewId = new_id,
-) -> tuple[ChangeSet, list[Outcome]]:
-    """Decide a batch of observations against a snapshot, in order."""
+) -> tuple[list[ChangeSet], list[Outcome]]:
+    """Decide a batch of observations against a snapshot, in order.
+
+    Returns the change sets to apply in order in one transaction. A consent choice is stored
+    for the identifiers its profile holds at that point of the batch, so a change set ends
+    after each observation that carries one: later merges in the batch come after it.
+    """
     overlay = _Overlay(snapshot)
     changes = ChangeSet()
+    batches = [changes]
     seen = dict(snapshot.seen)
     outcomes = []
     for observation in observations:
@@ -109,7 +115,10 @@ def plan_batch(
         if outcome.profile_id is not None:
             seen[observation.message_id] = outcome.profile_id
         outcomes.append(outcome)
-    return changes, outcomes
+        if changes.consents:
+            changes = ChangeSet()
+            batches.append(changes)
+    return [c for c in batches if c], outcomes
 
 
 def _counts(keys: Iterable[Identifier], overlay: _Overlay) -> tuple[set[str], dict[str, int]]:

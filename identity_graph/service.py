@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from identity_graph.errors import InvalidOperation, MalformedObservation, NotFound
-from identity_graph.model import ConsentStatus, Identifier, Link, MergeKind, MergeRecord, Observation
-from identity_graph.model import PURPOSES
+from identity_graph.model import (
+    PURPOSES,
+    ConsentStatus,
+    Identifier,
+    Link,
+    MergeKind,
+    MergeRecord,
+    Observation,
+)
 from identity_graph.resolver import (
     NewId,
     Outcome,
@@ -77,10 +84,10 @@ class IdentityGraph:
 
         async def work(tx: WriteTx) -> list[Outcome]:
             snapshot = await tx.snapshot(keys, message_ids=message_ids)
-            changes, outcomes = plan_batch(
+            batches, outcomes = plan_batch(
                 observations, snapshot, self.rules, make_id=self.make_id
             )
-            if changes:
+            for changes in batches:
                 await tx.apply(changes)
             return outcomes
 

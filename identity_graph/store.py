@@ -153,7 +153,8 @@ class WriteTx(ABC):
 
     @abstractmethod
     async def apply(self, changes: ChangeSet) -> None:
-        """Write the change set. Called once, last, by the transaction function."""
+        """Write a change set. Called last by the transaction function, once or several
+        times: each change set sees the ones applied before it in the transaction."""
 
 
 class IdentityStore(ABC):

@@ -225,13 +225,26 @@ class EmbeddedStore(IdentityStore):
             self.round_trips += 1
             tx = _EmbeddedTx(self)
             result = await work(tx)
-            if tx.pending is not None:
-                try:
-                    await asyncio.to_thread(self._commit, tx.pending)
-                except sqlite3.Error as e:
-                    raise StoreUnavailable(f"embedded store write failed: {e}") from e
-                self._apply_in_memory(tx.pending)
+            if tx.pending:
+                await self._commit_and_apply(tx.pending)
             return result
+
+    async def _commit_and_apply(self, batches: list[ChangeSet]) -> None:
+        """Commit in a worker thread, then apply in memory: even if the caller is cancelled
+        meanwhile, memory follows what SQLite committed."""
+        commit = asyncio.ensure_future(asyncio.to_thread(self._commit, batches))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])
+            if commit.exception() is None:
+                for changes in batches:
+                    self._apply_in_memory(changes)
+            raise
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"embedded store write failed: {e}") from e
+        for changes in batches:
+            self._apply_in_memory(changes)
 
     def current(self, pid: str) -> str | None:
         hops = 0
@@ -242,114 +255,119 @@ class EmbeddedStore(IdentityStore):
                 raise StoreUnavailable("redirect cycle in profiles")
         return pid if pid in self.members else None
 
-    def _commit(self, c: ChangeSet) -> None:
+    def _commit(self, batches: list[ChangeSet]) -> None:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(
-                "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
-                [(pid, to_micros(t)) for pid, t in c.new_profiles],
-            )
-            db.executemany(
-                "UPDATE profiles SET merged_into = NULL WHERE id = ?",
-                [(pid,) for pid in c.restored_profiles],
-            )
-            db.executemany(
-                "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
-                " VALUES (?1, ?2, ?3, ?4, ?4, ',' || ?5 || ',') ON CONFLICT (key) DO UPDATE SET"
-                " first_seen = min(first_seen, excluded.first_seen),"
-                " last_seen = max(last_seen, excluded.last_seen),"
-                " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
-                " ELSE sources || ?5 || ',' END",
-                [
-                    (s.key, _kind(s.key), s.profile_id, to_micros(s.seen_at), s.source)
-                    for s in c.sightings
-                ],
-            )
-            for absorbed, survivor in c.reassign:
-                db.execute(
-                    "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
-                    (survivor, absorbed),
-                )
-                db.execute(
-                    "UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed)
-                )
-            db.executemany(
-                "UPDATE identifiers SET profile_id = ? WHERE key = ?",
-                [(pid, key) for key, pid in c.assign.items()],
-            )
-            db.executemany(
-                "DELETE FROM links WHERE (a = ?1 AND b = ?2) OR (a = ?2 AND b = ?1)",
-                c.removed_links,
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (*sorted((x.a, x.b)), x.source, x.message_id, to_micros(x.observed_at), x.rule)
-                    for x in c.links
-                ],
-            )
-            db.executemany(
-                "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
-                " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.id,
-                        to_micros(m.at),
-                        m.kind.value,
-                        m.survivor,
-                        m.absorbed,
-                        dumps([_link_json(x) for x in m.links]),
-                        dumps(list(m.identifiers)),
-                        m.message_id,
-                        m.undoes,
-                    )
-                    for m in c.merges
-                ],
-            )
-            db.executemany("UPDATE merges SET undone_by = ?2 WHERE id = ?1", c.undone)
-            db.executemany(
-                "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (x.id, to_micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
-                    for x in c.conflicts
-                ],
-            )
-            db.executemany(
-                "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
-                " message_id) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (t.identifier_key, t.name, dumps(t.value), t.source,
-                     to_micros(t.observed_at), t.message_id)
-                    for t in c.traits
-                ],
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
-                " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (e.message_id, e.identifier_key, e.type.value, e.name, e.category.value,
-                     dumps(e.properties), to_micros(e.timestamp), e.source)
-                    for e in c.events
-                ],
-            )
-            for consent in c.consents:
-                db.execute(
-                    "INSERT INTO consents (identifier_key, purpose, status, at, source)"
-                    " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
-                    (consent.purpose, consent.status.value, to_micros(consent.at),
-                     consent.source, consent.profile_id),
-                )
-            db.executemany(
-                "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
-                [(m, pid, to_micros(t)) for m, pid, t in c.messages],
-            )
+            for c in batches:
+                self._write(db, c)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, c: ChangeSet) -> None:
+        db.executemany(
+            "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
+            [(pid, to_micros(t)) for pid, t in c.new_profiles],
+        )
+        db.executemany(
+            "UPDATE profiles SET merged_into = NULL WHERE id = ?",
+            [(pid,) for pid in c.restored_profiles],
+        )
+        db.executemany(
+            "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
+            " VALUES (?1, ?2, ?3, ?4, ?4, ',' || ?5 || ',') ON CONFLICT (key) DO UPDATE SET"
+            " first_seen = min(first_seen, excluded.first_seen),"
+            " last_seen = max(last_seen, excluded.last_seen),"
+            " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
+            " ELSE sources || ?5 || ',' END",
+            [
+                (s.key, _kind(s.key), s.profile_id, to_micros(s.seen_at), s.source)
+                for s in c.sightings
+            ],
+        )
+        for absorbed, survivor in c.reassign:
+            db.execute(
+                "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
+                (survivor, absorbed),
+            )
+            db.execute(
+                "UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed)
+            )
+        db.executemany(
+            "UPDATE identifiers SET profile_id = ? WHERE key = ?",
+            [(pid, key) for key, pid in c.assign.items()],
+        )
+        db.executemany(
+            "DELETE FROM links WHERE (a = ?1 AND b = ?2) OR (a = ?2 AND b = ?1)",
+            c.removed_links,
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (*sorted((x.a, x.b)), x.source, x.message_id, to_micros(x.observed_at), x.rule)
+                for x in c.links
+            ],
+        )
+        db.executemany(
+            "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
+            " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    m.id,
+                    to_micros(m.at),
+                    m.kind.value,
+                    m.survivor,
+                    m.absorbed,
+                    dumps([_link_json(x) for x in m.links]),
+                    dumps(list(m.identifiers)),
+                    m.message_id,
+                    m.undoes,
+                )
+                for m in c.merges
+            ],
+        )
+        db.executemany("UPDATE merges SET undone_by = ?2 WHERE id = ?1", c.undone)
+        db.executemany(
+            "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (x.id, to_micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
+                for x in c.conflicts
+            ],
+        )
+        db.executemany(
+            "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
+            " message_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (t.identifier_key, t.name, dumps(t.value), t.source,
+                 to_micros(t.observed_at), t.message_id)
+                for t in c.traits
+            ],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
+            " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.message_id, e.identifier_key, e.type.value, e.name, e.category.value,
+                 dumps(e.properties), to_micros(e.timestamp), e.source)
+                for e in c.events
+            ],
+        )
+        for consent in c.consents:
+            db.execute(
+                "INSERT INTO consents (identifier_key, purpose, status, at, source)"
+                " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
+                (consent.purpose, consent.status.value, to_micros(consent.at),
+                 consent.source, consent.profile_id),
+            )
+        db.executemany(
+            "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
+            [(m, pid, to_micros(t)) for m, pid, t in c.messages],
+        )
 
     def _apply_in_memory(self, c: ChangeSet) -> None:
         for pid, t in c.new_profiles:
@@ -759,7 +777,7 @@ def _merge_from_row(row: Sequence[Any]) -> MergeRecord:
 class _EmbeddedTx(WriteTx):
     def __init__(self, store: EmbeddedStore) -> None:
         self.store = store
-        self.pending: ChangeSet | None = None
+        self.pending: list[ChangeSet] = []
 
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
         store = self.store
@@ -825,6 +843,4 @@ class _EmbeddedTx(WriteTx):
         return self.store.current(profile_id)
 
     async def apply(self, changes: ChangeSet) -> None:
-        if self.pending is not None:
-            raise InvalidOperation("a write transaction applies one change set")
-        self.pending = changes
+        self.pending.append(changes)

@@ -385,7 +385,6 @@ class _Neo4jTx(WriteTx):
 
     def __init__(self, tx: AsyncManagedTransaction) -> None:
         self.tx = tx
-        self.applied = False
         self.claimed_keys: set[str] = set()
         self.claimed_messages: set[str] = set()
 
@@ -458,9 +457,6 @@ class _Neo4jTx(WriteTx):
         return await self._lock_current(profile_id)
 
     async def apply(self, changes: ChangeSet) -> None:
-        if self.applied:
-            raise InvalidOperation("a write transaction applies one change set")
-        self.applied = True
         steps: list[tuple[LiteralString, list[Any]]] = [
             (query, rows) for query, rows in zip(_APPLY, changes_to_rows(changes), strict=True)
         ]

@@ -194,11 +194,6 @@ async def test_consent_in_an_observation_lands_on_its_profile(graph: IdentityGra
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported to the lead: ChangeSet applies consents after reassign, so a"
-    " choice on a profile absorbed later in the same batch matches no identifier and is lost",
-)
 async def test_consent_survives_a_merge_later_in_the_same_batch(graph: IdentityGraph) -> None:
     [old] = await graph.ingest([observe("m0", "user_id:u1", t=0)])
     obs = replace(

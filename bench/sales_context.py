@@ -360,17 +360,17 @@ def report(stats: dict[str, dict[str, float]], args: argparse.Namespace, loads: 
 # --- profile -------------------------------------------------------------------------------
 
 
-async def profile(data_dir: Path, emails: list[str], n: int) -> None:
+async def profile(data_dir: Path, emails: list[str], n: int, mode: str) -> None:
     """cProfile of `n` requests through the ASGI app in process (no HTTP), top costs."""
     import cProfile
     import pstats
 
     import httpx
 
-    from graph_api.app import create_app
-    from graph_api.settings import Secret, Settings
+    sys.path.insert(0, str(HERE))
+    from _sales_server import c360_app
 
-    app = create_app(Settings(data_dir=data_dir, bootstrap_admin_key=Secret(KEY), graphiql=False))
+    app = c360_app(mode, data_dir, KEY)
     rng = random.Random(3)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -391,7 +391,7 @@ async def profile(data_dir: Path, emails: list[str], n: int) -> None:
                 await one()
             profiler.disable()
             took = time.perf_counter() - started
-    print(f"{n} requests in process (under cProfile): {took / n * 1000:.2f} ms each")
+    print(f"{mode}: {n} requests in process (under cProfile): {took / n * 1000:.2f} ms each")
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(45)
@@ -413,6 +413,7 @@ def main() -> None:
     parser.add_argument("--modes", default="baseline,baseline-cached,c360,c360-off,c360-noext")
     parser.add_argument("--data-dir", type=Path, help="load a store here once, keep, reuse it")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N requests, in process")
+    parser.add_argument("--profile-mode", default="c360", choices=("c360", "c360-off", "c360-noext"))
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--emails", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -446,7 +447,7 @@ def main() -> None:
         emails_file.write_text(json.dumps(emails))
 
         if args.profile:
-            asyncio.run(profile(base, emails, args.profile))
+            asyncio.run(profile(base, emails, args.profile, args.profile_mode))
             return
 
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]

@@ -1,4 +1,4 @@
-"""Property tests of the resolver's invariants over random streams, on the embedded store."""
+"""Property tests of the resolver's invariants over random streams, on every adapter."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import networkx as nx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stores import make_store
 from streams import Partition, check_invariants, groups, observe, partition, restrict
 
-from identity_graph.adapters.embedded import EmbeddedStore
 from identity_graph.model import Identifier, Observation
 from identity_graph.resolver import usable_identifiers
 from identity_graph.rules import Rules
@@ -57,11 +58,15 @@ def batches(stream: Sequence[Observation], rng: random.Random) -> list[list[Obse
     return [list(stream[a:b]) for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
 
 
-def run(body: Callable[[IdentityStore], Awaitable[T]]) -> T:
+ADAPTERS = pytest.mark.parametrize(
+    "adapter", ["embedded", pytest.param("neo4j", marks=pytest.mark.neo4j)]
+)
+
+
+def run(adapter: str, body: Callable[[IdentityStore], Awaitable[T]]) -> T:
     async def main() -> T:
         with tempfile.TemporaryDirectory() as tmp:
-            store = EmbeddedStore(Path(tmp) / "data")
-            await store.open()
+            store = await make_store(adapter, Path(tmp))
             try:
                 return await body(store)
             finally:
@@ -86,9 +91,12 @@ async def events_by_key(store: IdentityStore, part: Partition) -> dict[str, froz
     return {min(part[pid]): frozenset(e.message_id for e in pages[pid].items) for pid in part}
 
 
+@ADAPTERS
 @SETTINGS
 @given(spec=streams, seed=st.integers(0, 2**16))
-def test_invariants_hold_after_any_stream(spec: list[tuple[list[str], bool]], seed: int) -> None:
+def test_invariants_hold_after_any_stream(
+    adapter: str, spec: list[tuple[list[str], bool]], seed: int
+) -> None:
     stream = build(spec)
 
     async def body(store: IdentityStore) -> None:
@@ -104,13 +112,14 @@ def test_invariants_hold_after_any_stream(spec: list[tuple[list[str], bool]], se
         everything = await store.profile_ids(UNIVERSE)
         assert set(everything) == stored
 
-    run(body)
+    run(adapter, body)
 
 
+@ADAPTERS
 @SETTINGS
 @given(spec=streams, seed=st.integers(0, 2**16))
 def test_a_conflict_free_stream_gives_one_partition_in_any_order(
-    spec: list[tuple[list[str], bool]], seed: int
+    adapter: str, spec: list[tuple[list[str], bool]], seed: int
 ) -> None:
     stream = build(spec)
     rng = random.Random(seed)
@@ -126,13 +135,14 @@ def test_a_conflict_free_stream_gives_one_partition_in_any_order(
         await check_invariants(store, LOOSE, part)
         return groups(part)
 
-    assert run(body) == expected
+    assert run(adapter, body) == expected
 
 
+@ADAPTERS
 @SETTINGS
 @given(spec=streams, seed=st.integers(0, 2**16))
 def test_undoing_the_last_merges_restores_the_prior_partition(
-    spec: list[tuple[list[str], bool]], seed: int
+    adapter: str, spec: list[tuple[list[str], bool]], seed: int
 ) -> None:
     stream = build(spec)
 
@@ -156,13 +166,14 @@ def test_undoing_the_last_merges_restores_the_prior_partition(
             owner = next(k for k, g in after.items() if key in g)
             assert ids <= events_after[min(after[owner])]
 
-    run(body)
+    run(adapter, body)
 
 
+@ADAPTERS
 @SETTINGS
 @given(spec=streams, seed=st.integers(0, 2**16), replays=st.lists(st.integers(0, 13)))
 def test_replaying_messages_changes_nothing(
-    spec: list[tuple[list[str], bool]], seed: int, replays: list[int]
+    adapter: str, spec: list[tuple[list[str], bool]], seed: int, replays: list[int]
 ) -> None:
     stream = build(spec)
     again = [stream[i % len(stream)] for i in replays] or stream
@@ -186,4 +197,4 @@ def test_replaying_messages_changes_nothing(
         assert await partition(store) == before
         assert await events_by_key(store, before) == events
 
-    run(body)
+    run(adapter, body)

@@ -8,6 +8,7 @@ and identifiers of every kind (two custom kinds, one classified in the policy fi
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import graphql
 import httpx
+import jwt
 import pytest
 from starlette.applications import Starlette
 
@@ -160,6 +162,12 @@ async def keys(api: Api) -> dict[str, str]:
     """An API key per built-in role; admin's is the bootstrap key."""
     made = {role: await api.key(role) for role in (*READERS[1:], "ingest")}
     return {"admin": ADMIN_KEY, **made}
+
+
+def token(*roles: str, sub: str = "privacy-tester") -> str:
+    """An HS256 JWT carrying the roles (any list, even empty or unknown)."""
+    claims = {"sub": sub, "roles": list(roles), "exp": int(time.time()) + 600}
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 
 IDENTIFY = "mutation($input: IdentifyInput!) { identify(input: $input) { customerId merges } }"

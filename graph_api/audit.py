@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from strawberry.extensions import SchemaExtension
 
 from identity_graph.model import AuditEntry
+from identity_graph.store import IdentityStore
 
 
 def entries(principal: Any, reads: list[tuple[str, str]], at: datetime) -> list[AuditEntry]:
@@ -22,6 +24,43 @@ def entries(principal: Any, reads: list[tuple[str, str]], at: datetime) -> list[
         AuditEntry(uuid.uuid4().hex, at, principal.id, role, customer, tuple(sorted(names)))
         for customer, names in sorted(fields.items())
     ]
+
+
+class AuditWriter:
+    """Group commit of audit entries: the requests that finish while one write is under way
+    share the next write. Each request returns only once the write holding its entries is
+    durable, so the audit costs one store write per group, not one per request.
+    """
+
+    def __init__(self, store: IdentityStore) -> None:
+        self.store = store
+        self._pending: list[AuditEntry] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def write(self, entries: Sequence[AuditEntry]) -> None:
+        """Durably record the entries; raises what the store raised if it could not."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._pending.extend(entries)
+        self._waiters.append(waiter)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+        await waiter
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, waiters = self._pending, self._waiters
+            self._pending, self._waiters = [], []
+            try:
+                await self.store.append_audit(batch)
+            except Exception as e:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(e)
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
 
 
 class AuditReads(SchemaExtension):
@@ -39,4 +78,4 @@ class AuditReads(SchemaExtension):
             return
         batch = entries(context.principal, reads, datetime.now(UTC))
         reads.clear()
-        await context.services.store.append_audit(batch)
+        await context.services.audit.write(batch)

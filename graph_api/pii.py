@@ -7,7 +7,7 @@ directive in the SDL (so `schema.graphql` documents what is personal) and attach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
@@ -123,8 +123,13 @@ class Access:
         context.access = access
         return access
 
+    modes: dict[PiiCategory, Mode] = field(default_factory=dict)
+
     def mode(self, category: PiiCategory) -> Mode:
-        return self.policy.best_mode(self.roles, category)
+        mode = self.modes.get(category)
+        if mode is None:
+            mode = self.modes[category] = self.policy.best_mode(self.roles, category)
+        return mode
 
     def render(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graph_api.audit import AuditWriter
 from graph_api.auth import Authenticator
 from graph_api.policy import Policy
 from graph_api.settings import Settings
@@ -22,6 +23,11 @@ class Services:
     auth: Authenticator
     policy: Policy = field(default_factory=Policy.default)
     """who may read which category of personal data, and how"""
+    audit: AuditWriter = field(init=False)
+    """records clear reads of personal data, one store write per group of requests"""
+
+    def __post_init__(self) -> None:
+        self.audit = AuditWriter(self.store)
 
 
 def build_store(settings: Settings) -> IdentityStore:

@@ -25,6 +25,7 @@ from graph_api.loaders import Loaders
 from graph_api.schema import build_schema
 from graph_api.services import Services, build_services
 from graph_api.settings import Settings
+from identity_graph.errors import StoreUnavailable
 
 log = logging.getLogger("c360.api")
 NOBODY = Principal("anonymous", frozenset(), "none")
@@ -58,6 +59,8 @@ class GraphQLView(GraphQL[Context, None]):
             response = error_response(e.status, e.code, e.message)
         except HTTPException as e:
             response = error_response(e.status_code, "BAD_REQUEST", e.reason)
+        except StoreUnavailable as e:
+            response = error_response(503, e.code, "the store is unavailable; try again later")
         await response(scope, receive, send)
 
     async def process_result(

@@ -141,6 +141,8 @@ def endpoint(call: str) -> Any:
                 principal = await _authenticate(request, write_key)
         except AuthError as e:
             return _error(e.status, e.code, e.message)
+        except StoreUnavailable as e:
+            return _error(503, e.code, "the store is unavailable; retry later")
         if not isinstance(body, dict):
             count_ingest("rejected", SOURCE)
             return _error(400, "MALFORMED_JSON", "the body must be a JSON object")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from identity_graph.errors import StoreUnavailable
 from identity_graph.model import AuditEntry
 from identity_graph.store import IdentityStore
+
+log = logging.getLogger("c360.audit")
 
 
 def entries(principal: Any, reads: list[tuple[str, str]], at: datetime) -> list[AuditEntry]:
@@ -78,4 +83,16 @@ class AuditReads(SchemaExtension):
             return
         batch = entries(context.principal, reads, datetime.now(UTC))
         reads.clear()
-        await context.services.audit.write(batch)
+        try:
+            await context.services.audit.write(batch)
+        except Exception as e:
+            log.error("audit write failed; response withheld", exc_info=e)
+            self.withhold(e)
+
+    def withhold(self, error: Exception) -> None:
+        """Replace the result (data and all) by one error, coded like any store outage."""
+        result: Any = self.execution_context.result
+        code = "STORE_UNAVAILABLE" if isinstance(error, StoreUnavailable) else "INTERNAL"
+        message = "the audit log could not be written; the response was withheld"
+        result.data = None
+        result.errors = [GraphQLError(message, extensions={"code": code})]

@@ -138,6 +138,8 @@ class Authenticator:
         record = await self.store.api_key(hash_key(key))
         if record is None or record.revoked_at is not None:
             raise AuthError(401, "INVALID_TOKEN", "unknown or revoked API key")
+        if record.role not in ROLES:
+            raise forbidden("the API key carries no known role")
         return Principal(f"key:{record.id}", frozenset({record.role}), "api_key")
 
     def _from_jwt(self, token: str) -> Principal:

@@ -4,6 +4,8 @@
 'j***@e***.com'
 >>> mask("+14155550134")
 '+1 *** *** **34'
+>>> mask("+44 (20) 7946-0958")
+'+44 *** *** **58'
 >>> mask("Jane")
 'J***'
 >>> keyed_hash(b"k", "jane.doe@example.com") == keyed_hash(b"k", "jane.doe@example.com")
@@ -15,9 +17,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 import phonenumbers
+
+_PHONE = re.compile(r"\+[\d\s().-]+")
+"""a phone number in international form, as people write it"""
 
 
 def mask(value: Any) -> str | None:
@@ -30,13 +36,14 @@ def mask(value: Any) -> str | None:
         label, _, tld = domain.rpartition(".")
         if label and tld:
             return f"{local[:1]}***@{label[:1]}***.{tld}"
-    if text.startswith("+") and text[1:].isdigit():
+    if _PHONE.fullmatch(text):
+        digits = "+" + re.sub(r"\D", "", text)
         try:
-            number = phonenumbers.parse(text)
+            number = phonenumbers.parse(digits)
         except phonenumbers.NumberParseException:
             number = None
         if number is not None:
-            return f"+{number.country_code} *** *** **{text[-2:]}"
+            return f"+{number.country_code} *** *** **{digits[-2:]}"
     if len(text) <= 1:
         return "***"
     return f"{text[:1]}***"

@@ -25,6 +25,7 @@ from graph_api.importer import (
     jsonl_rows,
     parse_mapping,
 )
+from graph_api.policy import PolicyError
 from graph_api.segment import SegmentMapper
 from graph_api.services import Services, build_services
 from graph_api.settings import STORES, ConfigError, Settings
@@ -62,7 +63,7 @@ class CliError(Exception):
 def failures() -> Iterator[None]:
     try:
         yield
-    except (CliError, ConfigError, IdentityGraphError, ValueError, OSError) as e:
+    except (CliError, ConfigError, PolicyError, IdentityGraphError, ValueError, OSError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
 

@@ -117,7 +117,7 @@ class Access:
         access = cls(
             roles=context.principal.roles,
             policy=services.policy,
-            hash_key=services.settings.hash_key.get().encode("utf-8"),
+            hash_key=services.hash_key,
             reads=context.audit,
         )
         context.access = access

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from graph_api import limits
 from graph_api.audit import AuditReads
@@ -207,9 +209,7 @@ class Mutation:
         if not choices:
             raise bad_input("give at least one consent choice")
         decided = {c.purpose: DomainConsentStatus(c.status.value) for c in choices}
-        current = await context.services.graph.set_consent(
-            str(customer_id), decided, source=source
-        )
+        current = await context.services.graph.set_consent(str(customer_id), decided, source=source)
         records = (await context.services.store.consents([current]))[current]
         effective = effective_consent(records)
         return [Consent.from_domain(effective[p]) for p in sorted(effective)]
@@ -231,8 +231,18 @@ class Mutation:
         return True
 
 
+class Schema(strawberry.Schema):
+    """Strawberry's schema, minus its logging of every error: expected failures (a denied
+    field, a bad input) are answers, not incidents; `ErrorCodes` logs the unexpected ones."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
+
+
 def build_schema(settings: Settings) -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         extensions=[ErrorCodes, AuditReads, *limits.extensions(settings)],

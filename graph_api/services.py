@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 
 from graph_api.audit import AuditWriter
 from graph_api.auth import Authenticator
 from graph_api.policy import Policy
-from graph_api.settings import Settings
+from graph_api.settings import ConfigError, Settings
 from identity_graph.adapters.embedded import EmbeddedStore
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
@@ -23,11 +25,15 @@ class Services:
     auth: Authenticator
     policy: Policy = field(default_factory=Policy.default)
     """who may read which category of personal data, and how"""
+    hash_key: bytes = b""
+    """the key of `hashed` values; see `hash_key_for`"""
     audit: AuditWriter = field(init=False)
     """records clear reads of personal data, one store write per group of requests"""
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.store)
+        if not self.hash_key:
+            self.hash_key = self.settings.hash_key.get().encode("utf-8")
 
 
 def build_store(settings: Settings) -> IdentityStore:
@@ -43,6 +49,28 @@ def build_store(settings: Settings) -> IdentityStore:
     return EmbeddedStore(settings.data_dir)
 
 
+def hash_key_for(settings: Settings) -> bytes:
+    """`C360_HASH_KEY`, or for the embedded store a random key kept in its data directory.
+
+    Without a key, `hashed` would be a plain hash that a list of emails reverses. Several
+    processes sharing Neo4j must hash alike, so there the key must be set.
+    """
+    if settings.hash_key:
+        return settings.hash_key.get().encode("utf-8")
+    if settings.store != "embedded":
+        raise ConfigError(
+            "C360_HASH_KEY must be set for the neo4j store, so that every API process hashes"
+            " personal values alike"
+        )
+    path = settings.data_dir / "hash.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode("utf-8")
+
+
 def build_services(settings: Settings) -> Services:
     """Load the rules and build the store, the identity graph and the authenticator."""
     rules = Rules.load(settings.rules_file)
@@ -54,4 +82,5 @@ def build_services(settings: Settings) -> Services:
         graph=IdentityGraph(store, rules),
         auth=Authenticator(settings, store),
         policy=Policy.load(settings.policy_file),
+        hash_key=hash_key_for(settings),
     )

@@ -54,7 +54,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     await wiper.wipe()
     await wiper.close()
     app: Starlette = create_app(
-        Settings(store="neo4j", neo4j_uri=uri, bootstrap_admin_key=Secret(ADMIN_KEY))
+        Settings(
+            store="neo4j",
+            neo4j_uri=uri,
+            bootstrap_admin_key=Secret(ADMIN_KEY),
+            hash_key=Secret("neo4j-http-test"),
+        )
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

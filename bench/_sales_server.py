@@ -125,8 +125,12 @@ class Customer:
                 else None,
             ),
             identifiers=[
-                Identifier(kind=i["kind"], value=i["value"], first_seen=i["firstSeen"],
-                           last_seen=i["lastSeen"])
+                Identifier(
+                    kind=i["kind"],
+                    value=i["value"],
+                    first_seen=i["firstSeen"],
+                    last_seen=i["lastSeen"],
+                )
                 for i in d["identifiers"]
             ],  # fmt: skip
             events_data=d["events"],

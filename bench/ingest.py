@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import sys
 import tempfile
@@ -72,11 +73,14 @@ def scipy_seconds(stream: Sequence[Observation], rules: Rules) -> tuple[float, f
     return end - start, end - labelled, count
 
 
-async def ingest(graph: IdentityGraph, stream: Sequence[Observation], batch: int) -> float:
-    start = time.perf_counter()
+async def ingest(
+    graph: IdentityGraph, stream: Sequence[Observation], batch: int
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to ingest `stream` in batches."""
+    start, cpu = time.perf_counter(), time.process_time()
     for offset in range(0, len(stream), batch):
         await graph.ingest(stream[offset : offset + batch])
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def more_events(stream: Sequence[Observation], n: int) -> list[Observation]:
@@ -103,17 +107,19 @@ async def run(args: argparse.Namespace) -> None:
     graph = IdentityGraph(store, rules)
 
     small = min(len(stream), 15_000)
-    took = await ingest(graph, stream[:small], args.batch)
+    took, cpu = await ingest(graph, stream[:small], args.batch)
     small_keys = sorted(store.profile_of)
     p50_small, p99_small = await lookup_latencies(store, small_keys, samples=args.samples)
     print(
         f"lookup at {len(store.members):,} profiles: p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms"
     )
-    took += await ingest(graph, stream[small:], args.batch)
+    more_took, more_cpu = await ingest(graph, stream[small:], args.batch)
+    took, cpu = took + more_took, cpu + more_cpu
     rate = len(stream) / took
     print(
         f"ingest: {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s"
-        f" (batches of {args.batch})"
+        f" (batches of {args.batch}); CPU {cpu:.1f} s = {len(stream) / cpu:,.0f} obs/CPU-s;"
+        f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(
         f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
@@ -141,7 +147,7 @@ async def run(args: argparse.Namespace) -> None:
 
     if args.events:
         extra = more_events(stream, args.events)
-        took = await ingest(graph, extra, args.batch)
+        took, _ = await ingest(graph, extra, args.batch)
         del extra
         current, peak = rss_mb()
         print(

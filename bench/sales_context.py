@@ -173,7 +173,9 @@ async def write_baseline(store: Any, rules: Any, sample: list[int], path: Path) 
     for i in sample:
         pid = store.profile_of[f"email:{email_of(i)}"]
         profile = (await store.profiles([pid]))[pid]
-        traits = {k: v.value for k, v in current_traits((await store.traits([pid]))[pid], rules).items()}
+        traits = {
+            k: v.value for k, v in current_traits((await store.traits([pid]))[pid], rules).items()
+        }
         page = (await store.events([pid], first=20, after=None, types=None))[pid]
         address = traits.get("address")
         out[email_of(i)] = {
@@ -198,7 +200,7 @@ async def write_baseline(store: Any, rules: Any, sample: list[int], path: Path) 
                 ],
             },
         }  # fmt: skip
-    path.write_text(json.dumps(out))
+    path.write_text(json.dumps(out))  # noqa: ASYNC240 (one write, before any server runs)
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -323,12 +325,19 @@ def summary(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def report(stats: dict[str, dict[str, float]], args: argparse.Namespace, loads: list[float]) -> None:
+def report(
+    stats: dict[str, dict[str, float]], args: argparse.Namespace, loads: list[float]
+) -> None:
     print()
-    print(f"sales context query, {args.customers:,} customers, {args.clients} concurrent clients,"
-          f" {args.rounds} rounds x {args.requests} requests per mode (after {args.warmup} warm-up)")  # fmt: skip
-    print(f"{'mode':<16}{'req/s':>9}{'(rounds min-max)':>20}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
-          f"{'failed':>8}")  # fmt: skip
+    print(
+        f"sales context query, {args.customers:,} customers, {args.clients} concurrent clients,"
+        f" {args.rounds} rounds x {args.requests} requests per mode"
+        f" (after {args.warmup} warm-up)"
+    )
+    print(
+        f"{'mode':<16}{'req/s':>9}{'(rounds min-max)':>20}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'mean ms':>9}{'failed':>8}"
+    )
     for mode, s in stats.items():
         spread = f"{s['rps_min']:.0f}-{s['rps_max']:.0f}"
         print(f"{mode:<16}{s['rps']:>9.0f}{spread:>20}{s['p50']:>9.2f}{s['p99']:>9.2f}"
@@ -353,8 +362,11 @@ def report(stats: dict[str, dict[str, float]], args: argparse.Namespace, loads: 
     if c360 and "c360-noext" in stats:
         cost = stats["c360-noext"]["rps"] / c360["rps"]
         print(f"         on / no PiiGuard extension at all (and no audit) = {cost:.2f}x")
-    print(f"load average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f};"
-          f" now {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")  # fmt: skip
+    now = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"load average (1 min) during the runs: {min(loads):.2f} - {max(loads):.2f};"
+        f" now {now} on {os.cpu_count()} CPUs"
+    )
 
 
 # --- profile -------------------------------------------------------------------------------
@@ -401,7 +413,9 @@ async def profile(data_dir: Path, emails: list[str], n: int, mode: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--sample", type=int, default=5000, help="customers the client asks for")
@@ -413,7 +427,9 @@ def main() -> None:
     parser.add_argument("--modes", default="baseline,baseline-cached,c360,c360-off,c360-noext")
     parser.add_argument("--data-dir", type=Path, help="load a store here once, keep, reuse it")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N requests, in process")
-    parser.add_argument("--profile-mode", default="c360", choices=("c360", "c360-off", "c360-noext"))
+    parser.add_argument(
+        "--profile-mode", default="c360", choices=("c360", "c360-off", "c360-noext")
+    )
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--emails", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
@@ -437,7 +453,9 @@ def main() -> None:
             print(f"reusing the store in {data_dir}: {args.customers:,} customers")
         else:
             data_dir.mkdir(parents=True, exist_ok=True)
-            sample = random.Random(42).sample(range(args.customers), min(args.sample, args.customers))
+            sample = random.Random(42).sample(
+                range(args.customers), min(args.sample, args.customers)
+            )
             print(f"loading {args.customers:,} customers into {base} ...", flush=True)
             asyncio.run(load(base, args.customers, args.batch, sample))
             shutil.copy(base / "baseline.json", data_dir / "baseline.json")
@@ -459,21 +477,25 @@ def main() -> None:
                     shutil.copytree(base, mode_dir, ignore=shutil.ignore_patterns("LOCK"))
                 servers[mode] = start_server(mode, mode_dir if mode != "c360" else base)
             started = time.perf_counter()
-            for mode, (server, port) in servers.items():
+            for server, port in servers.values():
                 wait_ready(server, port, timeout=600)
             print(f"{len(servers)} servers up in {time.perf_counter() - started:.0f} s", flush=True)
             results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
             loads: list[float] = []
             for r in range(args.rounds):
-                order = modes[r % len(modes):] + modes[: r % len(modes)]
+                order = modes[r % len(modes) :] + modes[: r % len(modes)]
                 for mode in order:
                     result = run_client(servers[mode][1], emails_file, args, seed=r * 100 + 7)
                     results[mode].append(result)
                     loads.extend(result["load"])
                     rps = len(result["latencies"]) / result["elapsed"]
-                    print(f"  round {r + 1} {mode:<16} {rps:7.0f} req/s  load {result['load'][1]:.2f}"
-                          + (f"  FAILED {result['failed']}: {result['failures']}" if result["failed"] else ""),
-                          flush=True)  # fmt: skip
+                    failed = result["failed"]
+                    note = f"  FAILED {failed}: {result['failures']}" if failed else ""
+                    load_now = result["load"][1]
+                    print(
+                        f"  round {r + 1} {mode:<16} {rps:7.0f} req/s  load {load_now:.2f}{note}",
+                        flush=True,
+                    )
         finally:
             for server, _ in servers.values():
                 server.terminate()

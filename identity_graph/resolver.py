@@ -83,8 +83,14 @@ def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifie
     >>> [i.key for i in usable_identifiers(obs, Rules.default())]
     ['user_id:u1']
     """
-    unique = {i for i in observation.identifiers if not rules.is_blocked(i.value)}
-    return sorted(unique, key=lambda i: (rules.priority(i.kind), i.kind, i.value))
+    kinds = rules.kinds
+    is_blocked = rules.is_blocked
+    ranked = {
+        (kinds[i.kind].priority, i.kind, i.value): i
+        for i in observation.identifiers
+        if not is_blocked(i.value)
+    }
+    return [ranked[rank] for rank in sorted(ranked)]
 
 
 def plan_batch(
@@ -93,25 +99,30 @@ def plan_batch(
     rules: Rules,
     *,
     make_id: NewId = new_id,
+    usable: Sequence[list[Identifier]] | None = None,
 ) -> tuple[list[ChangeSet], list[Outcome]]:
     """Decide a batch of observations against a snapshot, in order.
 
     Returns the change sets to apply in order in one transaction. A consent choice is stored
     for the identifiers its profile holds at that point of the batch, so a change set ends
     after each observation that carries one: later merges in the batch come after it.
+    `usable`, if given, is `usable_identifiers` of each observation, already computed.
     """
+    if usable is None:
+        usable = [usable_identifiers(o, rules) for o in observations]
+    limits = {kind: rule.limit for kind, rule in rules.kinds.items()}
     overlay = _Overlay(snapshot)
     changes = ChangeSet()
     batches = [changes]
     seen = dict(snapshot.seen)
     outcomes = []
-    for observation in observations:
+    for observation, kept in zip(observations, usable, strict=True):
         if observation.message_id in seen:
             outcomes.append(
                 Outcome(observation.message_id, "duplicate", seen[observation.message_id])
             )
             continue
-        outcome = _plan_one(observation, overlay, rules, changes, make_id)
+        outcome = _plan_one(observation, kept, overlay, limits, changes, make_id)
         if outcome.profile_id is not None:
             seen[observation.message_id] = outcome.profile_id
         outcomes.append(outcome)
@@ -121,13 +132,16 @@ def plan_batch(
     return [c for c in batches if c], outcomes
 
 
-def _counts(keys: Iterable[Identifier], overlay: _Overlay) -> tuple[set[str], dict[str, int]]:
+def _counts(
+    kinds: Sequence[str], owners: Sequence[str | None], overlay: _Overlay
+) -> tuple[set[str], dict[str, int]]:
+    """The profiles the identifiers belong to, and the identifiers of each kind that
+    joining them all would give."""
     profiles: set[str] = set()
     counts: dict[str, int] = {}
-    for identifier in keys:
-        pid = overlay.profile(identifier.key)
+    for kind, pid in zip(kinds, owners, strict=True):
         if pid is None:
-            counts[identifier.kind] = counts.get(identifier.kind, 0) + 1
+            counts[kind] = counts.get(kind, 0) + 1
         else:
             profiles.add(pid)
     for pid in profiles:
@@ -137,50 +151,66 @@ def _counts(keys: Iterable[Identifier], overlay: _Overlay) -> tuple[set[str], di
 
 
 def _plan_one(
-    obs: Observation, overlay: _Overlay, rules: Rules, changes: ChangeSet, make_id: NewId
+    obs: Observation,
+    kept: Sequence[Identifier],
+    overlay: _Overlay,
+    limits: dict[str, int],
+    changes: ChangeSet,
+    make_id: NewId,
 ) -> Outcome:
-    kept = usable_identifiers(obs, rules)
     if not kept:
         return Outcome(obs.message_id, "dropped", None)
-    dropped: list[Identifier] = []
+    keys = [i.key for i in kept]
+    kinds = [i.kind for i in kept]
+    owners = [overlay.profile(key) for key in keys]
+    dropped: list[str] = []
     reasons: list[str] = []
     while True:
-        involved, counts = _counts(kept, overlay)
-        broken = sorted(k for k, n in counts.items() if n > rules.limit(k))
-        if not broken or len(kept) == 1:
+        involved, counts = _counts(kinds, owners, overlay)
+        broken = sorted(k for k, n in counts.items() if n > limits[k])
+        if not broken or len(keys) == 1:
             break
-        victim = kept.pop()
+        kinds.pop()
+        owners.pop()
+        victim = keys.pop()
         dropped.append(victim)
         reasons.extend(
-            f"{victim.key} dropped: joining would give {counts[k]} {k} (limit {rules.limit(k)})"
+            f"{victim} dropped: joining would give {counts[k]} {k} (limit {limits[k]})"
             for k in broken
         )
-    center = kept[0]
-    created = [(pid, overlay.state(pid).created_at) for pid in involved]
-    created.sort(key=lambda p: (p[1], p[0]))
-    if created:
-        survivor = created[0][0]
+    center = keys[0]
+    at = obs.timestamp
+    if len(involved) == 1:
+        survivor = next(iter(involved))
+        absorbed_ids: list[str] = []
+    elif involved:
+        created = sorted((overlay.state(pid).created_at, pid) for pid in involved)
+        survivor = created[0][1]
+        absorbed_ids = [pid for _, pid in created[1:]]
     else:
         survivor = make_id()
-        changes.new_profiles.append((survivor, obs.timestamp))
-        overlay.profiles[survivor] = ProfileState(survivor, obs.timestamp, {})
-    before = {i.key: overlay.profile(i.key) for i in kept}
+        absorbed_ids = []
+        changes.new_profiles.append((survivor, at))
+        overlay.profiles[survivor] = ProfileState(survivor, at, {})
+    center_owner = owners[0]
     rule = f"co-observed:{obs.type.value}"
     links = [
-        Link(center.key, other.key, obs.source, obs.message_id, obs.timestamp, rule)
-        for other in kept[1:]
-        if before[other.key] is None or before[other.key] != before[center.key]
+        Link(center, key, obs.source, obs.message_id, at, rule)
+        for key, owner in zip(keys[1:], owners[1:], strict=True)
+        if owner is None or owner != center_owner
     ]
     changes.links.extend(links)
     merge_ids = []
-    survivor_counts = dict(overlay.state(survivor).kind_counts)
-    for absorbed, _ in created[1:]:
+    state = overlay.state(survivor)
+    survivor_counts = dict(state.kind_counts)
+    owner_of = dict(zip(keys, owners, strict=True))
+    for absorbed in absorbed_ids:
         cause = tuple(
-            link for link in links if absorbed in (before.get(link.a), before.get(link.b))
+            link for link in links if absorbed in (owner_of.get(link.a), owner_of.get(link.b))
         )
         record = MergeRecord(
             id=make_id(),
-            at=obs.timestamp,
+            at=at,
             kind=MergeKind.MERGE,
             survivor=survivor,
             absorbed=absorbed,
@@ -193,49 +223,44 @@ def _plan_one(
         for kind, n in overlay.state(absorbed).kind_counts.items():
             survivor_counts[kind] = survivor_counts.get(kind, 0) + n
         overlay.redirect[absorbed] = survivor
-    for identifier in kept:
-        if before[identifier.key] is None:
-            survivor_counts[identifier.kind] = survivor_counts.get(identifier.kind, 0) + 1
-            overlay.profile_of[identifier.key] = survivor
-        changes.sightings.append(
-            IdentifierSighting(identifier.key, survivor, obs.timestamp, obs.source)
-        )
-    overlay.profiles[survivor] = ProfileState(
-        survivor, overlay.state(survivor).created_at, survivor_counts
-    )
+    sightings = changes.sightings
+    profile_of = overlay.profile_of
+    for key, kind, owner in zip(keys, kinds, owners, strict=True):
+        if owner is None:
+            survivor_counts[kind] = survivor_counts.get(kind, 0) + 1
+            profile_of[key] = survivor
+        sightings.append(IdentifierSighting(key, survivor, at, obs.source))
+    if absorbed_ids or None in owners:
+        overlay.profiles[survivor] = ProfileState(survivor, state.created_at, survivor_counts)
     conflict = None
     if dropped:
         conflict = MergeConflict(
             id=make_id(),
-            at=obs.timestamp,
+            at=at,
             message_id=obs.message_id,
             profile_id=survivor,
-            dropped=tuple(i.key for i in dropped),
+            dropped=tuple(dropped),
             reason="; ".join(reasons),
         )
         changes.conflicts.append(conflict)
     for name, value in obs.traits.items():
-        changes.traits.append(
-            TraitValue(name, value, obs.source, obs.timestamp, obs.message_id, center.key)
-        )
+        changes.traits.append(TraitValue(name, value, obs.source, at, obs.message_id, center))
     if obs.event is not None and obs.type in EVENT_TYPES:
         changes.events.append(
             StoredEvent(
                 message_id=obs.message_id,
-                identifier_key=center.key,
+                identifier_key=center,
                 type=obs.event.type,
                 name=obs.event.name,
                 category=obs.event.category,
                 properties=obs.event.properties,
-                timestamp=obs.timestamp,
+                timestamp=at,
                 source=obs.source,
             )
         )
     for purpose, status in obs.consent.items():
-        changes.consents.append(
-            ProfileConsent(survivor, purpose, status, obs.timestamp, obs.source)
-        )
-    changes.messages.append((obs.message_id, survivor, obs.timestamp))
+        changes.consents.append(ProfileConsent(survivor, purpose, status, at, obs.source))
+    changes.messages.append((obs.message_id, survivor, at))
     return Outcome(
         obs.message_id,
         "applied",

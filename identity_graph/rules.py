@@ -93,7 +93,10 @@ class Rules:
         lowered = value.lower()
         if lowered in self.blocked_values:
             return True
-        return any(p.search(lowered) for p in self.blocked_patterns)
+        for pattern in self.blocked_patterns:
+            if pattern.search(lowered):
+                return True
+        return False
 
 
 class _Builder:

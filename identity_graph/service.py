@@ -79,13 +79,14 @@ class IdentityGraph:
         """Apply a batch atomically; a message id seen before changes nothing."""
         for observation in observations:
             self.check(observation)
-        keys = sorted({i.key for o in observations for i in usable_identifiers(o, self.rules)})
+        usable = [usable_identifiers(o, self.rules) for o in observations]
+        keys = sorted({i.key for kept in usable for i in kept})
         message_ids = [o.message_id for o in observations]
 
         async def work(tx: WriteTx) -> list[Outcome]:
             snapshot = await tx.snapshot(keys, message_ids=message_ids)
             batches, outcomes = plan_batch(
-                observations, snapshot, self.rules, make_id=self.make_id
+                observations, snapshot, self.rules, make_id=self.make_id, usable=usable
             )
             for changes in batches:
                 await tx.apply(changes)

@@ -14,7 +14,6 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +109,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 """
 
 _SQL_VARS = 900
+_COUNTS_KEPT_FROM = 32
+"""profiles with at least this many identifiers keep their kind counts in memory"""
 
 
 def _chunks(items: Sequence[str], size: int = _SQL_VARS) -> Iterable[Sequence[str]]:
@@ -123,6 +124,14 @@ def _marks(n: int) -> str:
 
 def _kind(key: str) -> str:
     return key.partition(":")[0]
+
+
+def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key in keys:
+        kind = key[: key.find(":")]
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 class EmbeddedStore(IdentityStore):
@@ -140,6 +149,8 @@ class EmbeddedStore(IdentityStore):
         self.members: dict[str, set[str]] = {}
         self.created: dict[str, int] = {}
         self.redirect: dict[str, str] = {}
+        self._kind_counts: dict[str, dict[str, int]] = {}
+        """kind counts of the profiles with many members, kept up to date as they change"""
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -158,6 +169,10 @@ class EmbeddedStore(IdentityStore):
         self._lock_file = fd
         path = self.data_dir / "c360.sqlite3"
         self._writer = self._connect(path)
+        # A batch dirties pages all over the random-keyed indexes: a bigger cache saves
+        # re-reading them, and fewer checkpoints copy each hot page back once, not per commit.
+        self._writer.execute("PRAGMA cache_size=-262144")
+        self._writer.execute("PRAGMA wal_autocheckpoint=10000")
         self._writer.executescript(SCHEMA)
         self._reader = self._connect(path)
         self._load()
@@ -255,6 +270,17 @@ class EmbeddedStore(IdentityStore):
                 raise StoreUnavailable("redirect cycle in profiles")
         return pid if pid in self.members else None
 
+    def kind_counts(self, pid: str) -> dict[str, int]:
+        """How many identifiers of each kind the current profile `pid` holds."""
+        cached = self._kind_counts.get(pid)
+        if cached is not None:
+            return dict(cached)
+        keys = self.members[pid]
+        counts = _count_kinds(keys)
+        if len(keys) >= _COUNTS_KEPT_FROM:
+            self._kind_counts[pid] = dict(counts)
+        return counts
+
     def _commit(self, batches: list[ChangeSet]) -> None:
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
@@ -278,15 +304,12 @@ class EmbeddedStore(IdentityStore):
         )
         db.executemany(
             "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
-            " VALUES (?1, ?2, ?3, ?4, ?4, ',' || ?5 || ',') ON CONFLICT (key) DO UPDATE SET"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',') ON CONFLICT (key) DO UPDATE SET"
             " first_seen = min(first_seen, excluded.first_seen),"
             " last_seen = max(last_seen, excluded.last_seen),"
             " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
-            " ELSE sources || ?5 || ',' END",
-            [
-                (s.key, _kind(s.key), s.profile_id, to_micros(s.seen_at), s.source)
-                for s in c.sightings
-            ],
+            " ELSE sources || ?6 || ',' END",
+            _sighting_rows(c),
         )
         for absorbed, survivor in c.reassign:
             db.execute(
@@ -370,28 +393,45 @@ class EmbeddedStore(IdentityStore):
         )
 
     def _apply_in_memory(self, c: ChangeSet) -> None:
+        members = self.members
+        profile_of = self.profile_of
+        counted = self._kind_counts
         for pid, t in c.new_profiles:
             self.created[pid] = to_micros(t)
-            self.members[pid] = set()
+            members[pid] = set()
         for pid in c.restored_profiles:
             self.redirect.pop(pid, None)
-            self.members.setdefault(pid, set())
+            members.setdefault(pid, set())
+            counted.pop(pid, None)
         graph = self.graph
+        new_keys = []
         for s in c.sightings:
-            if s.key not in self.profile_of:
-                self.profile_of[s.key] = s.profile_id
-                self.members[s.profile_id].add(s.key)
-                graph.add_node(s.key)
+            if s.key not in profile_of:
+                profile_of[s.key] = s.profile_id
+                members[s.profile_id].add(s.key)
+                new_keys.append(s.key)
+                counts = counted.get(s.profile_id)
+                if counts is not None:
+                    kind = _kind(s.key)
+                    counts[kind] = counts.get(kind, 0) + 1
+        graph.add_nodes_from(new_keys)
         for absorbed, survivor in c.reassign:
-            moved = self.members.pop(absorbed)
+            gone = counted.pop(absorbed, None)
+            kept = counted.get(survivor)
+            if kept is not None:
+                for kind, n in (gone or _count_kinds(members[absorbed])).items():
+                    kept[kind] = kept.get(kind, 0) + n
+            moved = members.pop(absorbed)
             for key in moved:
-                self.profile_of[key] = survivor
-            self.members[survivor] |= moved
+                profile_of[key] = survivor
+            members[survivor] |= moved
             self.redirect[absorbed] = survivor
         for key, pid in c.assign.items():
-            self.members[self.profile_of[key]].discard(key)
-            self.profile_of[key] = pid
-            self.members[pid].add(key)
+            counted.pop(profile_of[key], None)
+            counted.pop(pid, None)
+            members[profile_of[key]].discard(key)
+            profile_of[key] = pid
+            members[pid].add(key)
         for a, b in c.removed_links:
             if graph.has_edge(a, b):
                 graph.remove_edge(a, b)
@@ -740,6 +780,22 @@ class EmbeddedStore(IdentityStore):
         return changed > 0
 
 
+def _sighting_rows(c: ChangeSet) -> list[list[Any]]:
+    """One row per identifier and source: the identifier's first sighting in the change
+    set places it, the rest only widen its first/last seen and sources."""
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for s in c.sightings:
+        at = to_micros(s.seen_at)
+        row = rows.get((s.key, s.source))
+        if row is None:
+            rows[(s.key, s.source)] = [s.key, _kind(s.key), s.profile_id, at, at, s.source]
+        elif at < row[3]:
+            row[3] = at
+        elif at > row[4]:
+            row[4] = at
+    return list(rows.values())
+
+
 def _link_json(link: Link) -> dict[str, Any]:
     return {
         "a": link.a,
@@ -781,13 +837,10 @@ class _EmbeddedTx(WriteTx):
 
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
         store = self.store
-        profile_of = {k: store.profile_of[k] for k in keys if k in store.profile_of}
+        known = store.profile_of
+        profile_of = {k: known[k] for k in keys if k in known}
         profiles = {
-            pid: ProfileState(
-                pid,
-                from_micros(store.created[pid]),
-                Counter(_kind(k) for k in store.members[pid]),
-            )
+            pid: ProfileState(pid, from_micros(store.created[pid]), store.kind_counts(pid))
             for pid in set(profile_of.values())
         }
         seen: dict[str, str] = {}

@@ -18,8 +18,12 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    """Compact JSON with sorted keys, so equal maps are equal text (trait filters rely on it)."""
+    return _ENCODER.encode(value)
 
 
 def loads(text: str) -> Any:

@@ -7,6 +7,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import networkx as nx
 import pytest
@@ -14,7 +15,7 @@ from neo4j import AsyncGraphDatabase
 from streams import check_invariants, groups, observe, partition
 
 from identity_graph.adapters.neo4j import Neo4jStore
-from identity_graph.model import Observation
+from identity_graph.model import ConsentStatus, Observation
 from identity_graph.resolver import Outcome
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
@@ -71,11 +72,15 @@ def stream(writer: int) -> list[list[Observation]]:
         for n in range(BATCH_SIZE):
             # a few message ids are sent by two writers: exactly one may apply them
             mid = f"shared-{b}-{n}" if n == 0 else f"w{writer}-{b}-{n}"
-            batch.append(
+            obs = (
                 observe(mid, *identities(rng), t=rng.randrange(1000), event="Clicked")
                 if mid.startswith("w")
                 else observe(mid, f"anonymous_id:shared-{b}", t=b)
             )
+            if n == 2:
+                # a consent choice ends a change set: several are applied in one transaction
+                obs = replace(obs, consent={"analytics": ConsentStatus.GRANTED})
+            batch.append(obs)
         batches.append(batch)
     return batches
 
@@ -105,20 +110,20 @@ async def test_concurrent_writers_keep_the_invariants(stores: list[Neo4jStore]) 
     async with AsyncGraphDatabase.driver(neo4j_uri(), auth=None) as driver:
         records, _, _ = await driver.execute_query(
             "MATCH (i:Identifier) OPTIONAL MATCH (i)-[:LINKED]->(j:Identifier)"
-            " RETURN i.key AS key, i.pending AS pending, collect(j.key) AS linked"
+            " RETURN i.key AS key, i.profile_id AS pid, collect(j.key) AS linked"
         )
         messages, _, _ = await driver.execute_query(
-            "MATCH (m:Message) RETURN m.id AS id, m.profile_id AS pid, m.pending AS pending"
+            "MATCH (m:Message) RETURN m.id AS id, m.profile_id AS pid"
         )
         events, _, _ = await driver.execute_query("MATCH (e:Event) RETURN e.message_id AS id")
 
     keys = [r["key"] for r in records]
     assert len(keys) == len(set(keys)), "duplicate identifier keys"
-    assert not any(r["pending"] for r in records), "a placeholder identifier was committed"
+    assert all(r["pid"] is not None for r in records), "a placeholder identifier was committed"
     assert set(keys) == {k for members in part.values() for k in members}
 
     assert {m["id"] for m in messages} == sent
-    assert all(m["pid"] is not None and not m["pending"] for m in messages)
+    assert all(m["pid"] is not None for m in messages), "a placeholder message was committed"
     current = await store.resolve_profiles([m["pid"] for m in messages])
     assert set(current.values()) <= set(part)
     assert sorted(e["id"] for e in events) == sorted(m for m in sent if m.startswith("w"))

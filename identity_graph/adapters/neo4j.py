@@ -386,7 +386,9 @@ class _Neo4jTx(WriteTx):
     def __init__(self, tx: AsyncManagedTransaction) -> None:
         self.tx = tx
         self.claimed_keys: set[str] = set()
+        """placeholders `snapshot` made and no applied change set has used yet"""
         self.claimed_messages: set[str] = set()
+        self.next_ord = 0
 
     async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
         result = await self.tx.run(query, params)
@@ -394,14 +396,13 @@ class _Neo4jTx(WriteTx):
 
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
         ordered_keys = sorted(set(keys))
-        [[seen, owners]] = await self._run(
-            q.CLAIM, keys=ordered_keys, message_ids=sorted(set(message_ids))
-        )
+        claim = {"keys": ordered_keys, "message_ids": sorted(set(message_ids))}
+        [[seen, owners, locked_ids, counts]] = await self._run(q.SNAPSHOT, claim=claim)
         profile_of = {key: pid for key, pid in owners if pid is not None}
-        self.claimed_keys = {key for key, pid in owners if pid is None}
-        self.claimed_messages = {mid for mid, pid in seen if pid is None}
-        locked: set[str] = set()
-        counts: list[list[Any]] = []
+        self.claimed_keys |= {key for key, pid in owners if pid is None}
+        self.claimed_messages |= {mid for mid, pid in seen if pid is None}
+        locked = set(locked_ids)
+        # an identifier moved to another profile before its profile's lock was taken
         while not set(profile_of.values()) <= locked:
             locked |= set(profile_of.values())
             [[owners, counts]] = await self._run(
@@ -457,39 +458,23 @@ class _Neo4jTx(WriteTx):
         return await self._lock_current(profile_id)
 
     async def apply(self, changes: ChangeSet) -> None:
-        steps: list[tuple[LiteralString, list[Any]]] = [
-            (query, rows) for query, rows in zip(_APPLY, changes_to_rows(changes), strict=True)
-        ]
-        for query, rows in steps:
-            if rows:
-                await (await self.tx.run(query, {"rows": rows})).consume()
+        params = changes_to_rows(changes, first_ord=self.next_ord)
+        self.next_ord += len(changes.traits) + len(changes.consents)
         self.claimed_keys -= {s.key for s in changes.sightings}
         self.claimed_messages -= {mid for mid, _, _ in changes.messages}
+        params["release_keys"] = sorted(self.claimed_keys)
+        params["release_messages"] = sorted(self.claimed_messages)
+        self.claimed_keys.clear()
+        self.claimed_messages.clear()
+        await (await self.tx.run(q.APPLY, {"changes": params})).consume()
 
     async def release(self) -> None:
-        """Drop the placeholders `snapshot` made for identifiers and messages left unused."""
+        """Drop the placeholders `snapshot` made when no change set was applied after it."""
         if self.claimed_keys or self.claimed_messages:
             params = {
-                "keys": sorted(self.claimed_keys),
-                "message_ids": sorted(self.claimed_messages),
+                "release_keys": sorted(self.claimed_keys),
+                "release_messages": sorted(self.claimed_messages),
             }
-            await (await self.tx.run(q.RELEASE_CLAIMS, params)).consume()
-
-
-_APPLY: tuple[LiteralString, ...] = (
-    q.NEW_PROFILES,
-    q.RESTORE_PROFILES,
-    q.SIGHTINGS,
-    q.REDIRECT_PROFILES,
-    q.MOVE_MEMBERS,
-    q.ASSIGN,
-    q.REMOVE_LINKS,
-    q.LINKS,
-    q.MERGES,
-    q.UNDONE,
-    q.CONFLICTS,
-    q.TRAITS,
-    q.EVENTS,
-    q.CONSENTS,
-    q.MESSAGES,
-)
+            self.claimed_keys.clear()
+            self.claimed_messages.clear()
+            await (await self.tx.run(q.RELEASE_CLAIMS, {"changes": params})).consume()

@@ -7,10 +7,13 @@ pair from the lower key to the higher; (:Profile {id, created_at, merged_into}) 
 (:Event), (:Consent), (:Message), (:Audit), (:ApiKey) keyed by plain properties. Times are
 integer microseconds, JSON values are JSON text.
 
-Locking: a write transaction MERGEs every Identifier and Message it reads (placeholders marked
-`pending` for new ones, so two transactions creating the same key or message serialise on the
-unique constraint) and then takes write locks on the Profile nodes those identifiers belong to,
-in id order. Every change to which identifiers a profile holds is made under that profile's lock.
+Locking: a write transaction MERGEs every Identifier and Message it reads (placeholders with no
+`profile_id` for new ones, so two transactions creating the same key or message serialise on
+the unique constraint) and, in the same statement, takes write locks on the Profile nodes those
+identifiers belong to, in id order. Every change to which identifiers a profile holds is made
+under that profile's lock. A change set is written by one statement (`APPLY`), which also drops
+the placeholders no change set has used so far; a later change set of the same transaction
+MERGEs a dropped key again if it needs it.
 """
 
 SCHEMA = (
@@ -44,20 +47,35 @@ PING = "RETURN 1"
 
 # --- write transaction: snapshot and locks ---------------------------------------------
 
-CLAIM = """
+SNAPSHOT = """
 CALL () {
-  UNWIND $message_ids AS mid
+  UNWIND $claim.message_ids AS mid
   MERGE (m:Message {id: mid})
-  ON CREATE SET m.pending = true
   RETURN collect([mid, m.profile_id]) AS seen
 }
 CALL () {
-  UNWIND $keys AS key
+  UNWIND $claim.keys AS key
   MERGE (i:Identifier {key: key})
-  ON CREATE SET i.pending = true
+  WITH DISTINCT i.profile_id AS pid
+  WHERE pid IS NOT NULL
+  WITH pid
+  ORDER BY pid
+  MATCH (p:Profile {id: pid})
+  SET p._lock = true
+  RETURN collect(p) AS locked
+}
+CALL (locked) {
+  UNWIND $claim.keys AS key
+  MATCH (i:Identifier {key: key})
   RETURN collect([key, i.profile_id]) AS owners
 }
-RETURN seen, owners
+CALL (locked) {
+  UNWIND locked AS p
+  OPTIONAL MATCH (i:Identifier {profile_id: p.id})
+  WITH p, i.kind AS kind, count(i) AS n
+  RETURN collect([p.id, p.created_at, kind, n]) AS counts
+}
+RETURN seen, owners, [p IN locked | p.id] AS locked, counts
 """
 
 LOCK_PROFILES = """
@@ -65,7 +83,7 @@ UNWIND $profile_ids AS pid
 MATCH (p:Profile {id: pid})
 SET p._lock = true
 WITH collect(p) AS locked
-CALL () {
+CALL (locked) {
   UNWIND $keys AS key
   MATCH (i:Identifier {key: key})
   RETURN collect([key, i.profile_id]) AS owners
@@ -81,15 +99,15 @@ RETURN owners, counts
 
 RELEASE_CLAIMS = """
 CALL () {
-  UNWIND $keys AS key
+  UNWIND $changes.release_keys AS key
   MATCH (i:Identifier {key: key})
-  WHERE i.pending
+  WHERE i.profile_id IS NULL
   DELETE i
 }
 CALL () {
-  UNWIND $message_ids AS mid
+  UNWIND $changes.release_messages AS mid
   MATCH (m:Message {id: mid})
-  WHERE m.pending
+  WHERE m.profile_id IS NULL
   DELETE m
 }
 """
@@ -121,14 +139,18 @@ RETURN p.created_at AS created_at, members, links
 MERGE_RECORD = "MATCH (m:Merge {id: $id}) RETURN m"
 
 # --- write transaction: apply, in ChangeSet field order ----------------------------------
+# Each step reads its rows from `$changes.<its name>`; `APPLY` runs them all in order in one
+# statement (a step with no rows costs one empty UNWIND), so later steps see earlier ones. The
+# rows travel inside one map parameter because Neo4j keys its plan cache on the size of each
+# list parameter: with sixteen lists, nearly every change set would be planned afresh.
 
 NEW_PROFILES = """
-UNWIND $rows AS r
+UNWIND $changes.new_profiles AS r
 CREATE (:Profile {id: r.id, created_at: r.created_at})
 """
 
 RESTORE_PROFILES = """
-UNWIND $rows AS pid
+UNWIND $changes.restored_profiles AS pid
 MATCH (p:Profile {id: pid})
 SET p.merged_into = null
 WITH p
@@ -137,7 +159,7 @@ DELETE m
 """
 
 SIGHTINGS = """
-UNWIND $rows AS r
+UNWIND $changes.sightings AS r
 MERGE (i:Identifier {key: r.key})
 WITH i, r, i.profile_id IS NULL AS fresh, coalesce(i.sources, []) AS known
 SET i.kind = r.kind,
@@ -145,36 +167,35 @@ SET i.kind = r.kind,
     i.first_seen = CASE WHEN fresh OR r.first < i.first_seen THEN r.first ELSE i.first_seen END,
     i.last_seen = CASE WHEN fresh OR r.last > i.last_seen THEN r.last ELSE i.last_seen END,
     i.sources = known + [s IN r.sources WHERE NOT s IN known]
-REMOVE i.pending
 """
 
 REDIRECT_PROFILES = """
-UNWIND $rows AS r
+UNWIND $changes.redirects AS r
 MATCH (a:Profile {id: r.absorbed}), (s:Profile {id: r.survivor})
 SET a.merged_into = s.id
 CREATE (a)-[:MERGED_INTO]->(s)
 """
 
 MOVE_MEMBERS = """
-UNWIND $rows AS r
+UNWIND $changes.moves AS r
 MATCH (i:Identifier {profile_id: r.absorbed})
 SET i.profile_id = r.target
 """
 
 ASSIGN = """
-UNWIND $rows AS r
+UNWIND $changes.assign AS r
 MATCH (i:Identifier {key: r.key})
 SET i.profile_id = r.profile_id
 """
 
 REMOVE_LINKS = """
-UNWIND $rows AS r
+UNWIND $changes.removed_links AS r
 MATCH (:Identifier {key: r.a})-[l:LINKED]->(:Identifier {key: r.b})
 DELETE l
 """
 
 LINKS = """
-UNWIND $rows AS r
+UNWIND $changes.links AS r
 MATCH (a:Identifier {key: r.a}), (b:Identifier {key: r.b})
 MERGE (a)-[l:LINKED]->(b)
 ON CREATE SET l.source = r.source, l.message_id = r.message_id, l.observed_at = r.observed_at,
@@ -182,50 +203,71 @@ ON CREATE SET l.source = r.source, l.message_id = r.message_id, l.observed_at = 
 """
 
 MERGES = """
-UNWIND $rows AS r
+UNWIND $changes.merges AS r
 CREATE (m:Merge)
 SET m = r
 """
 
 UNDONE = """
-UNWIND $rows AS r
+UNWIND $changes.undone AS r
 MATCH (m:Merge {id: r.id})
 SET m.undone_by = r.undone_by
 """
 
 CONFLICTS = """
-UNWIND $rows AS r
+UNWIND $changes.conflicts AS r
 CREATE (c:Conflict)
 SET c = r
 """
 
 TRAITS = """
-UNWIND $rows AS r
+UNWIND $changes.traits AS r
 CREATE (t:Trait)
 SET t = r
 """
 
 EVENTS = """
-UNWIND $rows AS r
+UNWIND $changes.events AS r
 MERGE (e:Event {message_id: r.message_id})
 ON CREATE SET e = r
 """
 
 CONSENTS = """
-UNWIND $rows AS r
+UNWIND $changes.consents AS r
 MATCH (i:Identifier {profile_id: r.profile_id})
 CREATE (:Consent {identifier_key: i.key, purpose: r.purpose, status: r.status, at: r.at,
                   source: r.source, ord: r.ord})
 """
 
 MESSAGES = """
-UNWIND $rows AS r
+UNWIND $changes.messages AS r
 MERGE (m:Message {id: r.id})
 WITH m, r
 WHERE m.profile_id IS NULL
 SET m.profile_id = r.profile_id, m.at = r.at
-REMOVE m.pending
 """
+
+APPLY_STEPS = (
+    ("new_profiles", NEW_PROFILES),
+    ("restored_profiles", RESTORE_PROFILES),
+    ("sightings", SIGHTINGS),
+    ("redirects", REDIRECT_PROFILES),
+    ("moves", MOVE_MEMBERS),
+    ("assign", ASSIGN),
+    ("removed_links", REMOVE_LINKS),
+    ("links", LINKS),
+    ("merges", MERGES),
+    ("undone", UNDONE),
+    ("conflicts", CONFLICTS),
+    ("traits", TRAITS),
+    ("events", EVENTS),
+    ("consents", CONSENTS),
+    ("messages", MESSAGES),
+)
+"""(parameter, step) in ChangeSet field order; `neo4j_rows.changes_to_rows` fills them."""
+
+APPLY = "\n".join([*(f"CALL () {{{step}}}" for _, step in APPLY_STEPS), RELEASE_CLAIMS.strip()])
+"""A whole change set, then the placeholders still unused (`release_keys`, `release_messages`)."""
 
 # --- reads -------------------------------------------------------------------------------
 

@@ -24,20 +24,26 @@ from identity_graph.store import ChangeSet
 Row = dict[str, Any]
 
 
-def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
-    """The parameter rows of each apply step, in `neo4j._APPLY` order."""
-    return [
-        [{"id": pid, "created_at": to_micros(t)} for pid, t in c.new_profiles],
-        list(c.restored_profiles),
-        _sightings(c),
-        [{"absorbed": a, "survivor": s} for a, s in c.reassign],
-        _moves(c.reassign),
-        [{"key": key, "profile_id": pid} for key, pid in c.assign.items()],
-        [{"a": a, "b": b} for a, b in sorted({tuple(sorted(p)) for p in c.removed_links})],
-        [_link_row(x) for x in c.links],
-        [_merge_row(m) for m in c.merges],
-        [{"id": mid, "undone_by": by} for mid, by in c.undone],
-        [
+def changes_to_rows(c: ChangeSet, *, first_ord: int = 0) -> dict[str, list[Any]]:
+    """The parameter rows of each step of `neo4j_cypher.APPLY`, by parameter name.
+
+    Traits and consents are numbered (`ord`) from `first_ord`, so the change sets of one
+    transaction keep their order where their times are equal.
+    """
+    return {
+        "new_profiles": [{"id": pid, "created_at": to_micros(t)} for pid, t in c.new_profiles],
+        "restored_profiles": list(c.restored_profiles),
+        "sightings": _sightings(c),
+        "redirects": [{"absorbed": a, "survivor": s} for a, s in c.reassign],
+        "moves": _moves(c.reassign),
+        "assign": [{"key": key, "profile_id": pid} for key, pid in c.assign.items()],
+        "removed_links": [
+            {"a": a, "b": b} for a, b in sorted({tuple(sorted(p)) for p in c.removed_links})
+        ],
+        "links": [_link_row(x) for x in c.links],
+        "merges": [_merge_row(m) for m in c.merges],
+        "undone": [{"id": mid, "undone_by": by} for mid, by in c.undone],
+        "conflicts": [
             {
                 "id": x.id,
                 "at": to_micros(x.at),
@@ -48,7 +54,7 @@ def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
             }
             for x in c.conflicts
         ],
-        [
+        "traits": [
             {
                 "identifier_key": t.identifier_key,
                 "name": t.name,
@@ -58,9 +64,9 @@ def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
                 "message_id": t.message_id,
                 "ord": n,
             }
-            for n, t in enumerate(c.traits)
+            for n, t in enumerate(c.traits, first_ord)
         ],
-        [
+        "events": [
             {
                 "message_id": e.message_id,
                 "identifier_key": e.identifier_key,
@@ -73,7 +79,7 @@ def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
             }
             for e in c.events
         ],
-        [
+        "consents": [
             {
                 "profile_id": x.profile_id,
                 "purpose": x.purpose,
@@ -82,10 +88,12 @@ def changes_to_rows(c: ChangeSet) -> list[list[Any]]:
                 "source": x.source,
                 "ord": n,
             }
-            for n, x in enumerate(c.consents)
+            for n, x in enumerate(c.consents, first_ord)
         ],
-        [{"id": mid, "profile_id": pid, "at": to_micros(t)} for mid, pid, t in c.messages],
-    ]
+        "messages": [
+            {"id": mid, "profile_id": pid, "at": to_micros(t)} for mid, pid, t in c.messages
+        ],
+    }
 
 
 def _sightings(c: ChangeSet) -> list[Row]:

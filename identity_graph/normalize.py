@@ -1,10 +1,10 @@
 """Per-kind normalisation of identifier values.
 
-    >>> from identity_graph.rules import Rules
-    >>> normalize("email", "  Jane@Example.COM ", Rules.default()).value
-    'jane@example.com'
-    >>> normalize("phone", "(415) 555-0134", Rules.default()).value
-    '+14155550134'
+>>> from identity_graph.rules import Rules
+>>> normalize("email", "  Jane@Example.COM ", Rules.default()).value
+'jane@example.com'
+>>> normalize("phone", "(415) 555-0134", Rules.default()).value
+'+14155550134'
 """
 
 from __future__ import annotations

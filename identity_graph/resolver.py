@@ -345,11 +345,7 @@ def plan_unmerge(
     """
     detached = set(keys)
     rest_members = [m for m in graph.members if m.key not in detached]
-    cut = [
-        (link.a, link.b)
-        for link in graph.links
-        if (link.a in detached) != (link.b in detached)
-    ]
+    cut = [(link.a, link.b) for link in graph.links if (link.a in detached) != (link.b in detached)]
     new_pid = make_id()
     changes = ChangeSet(removed_links=cut, new_profiles=[(new_pid, at)])
     changes.assign.update(dict.fromkeys(sorted(detached), new_pid))

@@ -120,9 +120,7 @@ class IdentityGraph:
 
         return await self.store.write(work)
 
-    async def unmerge(
-        self, profile_id: str, keys: Sequence[str], *, actor: str
-    ) -> MergeRecord:
+    async def unmerge(self, profile_id: str, keys: Sequence[str], *, actor: str) -> MergeRecord:
         """Detach identifiers from a profile into a new one."""
         at = self.clock()
         wanted = sorted(set(keys))

@@ -1,15 +1,15 @@
 """Which observed value is a profile's current one: traits and consent.
 
-    >>> from datetime import datetime, timezone
-    >>> t1 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    >>> t2 = datetime(2024, 2, 1, tzinfo=timezone.utc)
-    >>> values = [TraitValue("plan", "pro", "crm", t1, "m1", "email:a@b.co"),
-    ...           TraitValue("plan", "free", "web", t2, "m2", "email:a@b.co")]
-    >>> current_traits(values, Rules.default())["plan"].value
-    'free'
-    >>> crm_first = Rules.parse('[survivorship.traits.plan]\\nsources = ["crm"]')
-    >>> current_traits(values, crm_first)["plan"].value
-    'pro'
+>>> from datetime import datetime, timezone
+>>> t1 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+>>> t2 = datetime(2024, 2, 1, tzinfo=timezone.utc)
+>>> values = [TraitValue("plan", "pro", "crm", t1, "m1", "email:a@b.co"),
+...           TraitValue("plan", "free", "web", t2, "m2", "email:a@b.co")]
+>>> current_traits(values, Rules.default())["plan"].value
+'free'
+>>> crm_first = Rules.parse('[survivorship.traits.plan]\\nsources = ["crm"]')
+>>> current_traits(values, crm_first)["plan"].value
+'pro'
 """
 
 from __future__ import annotations

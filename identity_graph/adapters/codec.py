@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from identity_graph.model import Link
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -42,3 +44,26 @@ def parse_event_cursor(cursor: str | None) -> tuple[int, str] | None:
     if not sep:
         raise ValueError("malformed cursor")
     return int(micros), message_id
+
+
+def link_to_json(link: Link) -> dict[str, Any]:
+    """A link as stored inside a merge record."""
+    return {
+        "a": link.a,
+        "b": link.b,
+        "source": link.source,
+        "message_id": link.message_id,
+        "observed_at": to_micros(link.observed_at),
+        "rule": link.rule,
+    }
+
+
+def link_from_json(data: dict[str, Any]) -> Link:
+    return Link(
+        data["a"],
+        data["b"],
+        data["source"],
+        data["message_id"],
+        from_micros(data["observed_at"]),
+        data["rule"],
+    )

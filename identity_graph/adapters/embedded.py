@@ -25,6 +25,8 @@ from identity_graph.adapters.codec import (
     dumps,
     event_cursor,
     from_micros,
+    link_from_json,
+    link_to_json,
     loads,
     parse_event_cursor,
     to_micros,
@@ -316,9 +318,7 @@ class EmbeddedStore(IdentityStore):
                 "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
                 (survivor, absorbed),
             )
-            db.execute(
-                "UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed)
-            )
+            db.execute("UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed))
         db.executemany(
             "UPDATE identifiers SET profile_id = ? WHERE key = ?",
             [(pid, key) for key, pid in c.assign.items()],
@@ -345,7 +345,7 @@ class EmbeddedStore(IdentityStore):
                     m.kind.value,
                     m.survivor,
                     m.absorbed,
-                    dumps([_link_json(x) for x in m.links]),
+                    dumps([link_to_json(x) for x in m.links]),
                     dumps(list(m.identifiers)),
                     m.message_id,
                     m.undoes,
@@ -366,8 +366,14 @@ class EmbeddedStore(IdentityStore):
             "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
             " message_id) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (t.identifier_key, t.name, dumps(t.value), t.source,
-                 to_micros(t.observed_at), t.message_id)
+                (
+                    t.identifier_key,
+                    t.name,
+                    dumps(t.value),
+                    t.source,
+                    to_micros(t.observed_at),
+                    t.message_id,
+                )
                 for t in c.traits
             ],
         )
@@ -375,8 +381,16 @@ class EmbeddedStore(IdentityStore):
             "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
             " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (e.message_id, e.identifier_key, e.type.value, e.name, e.category.value,
-                 dumps(e.properties), to_micros(e.timestamp), e.source)
+                (
+                    e.message_id,
+                    e.identifier_key,
+                    e.type.value,
+                    e.name,
+                    e.category.value,
+                    dumps(e.properties),
+                    to_micros(e.timestamp),
+                    e.source,
+                )
                 for e in c.events
             ],
         )
@@ -384,8 +398,13 @@ class EmbeddedStore(IdentityStore):
             db.execute(
                 "INSERT INTO consents (identifier_key, purpose, status, at, source)"
                 " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
-                (consent.purpose, consent.status.value, to_micros(consent.at),
-                 consent.source, consent.profile_id),
+                (
+                    consent.purpose,
+                    consent.status.value,
+                    to_micros(consent.at),
+                    consent.source,
+                    consent.profile_id,
+                ),
             )
         db.executemany(
             "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
@@ -598,8 +617,14 @@ class EmbeddedStore(IdentityStore):
             found = found[:first]
             items = tuple(
                 StoredEvent(
-                    mid, key, MessageType(kind), name, EventCategory(cat), loads(props),
-                    from_micros(ts), source,
+                    mid,
+                    key,
+                    MessageType(kind),
+                    name,
+                    EventCategory(cat),
+                    loads(props),
+                    from_micros(ts),
+                    source,
                 )
                 for mid, key, kind, name, cat, props, ts, source in found
             )
@@ -760,11 +785,15 @@ class EmbeddedStore(IdentityStore):
         )
 
     async def api_key(self, key_hash: str) -> ApiKey | None:
-        row = self._read().execute(
-            "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
-            " WHERE key_hash = ?",
-            (key_hash,),
-        ).fetchone()
+        row = (
+            self._read()
+            .execute(
+                "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
+                " WHERE key_hash = ?",
+                (key_hash,),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         kid, khash, role, name, created, revoked = row
@@ -794,24 +823,6 @@ def _sighting_rows(c: ChangeSet) -> list[list[Any]]:
         elif at > row[4]:
             row[4] = at
     return list(rows.values())
-
-
-def _link_json(link: Link) -> dict[str, Any]:
-    return {
-        "a": link.a,
-        "b": link.b,
-        "source": link.source,
-        "message_id": link.message_id,
-        "observed_at": to_micros(link.observed_at),
-        "rule": link.rule,
-    }
-
-
-def link_from_json(data: dict[str, Any]) -> Link:
-    return Link(
-        data["a"], data["b"], data["source"], data["message_id"],
-        from_micros(data["observed_at"]), data["rule"],
-    )
 
 
 def _merge_from_row(row: Sequence[Any]) -> MergeRecord:
@@ -885,11 +896,15 @@ class _EmbeddedTx(WriteTx):
         )
 
     async def merge_record(self, merge_id: str) -> MergeRecord | None:
-        row = self.store._db().execute(
-            "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
-            " undone_by FROM merges WHERE id = ?",
-            (merge_id,),
-        ).fetchone()
+        row = (
+            self.store._db()
+            .execute(
+                "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
+                " undone_by FROM merges WHERE id = ?",
+                (merge_id,),
+            )
+            .fetchone()
+        )
         return _merge_from_row(row) if row else None
 
     async def resolve(self, profile_id: str) -> str | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from identity_graph.adapters.codec import dumps, from_micros, loads, to_micros
+from identity_graph.adapters.codec import (
+    dumps,
+    from_micros,
+    link_from_json,
+    link_to_json,
+    loads,
+    to_micros,
+)
 from identity_graph.model import (
     ApiKey,
     AuditEntry,
@@ -132,26 +139,9 @@ def _moves(reassign: list[tuple[str, str]]) -> list[Row]:
 
 
 def _link_row(link: Link) -> Row:
+    """A link as the LINKED relationship keeps it: once per pair, the smaller key first."""
     a, b = sorted((link.a, link.b))
-    return {
-        "a": a,
-        "b": b,
-        "source": link.source,
-        "message_id": link.message_id,
-        "observed_at": to_micros(link.observed_at),
-        "rule": link.rule,
-    }
-
-
-def _link_json(link: Link) -> Row:
-    return {
-        "a": link.a,
-        "b": link.b,
-        "source": link.source,
-        "message_id": link.message_id,
-        "observed_at": to_micros(link.observed_at),
-        "rule": link.rule,
-    }
+    return {**link_to_json(link), "a": a, "b": b}
 
 
 def _merge_row(m: MergeRecord) -> Row:
@@ -161,7 +151,7 @@ def _merge_row(m: MergeRecord) -> Row:
         "kind": m.kind.value,
         "survivor": m.survivor,
         "absorbed": m.absorbed,
-        "links": dumps([_link_json(x) for x in m.links]),
+        "links": dumps([link_to_json(x) for x in m.links]),
         "identifiers": dumps(list(m.identifiers)),
         "message_id": m.message_id,
         "undoes": m.undoes,
@@ -175,17 +165,7 @@ def merge_from_row(row: Mapping[str, Any]) -> MergeRecord:
         kind=MergeKind(row["kind"]),
         survivor=row["survivor"],
         absorbed=row["absorbed"],
-        links=tuple(
-            Link(
-                x["a"],
-                x["b"],
-                x["source"],
-                x["message_id"],
-                from_micros(x["observed_at"]),
-                x["rule"],
-            )
-            for x in loads(row["links"])
-        ),
+        links=tuple(link_from_json(x) for x in loads(row["links"])),
         identifiers=tuple(loads(row["identifiers"])),
         message_id=row.get("message_id"),
         undoes=row.get("undoes"),

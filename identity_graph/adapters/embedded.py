@@ -25,11 +25,17 @@ from identity_graph.adapters.codec import (
     dumps,
     event_cursor,
     from_micros,
-    link_from_json,
-    link_to_json,
     loads,
     parse_event_cursor,
     to_micros,
+)
+from identity_graph.adapters.embedded_sql import (
+    SCHEMA,
+    chunks,
+    kind_of,
+    merge_from_row,
+    qmarks,
+    write_changes,
 )
 from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import (
@@ -42,7 +48,6 @@ from identity_graph.model import (
     IdentifierRecord,
     Link,
     MergeConflict,
-    MergeKind,
     MergeRecord,
     MessageType,
     Page,
@@ -63,69 +68,8 @@ from identity_graph.store import (
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS profiles (
-    id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, merged_into TEXT);
-CREATE TABLE IF NOT EXISTS identifiers (
-    key TEXT PRIMARY KEY, kind TEXT NOT NULL, profile_id TEXT NOT NULL,
-    first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, sources TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS identifiers_profile ON identifiers (profile_id);
-CREATE TABLE IF NOT EXISTS links (
-    a TEXT NOT NULL, b TEXT NOT NULL, source TEXT NOT NULL, message_id TEXT NOT NULL,
-    observed_at INTEGER NOT NULL, rule TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS links_b ON links (b);
-CREATE TABLE IF NOT EXISTS merges (
-    id TEXT PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL, survivor TEXT NOT NULL,
-    absorbed TEXT NOT NULL, links TEXT NOT NULL, identifiers TEXT NOT NULL,
-    message_id TEXT, undoes TEXT, undone_by TEXT);
-CREATE INDEX IF NOT EXISTS merges_survivor ON merges (survivor);
-CREATE INDEX IF NOT EXISTS merges_absorbed ON merges (absorbed);
-CREATE TABLE IF NOT EXISTS conflicts (
-    id TEXT PRIMARY KEY, at INTEGER NOT NULL, message_id TEXT NOT NULL,
-    profile_id TEXT NOT NULL, dropped TEXT NOT NULL, reason TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS conflicts_profile ON conflicts (profile_id);
-CREATE TABLE IF NOT EXISTS traits (
-    identifier_key TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
-    source TEXT NOT NULL, observed_at INTEGER NOT NULL, message_id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS traits_identifier ON traits (identifier_key, observed_at);
-CREATE TABLE IF NOT EXISTS events (
-    message_id TEXT PRIMARY KEY, identifier_key TEXT NOT NULL, type TEXT NOT NULL,
-    name TEXT, category TEXT NOT NULL, properties TEXT NOT NULL, ts INTEGER NOT NULL,
-    source TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_identifier ON events (identifier_key, ts);
-CREATE TABLE IF NOT EXISTS consents (
-    identifier_key TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL,
-    at INTEGER NOT NULL, source TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS consents_identifier ON consents (identifier_key);
-CREATE TABLE IF NOT EXISTS messages (
-    message_id TEXT PRIMARY KEY, profile_id TEXT NOT NULL, at INTEGER NOT NULL)
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL,
-    principal TEXT NOT NULL, role TEXT NOT NULL, customer_id TEXT NOT NULL,
-    fields TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id, seq);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, name TEXT,
-    created_at INTEGER NOT NULL, revoked_at INTEGER);
-"""
-
-_SQL_VARS = 900
 _COUNTS_KEPT_FROM = 32
 """profiles with at least this many identifiers keep their kind counts in memory"""
-
-
-def _chunks(items: Sequence[str], size: int = _SQL_VARS) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _kind(key: str) -> str:
-    return key.partition(":")[0]
 
 
 def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
@@ -288,128 +232,11 @@ class EmbeddedStore(IdentityStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             for c in batches:
-                self._write(db, c)
+                write_changes(db, c)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-
-    @staticmethod
-    def _write(db: sqlite3.Connection, c: ChangeSet) -> None:
-        db.executemany(
-            "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
-            [(pid, to_micros(t)) for pid, t in c.new_profiles],
-        )
-        db.executemany(
-            "UPDATE profiles SET merged_into = NULL WHERE id = ?",
-            [(pid,) for pid in c.restored_profiles],
-        )
-        db.executemany(
-            "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',') ON CONFLICT (key) DO UPDATE SET"
-            " first_seen = min(first_seen, excluded.first_seen),"
-            " last_seen = max(last_seen, excluded.last_seen),"
-            " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
-            " ELSE sources || ?6 || ',' END",
-            _sighting_rows(c),
-        )
-        for absorbed, survivor in c.reassign:
-            db.execute(
-                "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
-                (survivor, absorbed),
-            )
-            db.execute("UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed))
-        db.executemany(
-            "UPDATE identifiers SET profile_id = ? WHERE key = ?",
-            [(pid, key) for key, pid in c.assign.items()],
-        )
-        db.executemany(
-            "DELETE FROM links WHERE (a = ?1 AND b = ?2) OR (a = ?2 AND b = ?1)",
-            c.removed_links,
-        )
-        db.executemany(
-            "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (*sorted((x.a, x.b)), x.source, x.message_id, to_micros(x.observed_at), x.rule)
-                for x in c.links
-            ],
-        )
-        db.executemany(
-            "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
-            " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    m.id,
-                    to_micros(m.at),
-                    m.kind.value,
-                    m.survivor,
-                    m.absorbed,
-                    dumps([link_to_json(x) for x in m.links]),
-                    dumps(list(m.identifiers)),
-                    m.message_id,
-                    m.undoes,
-                )
-                for m in c.merges
-            ],
-        )
-        db.executemany("UPDATE merges SET undone_by = ?2 WHERE id = ?1", c.undone)
-        db.executemany(
-            "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (x.id, to_micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
-                for x in c.conflicts
-            ],
-        )
-        db.executemany(
-            "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
-            " message_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    t.identifier_key,
-                    t.name,
-                    dumps(t.value),
-                    t.source,
-                    to_micros(t.observed_at),
-                    t.message_id,
-                )
-                for t in c.traits
-            ],
-        )
-        db.executemany(
-            "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
-            " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.message_id,
-                    e.identifier_key,
-                    e.type.value,
-                    e.name,
-                    e.category.value,
-                    dumps(e.properties),
-                    to_micros(e.timestamp),
-                    e.source,
-                )
-                for e in c.events
-            ],
-        )
-        for consent in c.consents:
-            db.execute(
-                "INSERT INTO consents (identifier_key, purpose, status, at, source)"
-                " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
-                (
-                    consent.purpose,
-                    consent.status.value,
-                    to_micros(consent.at),
-                    consent.source,
-                    consent.profile_id,
-                ),
-            )
-        db.executemany(
-            "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
-            [(m, pid, to_micros(t)) for m, pid, t in c.messages],
-        )
 
     def _apply_in_memory(self, c: ChangeSet) -> None:
         members = self.members
@@ -431,7 +258,7 @@ class EmbeddedStore(IdentityStore):
                 new_keys.append(s.key)
                 counts = counted.get(s.profile_id)
                 if counts is not None:
-                    kind = _kind(s.key)
+                    kind = kind_of(s.key)
                     counts[kind] = counts.get(kind, 0) + 1
         graph.add_nodes_from(new_keys)
         for absorbed, survivor in c.reassign:
@@ -472,10 +299,10 @@ class EmbeddedStore(IdentityStore):
         wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
         keys = [k for pid in wanted for k in self.members[pid]]
         records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
-        for chunk in _chunks(keys):
+        for chunk in chunks(keys):
             rows = db.execute(
                 "SELECT key, profile_id, first_seen, last_seen, sources FROM identifiers"
-                f" WHERE key IN ({_marks(len(chunk))})",
+                f" WHERE key IN ({qmarks(len(chunk))})",
                 chunk,
             )
             for key, pid, first, last, sources in rows:
@@ -512,7 +339,7 @@ class EmbeddedStore(IdentityStore):
         if where.identifier_keys is not None:
             clauses.append(
                 "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.key IN"
-                f" ({_marks(len(where.identifier_keys))}))"
+                f" ({qmarks(len(where.identifier_keys))}))"
             )
             params.extend(where.identifier_keys)
         if where.trait is not None:
@@ -552,8 +379,8 @@ class EmbeddedStore(IdentityStore):
         for pid in dict.fromkeys(ids):
             keys = sorted(self.members.get(pid, ()))
             rows: list[Any] = []
-            for chunk in _chunks(keys):
-                rows.extend(db.execute(sql.format(marks=_marks(len(chunk))), [*chunk, *extra]))
+            for chunk in chunks(keys):
+                rows.extend(db.execute(sql.format(marks=qmarks(len(chunk))), [*chunk, *extra]))
             result[pid] = rows
         return result
 
@@ -587,16 +414,16 @@ class EmbeddedStore(IdentityStore):
         except ValueError as e:
             raise InvalidOperation("malformed events cursor") from e
         db = self._read()
-        type_clause = f" AND type IN ({_marks(len(types))})" if types else ""
+        type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}
         for pid in dict.fromkeys(ids):
             keys = sorted(self.members.get(pid, ()))
             total = 0
             found: list[Any] = []
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys):
                 args: list[Any] = [*chunk, *(types or ())]
                 total += db.execute(
-                    f"SELECT count(*) FROM events WHERE identifier_key IN ({_marks(len(chunk))})"
+                    f"SELECT count(*) FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
                     + type_clause,
                     args,
                 ).fetchone()[0]
@@ -607,7 +434,7 @@ class EmbeddedStore(IdentityStore):
                 found.extend(
                     db.execute(
                         "SELECT message_id, identifier_key, type, name, category, properties,"
-                        f" ts, source FROM events WHERE identifier_key IN ({_marks(len(chunk))})"
+                        f" ts, source FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
                         f"{type_clause}{page_clause} ORDER BY ts DESC, message_id DESC LIMIT ?",
                         [*args, first + 1],
                     )
@@ -636,15 +463,15 @@ class EmbeddedStore(IdentityStore):
         db = self._read()
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
-        for chunk in _chunks(wanted, 400):
-            marks = _marks(len(chunk))
+        for chunk in chunks(wanted, 400):
+            marks = qmarks(len(chunk))
             for row in db.execute(
                 "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id,"
                 f" undoes, undone_by FROM merges WHERE survivor IN ({marks})"
                 f" OR absorbed IN ({marks}) ORDER BY at, id",
                 [*chunk, *chunk],
             ):
-                record = _merge_from_row(row)
+                record = merge_from_row(row)
                 for pid in {record.survivor, record.absorbed}:
                     if pid in result:
                         result[pid].append(record)
@@ -654,10 +481,10 @@ class EmbeddedStore(IdentityStore):
         db = self._read()
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             for cid, at, mid, pid, dropped, reason in db.execute(
                 "SELECT id, at, message_id, profile_id, dropped, reason FROM conflicts"
-                f" WHERE profile_id IN ({_marks(len(chunk))}) ORDER BY at, id",
+                f" WHERE profile_id IN ({qmarks(len(chunk))}) ORDER BY at, id",
                 chunk,
             ):
                 result[pid].append(
@@ -809,38 +636,6 @@ class EmbeddedStore(IdentityStore):
         return changed > 0
 
 
-def _sighting_rows(c: ChangeSet) -> list[list[Any]]:
-    """One row per identifier and source: the identifier's first sighting in the change
-    set places it, the rest only widen its first/last seen and sources."""
-    rows: dict[tuple[str, str], list[Any]] = {}
-    for s in c.sightings:
-        at = to_micros(s.seen_at)
-        row = rows.get((s.key, s.source))
-        if row is None:
-            rows[(s.key, s.source)] = [s.key, _kind(s.key), s.profile_id, at, at, s.source]
-        elif at < row[3]:
-            row[3] = at
-        elif at > row[4]:
-            row[4] = at
-    return list(rows.values())
-
-
-def _merge_from_row(row: Sequence[Any]) -> MergeRecord:
-    mid, at, kind, survivor, absorbed, links, identifiers, message_id, undoes, undone_by = row
-    return MergeRecord(
-        id=mid,
-        at=from_micros(at),
-        kind=MergeKind(kind),
-        survivor=survivor,
-        absorbed=absorbed,
-        links=tuple(link_from_json(x) for x in loads(links)),
-        identifiers=tuple(loads(identifiers)),
-        message_id=message_id,
-        undoes=undoes,
-        undone_by=undone_by,
-    )
-
-
 class _EmbeddedTx(WriteTx):
     def __init__(self, store: EmbeddedStore) -> None:
         self.store = store
@@ -857,11 +652,11 @@ class _EmbeddedTx(WriteTx):
         seen: dict[str, str] = {}
         db = store._db()
         unique = list(dict.fromkeys(message_ids))
-        for chunk in _chunks(unique):
+        for chunk in chunks(unique):
             seen.update(
                 db.execute(
                     "SELECT message_id, profile_id FROM messages"
-                    f" WHERE message_id IN ({_marks(len(chunk))})",
+                    f" WHERE message_id IN ({qmarks(len(chunk))})",
                     chunk,
                 ).fetchall()
             )
@@ -875,8 +670,8 @@ class _EmbeddedTx(WriteTx):
         db = store._db()
         members: list[Member] = []
         links: list[Link] = []
-        for chunk in _chunks(keys, 400):
-            marks = _marks(len(chunk))
+        for chunk in chunks(keys, 400):
+            marks = qmarks(len(chunk))
             members.extend(
                 Member(key, from_micros(first))
                 for key, first in db.execute(
@@ -905,7 +700,7 @@ class _EmbeddedTx(WriteTx):
             )
             .fetchone()
         )
-        return _merge_from_row(row) if row else None
+        return merge_from_row(row) if row else None
 
     async def resolve(self, profile_id: str) -> str | None:
         return self.store.current(profile_id)

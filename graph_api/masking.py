@@ -54,4 +54,9 @@ def keyed_hash(key: bytes, value: Any) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return digest(key, text)
+
+
+def digest(key: bytes, text: str) -> str:
+    """HMAC-SHA256 of a text in lower-case hex."""
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -157,6 +157,11 @@ class Access:
         raise ApiError("FORBIDDEN_FIELD", f"your role may not read {label.split(':')[0]}")
 
 
+def access_mode(info: Any, category: PiiCategory) -> Mode:
+    """The caller's mode for a category of personal data."""
+    return Access.of(info).mode(category)
+
+
 def require_clear(info: Any, category: PiiCategory, what: str) -> None:
     """Refuse to use a value (look up, filter, explain) that the caller may not read clear.
 

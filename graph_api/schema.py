@@ -6,6 +6,7 @@ Operations check roles here (reads need any role but `ingest`; ingest needs `ing
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import strawberry
@@ -19,7 +20,8 @@ from graph_api.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES,
 from graph_api.context import Info
 from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
 from graph_api.metrics import count_ingest
-from graph_api.pii import require_clear
+from graph_api.pii import access_mode, require_clear
+from graph_api.policy import Mode
 from graph_api.settings import Settings
 from graph_api.types import described
 from graph_api.types.api_key import ApiKeyCreated
@@ -38,12 +40,16 @@ from identity_graph.store import ProfileFilter
 from identity_graph.survivorship import effective_consent
 
 MAX_BATCH = 500
+DIGEST = re.compile(r"[0-9a-f]{64}")
 DEFAULT_PAGE = 20
 
 
 @strawberry.type
 class Query:
-    @described.field("One customer by id (an absorbed id gives its survivor) or by identifier.")
+    @described.field(
+        "One customer by id (an absorbed id gives its survivor) or by identifier. A role that"
+        " sees a kind's values hashed looks customers up by the hashed value."
+    )
     async def customer(
         self,
         info: Info,
@@ -55,10 +61,7 @@ class Query:
         if (id is None) == (identifier is None):
             raise bad_input("give exactly one of id and identifier")
         if identifier is not None:
-            found_identifier = identifier.to_domain(context.services.rules)
-            guard_identifier(info, found_identifier.kind, "look customers up")
-            key = found_identifier.key
-            found = await context.loaders.profile_of.load(key)
+            found = await find_by_identifier(info, identifier)
         else:
             found = await context.loaders.resolve.load(str(id))
         return Customer(id=strawberry.ID(found)) if found else None
@@ -122,6 +125,26 @@ class Query:
             guard_identifier(info, identifier.kind, "explain links")
         explanation = await context.services.graph.explain_link(first, second)
         return LinkExplanation.from_domain(explanation)
+
+
+async def find_by_identifier(info: Info, identifier: IdentifierInput) -> str | None:
+    """The customer holding an identifier: by its value where the caller reads that kind
+    clear, by its digest where the caller reads it hashed, refused otherwise."""
+    services = info.context.services
+    kind = identifier.kind.strip().lower()
+    if kind in services.rules.kinds:
+        category = services.policy.kind_category(kind)
+        if access_mode(info, category) is Mode.HASHED:
+            digest = identifier.value.strip().lower()
+            if not DIGEST.fullmatch(digest):
+                raise bad_input(
+                    f"your role sees {kind} values hashed: look up by the 64-hex hashed value"
+                )
+            found = await services.store.profile_ids_by_digest(kind, [digest])
+            return found.get(digest)
+    normalised = identifier.to_domain(services.rules)
+    guard_identifier(info, normalised.kind, "look customers up")
+    return await info.context.loaders.profile_of.load(normalised.key)
 
 
 def guard_identifier(info: Info, kind: str, action: str) -> None:

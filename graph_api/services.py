@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
 
 from graph_api.audit import AuditWriter
 from graph_api.auth import Authenticator
+from graph_api.masking import digest
 from graph_api.policy import Policy
 from graph_api.settings import ConfigError, Settings
 from identity_graph.adapters.embedded import EmbeddedStore
@@ -74,13 +76,16 @@ def hash_key_for(settings: Settings) -> bytes:
 def build_services(settings: Settings) -> Services:
     """Load the rules and build the store, the identity graph and the authenticator."""
     rules = Rules.load(settings.rules_file)
+    policy = Policy.load(settings.policy_file)
+    hash_key = hash_key_for(settings)
     store = build_store(settings)
+
     return Services(
         settings=settings,
         rules=rules,
         store=store,
-        graph=IdentityGraph(store, rules),
+        graph=IdentityGraph(store, rules, digest=functools.partial(digest, hash_key)),
         auth=Authenticator(settings, store),
-        policy=Policy.load(settings.policy_file),
-        hash_key=hash_key_for(settings),
+        policy=policy,
+        hash_key=hash_key,
     )

@@ -100,12 +100,14 @@ def plan_batch(
     *,
     make_id: NewId = new_id,
     usable: Sequence[list[Identifier]] | None = None,
+    digest: Callable[[str], str] | None = None,
 ) -> tuple[list[ChangeSet], list[Outcome]]:
     """Decide a batch of observations against a snapshot, in order.
 
     Returns the change sets to apply in order in one transaction. A consent choice is stored
     for the identifiers its profile holds at that point of the batch, so a change set ends
     after each observation that carries one: later merges in the batch come after it.
+    `digest`, if given, makes the digest stored with each new identifier's value.
     `usable`, if given, is `usable_identifiers` of each observation, already computed.
     """
     if usable is None:
@@ -122,7 +124,7 @@ def plan_batch(
                 Outcome(observation.message_id, "duplicate", seen[observation.message_id])
             )
             continue
-        outcome = _plan_one(observation, kept, overlay, limits, changes, make_id)
+        outcome = _plan_one(observation, kept, overlay, limits, changes, make_id, digest)
         if outcome.profile_id is not None:
             seen[observation.message_id] = outcome.profile_id
         outcomes.append(outcome)
@@ -157,6 +159,7 @@ def _plan_one(
     limits: dict[str, int],
     changes: ChangeSet,
     make_id: NewId,
+    digest: Callable[[str], str] | None = None,
 ) -> Outcome:
     if not kept:
         return Outcome(obs.message_id, "dropped", None)
@@ -229,7 +232,8 @@ def _plan_one(
         if owner is None:
             survivor_counts[kind] = survivor_counts.get(kind, 0) + 1
             profile_of[key] = survivor
-        sightings.append(IdentifierSighting(key, survivor, at, obs.source))
+        stamp = digest(key[len(kind) + 1 :]) if digest is not None and owner is None else None
+        sightings.append(IdentifierSighting(key, survivor, at, obs.source, stamp))
     if absorbed_ids or None in owners:
         overlay.profiles[survivor] = ProfileState(survivor, state.created_at, survivor_counts)
     conflict = None

@@ -56,11 +56,15 @@ class IdentityGraph:
         *,
         clock: Callable[[], datetime] = utcnow,
         make_id: NewId = new_id,
+        digest: Callable[[str], str] | None = None,
     ) -> None:
+        """`digest` (a keyed hash of a value) is stored with new identifiers so that callers
+        who may only see pseudonyms can look customers up by them."""
         self.store = store
         self.rules = rules
         self.clock = clock
         self.make_id = make_id
+        self.digest = digest
 
     def check(self, observation: Observation) -> None:
         """Raise `MalformedObservation` if the observation cannot be ingested."""
@@ -86,7 +90,12 @@ class IdentityGraph:
         async def work(tx: WriteTx) -> list[Outcome]:
             snapshot = await tx.snapshot(keys, message_ids=message_ids)
             batches, outcomes = plan_batch(
-                observations, snapshot, self.rules, make_id=self.make_id, usable=usable
+                observations,
+                snapshot,
+                self.rules,
+                make_id=self.make_id,
+                usable=usable,
+                digest=self.digest,
             )
             for changes in batches:
                 await tx.apply(changes)

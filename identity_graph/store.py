@@ -73,6 +73,8 @@ class IdentifierSighting:
     profile_id: str
     seen_at: datetime
     source: str
+    digest: str | None = None
+    """a keyed digest of the value, stored with a new identifier for pseudonymous lookups"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,10 @@ class IdentityStore(ABC):
     @abstractmethod
     async def profile_ids(self, keys: Sequence[str]) -> dict[str, str]:
         """identifier key -> current profile id, for the keys that exist."""
+
+    @abstractmethod
+    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+        """digest -> current profile id, for identifiers of `kind` stored with that digest."""
 
     @abstractmethod
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:

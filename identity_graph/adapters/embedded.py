@@ -30,8 +30,8 @@ from identity_graph.adapters.codec import (
     to_micros,
 )
 from identity_graph.adapters.embedded_sql import (
-    SCHEMA,
     chunks,
+    create_tables,
     kind_of,
     merge_from_row,
     qmarks,
@@ -119,7 +119,7 @@ class EmbeddedStore(IdentityStore):
         # re-reading them, and fewer checkpoints copy each hot page back once, not per commit.
         self._writer.execute("PRAGMA cache_size=-262144")
         self._writer.execute("PRAGMA wal_autocheckpoint=10000")
-        self._writer.executescript(SCHEMA)
+        create_tables(self._writer)
         self._reader = self._connect(path)
         self._load()
 
@@ -288,6 +288,19 @@ class EmbeddedStore(IdentityStore):
     async def profile_ids(self, keys: Sequence[str]) -> dict[str, str]:
         self.round_trips += 1
         return {k: self.profile_of[k] for k in keys if k in self.profile_of}
+
+    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+        db = self._read()
+        found: dict[str, str] = {}
+        for chunk in chunks(list(dict.fromkeys(digests))):
+            for digest, key in db.execute(
+                "SELECT digest, key FROM identifiers"
+                f" WHERE digest IN ({qmarks(len(chunk))}) AND kind = ?",
+                [*chunk, kind],
+            ):
+                if key in self.profile_of:
+                    found[digest] = self.profile_of[key]
+        return found
 
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         self.round_trips += 1

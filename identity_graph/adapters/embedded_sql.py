@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS profiles (
     id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, merged_into TEXT);
 CREATE TABLE IF NOT EXISTS identifiers (
     key TEXT PRIMARY KEY, kind TEXT NOT NULL, profile_id TEXT NOT NULL,
-    first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, sources TEXT NOT NULL);
+    first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, sources TEXT NOT NULL,
+    digest TEXT);
 CREATE INDEX IF NOT EXISTS identifiers_profile ON identifiers (profile_id);
 CREATE TABLE IF NOT EXISTS links (
     a TEXT NOT NULL, b TEXT NOT NULL, source TEXT NOT NULL, message_id TEXT NOT NULL,
@@ -68,6 +69,22 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at INTEGER NOT NULL, revoked_at INTEGER);
 """
 
+MIGRATIONS = (("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
+"""
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    """Create the tables, and add the columns a data directory from an older c360 lacks."""
+    db.executescript(SCHEMA)
+    for table, column, statement in MIGRATIONS:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(statement)
+    db.executescript(INDEXES)
+
+
 SQL_VARS = 900
 
 
@@ -95,8 +112,8 @@ def write_changes(db: sqlite3.Connection, c: ChangeSet) -> None:
         [(pid,) for pid in c.restored_profiles],
     )
     db.executemany(
-        "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',') ON CONFLICT (key) DO UPDATE SET"
+        "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources, digest)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',', ?7) ON CONFLICT (key) DO UPDATE SET"
         " first_seen = min(first_seen, excluded.first_seen),"
         " last_seen = max(last_seen, excluded.last_seen),"
         " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
@@ -210,7 +227,15 @@ def sighting_rows(c: ChangeSet) -> list[list[Any]]:
         at = to_micros(s.seen_at)
         row = rows.get((s.key, s.source))
         if row is None:
-            rows[(s.key, s.source)] = [s.key, kind_of(s.key), s.profile_id, at, at, s.source]
+            rows[(s.key, s.source)] = [
+                s.key,
+                kind_of(s.key),
+                s.profile_id,
+                at,
+                at,
+                s.source,
+                s.digest,
+            ]
         elif at < row[3]:
             row[3] = at
         elif at > row[4]:

@@ -183,6 +183,12 @@ class Neo4jStore(IdentityStore):
         rows = await self._read(q.PROFILE_IDS, keys=list(dict.fromkeys(keys)))
         return {key: pid for key, pid in rows if pid is not None}
 
+    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+        rows = await self._read(
+            q.PROFILE_IDS_BY_DIGEST, kind=kind, digests=list(dict.fromkeys(digests))
+        )
+        return {digest: pid for digest, pid in rows}
+
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         rows = await self._read(q.RESOLVE, ids=list(dict.fromkeys(ids)))
         return dict((pid, current) for pid, current in rows)

@@ -29,6 +29,7 @@ SCHEMA = (
     "CREATE CONSTRAINT counter_name IF NOT EXISTS FOR (n:Counter) REQUIRE n.name IS UNIQUE",
     "CREATE INDEX identifier_profile IF NOT EXISTS FOR (n:Identifier) ON (n.profile_id)",
     "CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind)",
+    "CREATE INDEX identifier_digest IF NOT EXISTS FOR (n:Identifier) ON (n.digest)",
     "CREATE INDEX profile_merged_into IF NOT EXISTS FOR (n:Profile) ON (n.merged_into)",
     "CREATE INDEX merge_survivor IF NOT EXISTS FOR (n:Merge) ON (n.survivor)",
     "CREATE INDEX merge_absorbed IF NOT EXISTS FOR (n:Merge) ON (n.absorbed)",
@@ -166,7 +167,8 @@ SET i.kind = r.kind,
     i.profile_id = CASE WHEN fresh THEN r.profile_id ELSE i.profile_id END,
     i.first_seen = CASE WHEN fresh OR r.first < i.first_seen THEN r.first ELSE i.first_seen END,
     i.last_seen = CASE WHEN fresh OR r.last > i.last_seen THEN r.last ELSE i.last_seen END,
-    i.sources = known + [s IN r.sources WHERE NOT s IN known]
+    i.sources = known + [s IN r.sources WHERE NOT s IN known],
+    i.digest = CASE WHEN fresh THEN r.digest ELSE i.digest END
 """
 
 REDIRECT_PROFILES = """
@@ -275,6 +277,13 @@ PROFILE_IDS = """
 UNWIND $keys AS key
 MATCH (i:Identifier {key: key})
 RETURN key, i.profile_id AS profile_id
+"""
+
+PROFILE_IDS_BY_DIGEST = """
+UNWIND $digests AS digest
+MATCH (i:Identifier {digest: digest})
+WHERE i.kind = $kind AND i.profile_id IS NOT NULL
+RETURN digest, i.profile_id AS profile_id
 """
 
 RESOLVE = """

@@ -117,6 +117,7 @@ def _sightings(c: ChangeSet) -> list[Row]:
                 "first": at,
                 "last": at,
                 "sources": [s.source],
+                "digest": s.digest,
             }
             continue
         row["first"] = min(row["first"], at)

@@ -58,10 +58,16 @@ class AuditWriter:
             self._pending, self._waiters = [], []
             try:
                 await self.store.append_audit(batch)
-            except Exception as e:
+            except BaseException as e:
+                failure = e if isinstance(e, Exception) else StoreUnavailable("audit write stopped")
                 for waiter in waiters:
                     if not waiter.done():
-                        waiter.set_exception(e)
+                        waiter.set_exception(failure)
+                if not isinstance(e, Exception):
+                    for waiter in self._waiters:
+                        if not waiter.done():
+                            waiter.set_exception(failure)
+                    raise
             else:
                 for waiter in waiters:
                     if not waiter.done():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import strawberry
 from starlette.requests import Request
@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from graph_api.auth import Principal
 from graph_api.loaders import Loaders
+from graph_api.pii import Access
 from graph_api.services import Services
 
 
@@ -22,8 +23,11 @@ class Context:
     principal: Principal
     services: Services
     loaders: Loaders
-    audit: list[Any] = field(default_factory=list)
-    """clear reads of personal data, filled by the PII guard and written after the request"""
+    audit: list[tuple[str, str]] = field(default_factory=list)
+    """clear reads of personal data (customer id, field), filled by the PII guard and
+    written after the request"""
+    access: Access | None = None
+    """the caller's view of personal data, worked out once per request by the PII guard"""
 
 
 Info: TypeAlias = strawberry.Info[Context, None]

@@ -72,7 +72,8 @@ def code_of(error: BaseException) -> str | None:
 
 def _public(error: GraphQLError) -> GraphQLError:
     original = error.original_error
-    if original is None or error.path is None:
+    if original is None or (isinstance(original, GraphQLError) and error.path is None):
+        # graphql-core's own: the document or a variable does not fit the schema
         code = (error.extensions or {}).get("code", "BAD_REQUEST")
         return _with_code(error, error.message, code)
     code = code_of(original)
@@ -81,7 +82,8 @@ def _public(error: GraphQLError) -> GraphQLError:
         if code == "STORE_UNAVAILABLE":
             message = "the store is unavailable; try again later"
         return _with_code(error, message, code)
-    log.error("unexpected error in %s", ".".join(map(str, error.path)), exc_info=original)
+    where = ".".join(map(str, error.path)) if error.path else "the request"
+    log.error("unexpected error in %s", where, exc_info=original)
     return _with_code(error, INTERNAL_MESSAGE, "INTERNAL")
 
 
@@ -106,7 +108,11 @@ class ErrorCodes(SchemaExtension):
         if not errors:
             return
         result.errors = [_public(e) for e in errors]
-        if any((e.extensions or {}).get("code") == "STORE_UNAVAILABLE" for e in result.errors):
-            response = getattr(self.execution_context.context, "response", None)
-            if response is not None:
-                response.status_code = 503
+        found = {(e.extensions or {}).get("code") for e in result.errors}
+        response = getattr(self.execution_context.context, "response", None)
+        if response is None:
+            return
+        if "STORE_UNAVAILABLE" in found:
+            response.status_code = 503
+        elif "FORBIDDEN" in found:
+            response.status_code = 403  # the role may not run this operation at all

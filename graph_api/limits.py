@@ -1,17 +1,17 @@
-"""Limits on what one request may ask: depth, aliases, tokens, page size; plus the caches.
+"""Limits on what one request may ask: depth, aliases, tokens, cost, page size; plus caches.
 
-Aliases are counted by expanding fragment spreads, each time they are spread, so a
-fragment cannot multiply aliases past the limit unseen.
+Depth and aliases count through fragments: each fragment is counted once and a spread adds
+its count, so a fragment cannot multiply aliases past the limit unseen, and fragments
+spreading each other cannot make the counting itself exponential.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from graphql import (
     ASTValidationRule,
     FieldNode,
-    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -27,9 +27,8 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
-from strawberry.extensions.query_depth_limiter import IgnoreContext
-from strawberry.extensions.query_depth_limiter import create_validator as create_depth_rule
 
+from graph_api.cost import CostLimit, fragments_of, per_fragment, shown
 from graph_api.errors import bad_input
 from graph_api.settings import Settings
 
@@ -46,53 +45,81 @@ def page_size(first: int, settings: Settings) -> int:
 
 
 def count_aliases(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    expanding: frozenset[str] = frozenset(),
+    selection_set: SelectionSetNode | None, fragments: Mapping[str, int]
 ) -> int:
-    """Aliased fields in a selection set, fragments expanded at every spread."""
+    """Aliased fields in a selection set; a spread adds its fragment's count."""
     if selection_set is None:
         return 0
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
             total += selection.alias is not None
-            total += count_aliases(selection.selection_set, fragments, expanding)
+            total += count_aliases(selection.selection_set, fragments)
         elif isinstance(selection, InlineFragmentNode):
-            total += count_aliases(selection.selection_set, fragments, expanding)
+            total += count_aliases(selection.selection_set, fragments)
         elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in expanding:
-                total += count_aliases(fragment.selection_set, fragments, expanding | {name})
+            total += fragments.get(selection.name.value, 0)
     return total
+
+
+def depth(selection_set: SelectionSetNode | None, fragments: Mapping[str, int]) -> int:
+    """Nesting of fields with selections below a selection set; a spread adds nothing itself.
+
+    As Strawberry's QueryDepthLimiter counts (a leaf is 0, introspection fields are not
+    counted), but each fragment measured once: that limiter expands every spread.
+    """
+    if selection_set is None:
+        return 0
+    deepest = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            below = selection.selection_set
+            if below is not None and not selection.name.value.startswith("__"):
+                deepest = max(deepest, 1 + depth(below, fragments))
+        elif isinstance(selection, InlineFragmentNode):
+            deepest = max(deepest, depth(selection.selection_set, fragments))
+        elif isinstance(selection, FragmentSpreadNode):
+            deepest = max(deepest, fragments.get(selection.name.value, 0))
+    return deepest
+
+
+Count = Callable[[SelectionSetNode | None, Mapping[str, int]], int]
+
+
+def _operations(context: ValidationContext, count: Count) -> Iterator[tuple[OperationDefinitionNode, int]]:
+    """Each operation of the document with its count, fragments counted once each."""
+    definitions = context.document.definitions
+    fragments = per_fragment(
+        fragments_of(context.document), lambda f, counted: count(f.selection_set, counted)
+    )
+    for operation in definitions:
+        if isinstance(operation, OperationDefinitionNode):
+            yield operation, count(operation.selection_set, fragments)
 
 
 def alias_rule(limit: int) -> type[ValidationRule]:
     class MaxAliases(ValidationRule):
         def __init__(self, context: ValidationContext) -> None:
             super().__init__(context)
-            definitions = context.document.definitions
-            fragments = {
-                d.name.value: d for d in definitions if isinstance(d, FragmentDefinitionNode)
-            }
-            for operation in definitions:
-                if not isinstance(operation, OperationDefinitionNode):
-                    continue
-                found = count_aliases(operation.selection_set, fragments)
+            for operation, found in _operations(context, count_aliases):
                 if found > limit:
-                    context.report_error(
-                        GraphQLError(
-                            f"{found} aliases in one operation; at most {limit} allowed",
-                            operation,
-                        )
-                    )
+                    message = f"{shown(found)} aliases in one operation; at most {limit} allowed"
+                    context.report_error(GraphQLError(message, operation))
 
     return MaxAliases
 
 
-def _introspection(context: IgnoreContext) -> bool:
-    return context.field_name.startswith("__")
+def depth_rule(limit: int) -> type[ValidationRule]:
+    class MaxDepth(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            for operation, found in _operations(context, depth):
+                if found > limit:
+                    name = operation.name.value if operation.name else "anonymous"
+                    message = f"'{name}' exceeds maximum operation depth of {limit}"
+                    context.report_error(GraphQLError(message, operation))
+
+    return MaxDepth
 
 
 def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
@@ -102,7 +129,7 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     classes) hits across requests.
     """
     rules: list[type[ASTValidationRule]] = [
-        create_depth_rule(settings.max_depth, _introspection),
+        depth_rule(settings.max_depth),
         alias_rule(settings.max_aliases),
     ]
     return [
@@ -110,4 +137,5 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
+        lambda: CostLimit(settings),
     ]

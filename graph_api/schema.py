@@ -140,7 +140,7 @@ async def find_by_identifier(info: Info, identifier: IdentifierInput) -> str | N
                 raise bad_input(
                     f"your role sees {kind} values hashed: look up by the 64-hex hashed value"
                 )
-            found = await services.store.profile_ids_by_digest(kind, [digest])
+            found = await services.store.profile_ids_by_digest([digest], kind=kind)
             return found.get(digest)
     normalised = identifier.to_domain(services.rules)
     guard_identifier(info, normalised.kind, "look customers up")

@@ -206,10 +206,12 @@ def _plan_one(
     merge_ids = []
     state = overlay.state(survivor)
     survivor_counts = dict(state.kind_counts)
-    owner_of = dict(zip(keys, owners, strict=True))
+    # a new identifier sides with the center (or, if the center is new, the survivor)
+    home = center_owner if center_owner is not None else survivor
+    side = {key: owner or home for key, owner in zip(keys, owners, strict=True)}
     for absorbed in absorbed_ids:
         cause = tuple(
-            link for link in links if absorbed in (owner_of.get(link.a), owner_of.get(link.b))
+            link for link in links if (side[link.a] == absorbed) != (side[link.b] == absorbed)
         )
         record = MergeRecord(
             id=make_id(),
@@ -218,6 +220,9 @@ def _plan_one(
             survivor=survivor,
             absorbed=absorbed,
             links=cause,
+            identifiers=tuple(
+                sorted({k for x in cause for k in (x.a, x.b) if side[k] == absorbed})
+            ),
             message_id=obs.message_id,
         )
         changes.reassign.append((absorbed, survivor))
@@ -305,11 +310,21 @@ def plan_undo(
 ) -> ChangeSet:
     """Remove the links that caused a merge and split the profile where they held it.
 
-    The side holding the profile's oldest identifier keeps the profile id; the next side
-    gets the absorbed id back; any further side gets a new id.
+    The side holding the absorbed profile's ends of those links (`record.identifiers`) gets
+    the absorbed id back; the side holding their other ends keeps the profile id; any further
+    side gets a new id. Nothing moves if later links still join the two sides.
     """
     cut = [(link.a, link.b) for link in record.links]
     groups = components(graph, without=cut)
+    absorbed_ends = set(record.identifiers)
+    survivor_ends = {k for link in record.links for k in (link.a, link.b)} - absorbed_ends
+    absorbed_group = next((g for g in groups if absorbed_ends & set(g)), None)
+    kept_group = next((g for g in groups if survivor_ends & set(g)), None)
+    if absorbed_group is None or kept_group is None:
+        # a record without its absorbed ends: the oldest side keeps the id, the next returns
+        kept_group = groups[0]
+        absorbed_group = groups[1] if len(groups) > 1 else groups[0]
+    moved = [] if absorbed_group is kept_group else absorbed_group
     undo = MergeRecord(
         id=make_id(),
         at=at,
@@ -317,18 +332,20 @@ def plan_undo(
         survivor=graph.profile_id,
         absorbed=record.absorbed,
         links=record.links,
-        identifiers=tuple(k for group in groups[1:] for k in group),
+        identifiers=tuple(moved),
         message_id=actor,
         undoes=record.id,
     )
     changes = ChangeSet(removed_links=cut, merges=[undo], undone=[(record.id, undo.id)])
-    for index, group in enumerate(groups[1:]):
-        pid = record.absorbed if index == 0 else make_id()
-        if index == 0:
-            changes.restored_profiles.append(pid)
-        else:
+    if not moved:
+        return changes
+    changes.restored_profiles.append(record.absorbed)
+    changes.assign.update(dict.fromkeys(moved, record.absorbed))
+    for group in groups:
+        if group is not kept_group and group is not absorbed_group:
+            pid = make_id()
             changes.new_profiles.append((pid, at))
-        changes.assign.update(dict.fromkeys(group, pid))
+            changes.assign.update(dict.fromkeys(group, pid))
     return changes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,10 @@ from identity_graph.resolver import (
 from identity_graph.rules import Rules
 from identity_graph.store import ChangeSet, IdentityStore, ProfileConsent, WriteTx
 
-MAX_EXPLAIN_HOPS = 12
+MAX_EXPLAIN_HOPS = 50
+MAX_IDENTIFIERS = 100
+"""identifiers one observation may carry; more is a malformed message, not a person"""
+SOURCE = re.compile(r"[A-Za-z0-9_.:/@-]{1,64}")
 
 
 def utcnow() -> datetime:
@@ -72,6 +76,14 @@ class IdentityGraph:
             raise MalformedObservation("messageId must be 1 to 200 characters")
         if observation.timestamp.tzinfo is None:
             raise MalformedObservation("timestamp must carry a time zone")
+        if not SOURCE.fullmatch(observation.source):
+            raise MalformedObservation(
+                "source must be 1 to 64 letters, digits or _ . : / @ - characters"
+            )
+        if len(observation.identifiers) > MAX_IDENTIFIERS:
+            raise MalformedObservation(
+                f"an observation may carry at most {MAX_IDENTIFIERS} identifiers"
+            )
         for identifier in observation.identifiers:
             if identifier.kind not in self.rules.kinds:
                 raise MalformedObservation(f"unknown identifier kind {identifier.kind!r}")
@@ -195,7 +207,7 @@ class IdentityGraph:
             return Explanation(a, b, False, (), None)
         if a == b:
             return Explanation(a, b, True, (), owners[a.key])
-        path = await self.store.link_path(a.key, b.key, max_hops=MAX_EXPLAIN_HOPS * 100)
+        path = await self.store.link_path(a.key, b.key, max_hops=MAX_EXPLAIN_HOPS)
         if path is None:
             return Explanation(a, b, False, (), None)
         return Explanation(a, b, True, tuple(path), owners[a.key])

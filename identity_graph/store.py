@@ -191,7 +191,7 @@ class IdentityStore(ABC):
         """identifier key -> current profile id, for the keys that exist."""
 
     @abstractmethod
-    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+    async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
         """digest -> current profile id, for identifiers of `kind` stored with that digest."""
 
     @abstractmethod

@@ -289,7 +289,7 @@ class EmbeddedStore(IdentityStore):
         self.round_trips += 1
         return {k: self.profile_of[k] for k in keys if k in self.profile_of}
 
-    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+    async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
         db = self._read()
         found: dict[str, str] = {}
         for chunk in chunks(list(dict.fromkeys(digests))):
@@ -362,12 +362,17 @@ class EmbeddedStore(IdentityStore):
             )
             params.extend(where.trait)
         if where.consent_granted is not None:
+            # granted: some identifier has a choice, and no identifier's latest is not GRANTED
             clauses.append(
                 "EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
+                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
                 " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?"
-                " AND c.status = 'GRANTED')"
+                " AND c.status != 'GRANTED' AND NOT EXISTS (SELECT 1 FROM consents later"
+                " WHERE later.identifier_key = c.identifier_key AND later.purpose = c.purpose"
+                " AND later.at > c.at))"
             )
-            params.append(where.consent_granted)
+            params.extend([where.consent_granted, where.consent_granted])
         condition = " AND ".join(clauses)
         total = db.execute(f"SELECT count(*) FROM profiles p WHERE {condition}", params)
         count = int(total.fetchone()[0])
@@ -590,10 +595,11 @@ class EmbeddedStore(IdentityStore):
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         total = int(db.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()[0])
         if after is not None:
-            if not after.isdigit():
+            found = db.execute("SELECT seq FROM audit WHERE id = ?", (after,)).fetchone()
+            if found is None:
                 raise InvalidOperation("malformed audit cursor")
             clauses.append("seq < ?")
-            params.append(int(after))
+            params.append(found[0])
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = db.execute(
             "SELECT seq, id, at, principal, role, customer_id, fields FROM audit"
@@ -606,7 +612,7 @@ class EmbeddedStore(IdentityStore):
             AuditEntry(eid, from_micros(at), principal, role, cid, tuple(loads(fields)))
             for _, eid, at, principal, role, cid, fields in rows
         )
-        return Page(items, total, str(rows[-1][0]) if more and rows else None)
+        return Page(items, total, items[-1].id if more and items else None)
 
     async def put_api_key(self, key: ApiKey) -> None:
         await self._write_rows(

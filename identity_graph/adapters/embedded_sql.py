@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 MIGRATIONS = (("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),)
 INDEXES = """
 CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_id ON audit (id);
 """
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from streams import observe
+from streams import at, observe
 
 from identity_graph.adapters.codec import dumps
 from identity_graph.errors import InvalidOperation, MalformedObservation, NotFound
@@ -250,3 +250,31 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     assert await matching(ProfileFilter(consent_granted="analytics")) == [owner["anonymous_id:a5"]]
     await graph.ingest([observe("m6", "anonymous_id:a4", "anonymous_id:a5")])
     assert (await store.list_profiles(first=50, after=None, where=ProfileFilter())).total == 4
+
+
+async def test_the_consent_filter_follows_the_effective_choice(graph: IdentityGraph) -> None:
+    store = graph.store
+    granted = ProfileFilter(consent_granted="email_marketing")
+
+    async def matching() -> set[str]:
+        page = await store.list_profiles(first=50, after=None, where=granted)
+        assert page.total == len(page.items)
+        return set(page.items)
+
+    [one] = await graph.ingest([observe("m1", "email:one@x.io", t=0)])
+    [two] = await graph.ingest([observe("m2", "email:two@x.io", t=1)])
+    assert one.profile_id and two.profile_id
+    yes, no = ConsentStatus.GRANTED, ConsentStatus.REVOKED
+    await graph.set_consent(one.profile_id, {"email_marketing": yes}, source="t", at=at(2))
+    await graph.set_consent(two.profile_id, {"email_marketing": yes}, source="t", at=at(2))
+    assert await matching() == {one.profile_id, two.profile_id}
+    await graph.set_consent(two.profile_id, {"email_marketing": no}, source="t", at=at(3))
+    assert await matching() == {one.profile_id}
+    await graph.set_consent(two.profile_id, {"email_marketing": yes}, source="t", at=at(4))
+    assert await matching() == {one.profile_id, two.profile_id}
+    await graph.set_consent(one.profile_id, {"email_marketing": no}, source="t", at=at(5))
+    [merged] = await graph.ingest([observe("m3", "email:one@x.io", "email:two@x.io", t=6)])
+    assert merged.profile_id
+    records = (await store.consents([merged.profile_id]))[merged.profile_id]
+    assert effective_consent(records)["email_marketing"].status is no
+    assert await matching() == set()

@@ -126,3 +126,33 @@ async def test_explain_link_of_separate_or_unknown_identifiers(graph: IdentityGr
     assert not why.linked and why.path == () and why.profile_id is None
     with pytest.raises(NotFound):
         await graph.explain_link(Identifier("user_id", "u1"), Identifier("user_id", "u3"))
+
+
+async def test_undo_gives_each_side_its_own_id_back_even_after_a_late_message(
+    graph: IdentityGraph,
+) -> None:
+    [s] = await graph.ingest([observe("m1", "user_id:s", t=10)])
+    [a] = await graph.ingest([observe("m2", "anonymous_id:a", t=20)])
+    [m] = await graph.ingest([observe("m3", "anonymous_id:a", "user_id:s", t=30)])
+    await graph.ingest([observe("m4", "anonymous_id:a", t=0)])  # late: a now looks oldest
+    await graph.undo_merge(m.merges[0], actor="test")
+    owners = await graph.store.profile_ids(["user_id:s", "anonymous_id:a"])
+    assert owners == {"user_id:s": s.profile_id, "anonymous_id:a": a.profile_id}
+
+
+async def test_undo_keeps_a_new_identifier_with_the_side_it_arrived_on(
+    graph: IdentityGraph,
+) -> None:
+    [s] = await graph.ingest([observe("m1", "email:e@x.io", t=0)])
+    [a] = await graph.ingest([observe("m2", "user_id:u", t=1)])
+    [m] = await graph.ingest(
+        [observe("m3", "user_id:u", "email:e@x.io", "phone:+14155550134", t=2)]
+    )
+    assert m.profile_id == s.profile_id
+    await graph.undo_merge(m.merges[0], actor="test")
+    part = await partition(graph.store)
+    assert groups(part) == {
+        frozenset({"email:e@x.io"}),
+        frozenset({"user_id:u", "phone:+14155550134"}),
+    }
+    assert part[a.profile_id] == {"user_id:u", "phone:+14155550134"}

@@ -1,0 +1,229 @@
+"""What one operation asks for, counted before it runs; and the cost budget.
+
+Fragments are measured once each, in dependency order, and a spread adds its fragment's
+measure: work is linear in the document however often fragments spread each other (expanding
+every spread is exponential in the nesting). Spreads that form a cycle, or name no fragment,
+count nothing here: validation rejects those documents.
+
+Cost: each selected field costs 1; a field taking `first` multiplies the cost of its
+subtree by the page it asks for (the argument, a variable, or the schema's default; at most
+the maximum page size, which resolvers enforce). A field returning a list without `first`
+counts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SchemaMetaFieldDef,
+    SelectionSetNode,
+    TypeMetaFieldDef,
+    TypeNameMetaFieldDef,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+)
+from graphql.utilities import get_operation_ast
+from strawberry.extensions import SchemaExtension
+
+from graph_api.settings import Settings
+
+MAX_COST = 50_000
+PAGE_ARGUMENT = "first"
+SHOWN_UP_TO = 10**12
+_META_FIELDS = {
+    "__typename": TypeNameMetaFieldDef,
+    "__schema": SchemaMetaFieldDef,
+    "__type": TypeMetaFieldDef,
+}
+
+Measure = Callable[[FragmentDefinitionNode, Mapping[str, int]], int]
+
+
+def shown(amount: int) -> str:
+    """An amount for a message: exact, unless absurdly large."""
+    return str(amount) if amount <= SHOWN_UP_TO else f"over {SHOWN_UP_TO}"
+
+
+def fragments_of(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
+def spreads(selection_set: SelectionSetNode | None) -> Iterator[str]:
+    """Names of the fragments a selection set spreads, directly or in nested fields."""
+    if selection_set is None:
+        return
+    for selection in selection_set.selections:
+        if isinstance(selection, FragmentSpreadNode):
+            yield selection.name.value
+        elif isinstance(selection, FieldNode | InlineFragmentNode):
+            yield from spreads(selection.selection_set)
+
+
+def dependency_order(fragments: Mapping[str, FragmentDefinitionNode]) -> list[str]:
+    """Fragment names, each after those it spreads; cycles broken, unknown names skipped.
+
+    Iterative, so a long chain of fragments cannot exhaust the Python stack.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in fragments:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, spreads(fragments[root].selection_set))]
+        while stack:
+            name, pending = stack[-1]
+            child = next((c for c in pending if c in fragments and c not in seen), None)
+            if child is None:
+                stack.pop()
+                order.append(name)
+            else:
+                seen.add(child)
+                stack.append((child, spreads(fragments[child].selection_set)))
+    return order
+
+
+def per_fragment(fragments: Mapping[str, FragmentDefinitionNode], measure: Measure) -> dict[str, int]:
+    """Each fragment measured once, given the measures of the fragments it spreads."""
+    measured: dict[str, int] = {}
+    for name in dependency_order(fragments):
+        measured[name] = measure(fragments[name], measured)
+    return measured
+
+
+class Cost:
+    """The cost of selection sets of one document, under one set of variables."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        variables: Mapping[str, Any],
+        max_page: int,
+    ) -> None:
+        self.schema = schema
+        self.max_page = max_page
+        self.variables = dict(variables)
+        for definition in operation.variable_definitions or ():
+            name = definition.variable.name.value
+            if name not in self.variables and definition.default_value is not None:
+                self.variables[name] = _literal(definition.default_value, max_page)
+
+    def of_operation(self, document: DocumentNode, operation: OperationDefinitionNode) -> int:
+        fragments = per_fragment(fragments_of(document), self._of_fragment)
+        root = self.schema.get_root_type(operation.operation)
+        return self.of(operation.selection_set, root, fragments)
+
+    def _of_fragment(self, fragment: FragmentDefinitionNode, fragments: Mapping[str, int]) -> int:
+        on = self.schema.get_type(fragment.type_condition.name.value)
+        return self.of(fragment.selection_set, on, fragments)
+
+    def of(
+        self,
+        selection_set: SelectionSetNode | None,
+        parent: GraphQLNamedType | None,
+        fragments: Mapping[str, int],
+    ) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                total += self._of_field(selection, parent, fragments)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                on = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.of(selection.selection_set, on, fragments)
+            elif isinstance(selection, FragmentSpreadNode):
+                total += fragments.get(selection.name.value, 0)
+        return total
+
+    def _of_field(
+        self, node: FieldNode, parent: GraphQLNamedType | None, fragments: Mapping[str, int]
+    ) -> int:
+        definition = _field(parent, node.name.value)
+        if definition is None:
+            return 1 + self.of(node.selection_set, None, fragments)
+        below = self.of(node.selection_set, get_named_type(definition.type), fragments)
+        return 1 + self._page(node, definition) * below
+
+    def _page(self, node: FieldNode, definition: GraphQLField) -> int:
+        argument = definition.args.get(PAGE_ARGUMENT)
+        if argument is None:
+            return 1
+        given = next((a.value for a in node.arguments or () if a.name.value == PAGE_ARGUMENT), None)
+        if isinstance(given, VariableNode) and given.name.value in self.variables:
+            value: object = self.variables[given.name.value]
+        elif given is not None and not isinstance(given, VariableNode):
+            value = _literal(given, self.max_page)
+        else:
+            value = argument.default_value
+        return _bounded(value, self.max_page)
+
+
+def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
+    if name in _META_FIELDS:
+        return _META_FIELDS[name]
+    if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+        return parent.fields.get(name)
+    return None
+
+
+def _literal(value: ValueNode, max_page: int) -> object:
+    """An Int literal's value; anything else (or an absurdly long one) is not a page size."""
+    if isinstance(value, IntValueNode) and len(value.value) <= len(str(max_page)) + 1:
+        return int(value.value)
+    return None
+
+
+def _bounded(value: object, max_page: int) -> int:
+    """A page size between 0 and the maximum; unknown values count as the maximum."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return max_page
+    return max(0, min(value, max_page))
+
+
+def too_costly(cost: int, budget: int) -> GraphQLError:
+    return GraphQLError(
+        f"query too costly: estimated cost {shown(cost)} exceeds the budget of {budget}",
+        extensions={"code": "QUERY_TOO_COSTLY"},
+    )
+
+
+class CostLimit(SchemaExtension):
+    """Refuse, before execution, an operation whose cost is above the budget."""
+
+    def __init__(self, settings: Settings, budget: int = MAX_COST) -> None:
+        self.settings = settings
+        self.budget = budget
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        operation = get_operation_ast(document, context.operation_name) if document else None
+        if document is not None and operation is not None and context.result is None:
+            variables = context.variables or {}
+            cost = Cost(context.schema._schema, operation, variables, self.settings.max_page_size)
+            found = cost.of_operation(document, operation)
+            if found > self.budget:
+                context.result = ExecutionResult(None, [too_costly(found, self.budget)])
+        yield

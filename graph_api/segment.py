@@ -235,7 +235,7 @@ class SegmentMapper:
     def identifier(self, kind: str, raw: object, field: str) -> Identifier:
         if isinstance(raw, str | int) and not isinstance(raw, bool):
             text = str(raw).strip()
-            if self.rules.is_blocked(text):
+            if self.rules.is_blocked(text, kind.strip().lower()):
                 return Identifier(kind, text)
         try:
             return normalize(kind, raw, self.rules)

@@ -88,7 +88,7 @@ def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifie
     ranked = {
         (kinds[i.kind].priority, i.kind, i.value): i
         for i in observation.identifiers
-        if not is_blocked(i.value)
+        if not is_blocked(i.value, i.kind)
     }
     return [ranked[rank] for rank in sorted(ranked)]
 

@@ -11,6 +11,8 @@ A rules file looks like::
     [kinds.crm_id]          # declares a custom kind
     limit = 1
     priority = 2
+    blocked = ["unknown"]   # junk values of this kind only
+    blocked_patterns = ["^tmp-"]
 
     [blocked]
     values = ["test@example.com"]
@@ -46,6 +48,8 @@ BLOCKED_PATTERNS = (r"^[0-]*$",)
 class KindRule:
     limit: int
     priority: int
+    blocked_values: frozenset[str] = frozenset()
+    blocked_patterns: tuple[re.Pattern[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,20 @@ class Rules:
     def limit(self, kind: str) -> int:
         return self.kinds[kind].limit
 
-    def is_blocked(self, value: str) -> bool:
+    def is_blocked(self, value: str, kind: str | None = None) -> bool:
+        """Whether a value is junk, for every kind or (given `kind`) for that kind."""
         lowered = value.lower()
         if lowered in self.blocked_values:
             return True
         for pattern in self.blocked_patterns:
             if pattern.search(lowered):
                 return True
-        return False
+        rule = self.kinds.get(kind) if kind is not None else None
+        if rule is None:
+            return False
+        if lowered in rule.blocked_values:
+            return True
+        return any(pattern.search(lowered) for pattern in rule.blocked_patterns)
 
 
 class _Builder:
@@ -109,6 +119,12 @@ class _Builder:
             if re.match(rf"\s*\[?\s*[\w.\"]*\b{re.escape(key)}\b", line):
                 return RulesError(f"{self.origin}, line {number}: {message}")
         return RulesError(f"{self.origin}: {message}")
+
+    def pattern(self, text: str, *, key: str) -> re.Pattern[str]:
+        try:
+            return re.compile(text, re.IGNORECASE)
+        except re.error as e:
+            raise self.fail(key, f"bad blocked pattern {text!r}: {e}") from e
 
     def build(self, doc: dict[str, Any]) -> Rules:
         known = {"default_region", "kinds", "blocked", "survivorship"}
@@ -124,24 +140,32 @@ class _Builder:
                 raise self.fail(name, f"kinds.{name} must be a table")
             default = kinds.get(name, KindRule(limit=1, priority=10))
             for key in spec:
-                if key not in ("limit", "priority"):
+                if key not in ("limit", "priority", "blocked", "blocked_patterns"):
                     raise self.fail(key, f"kinds.{name}: unknown key {key!r}")
             limit = spec.get("limit", default.limit)
             priority = spec.get("priority", default.priority)
             for key, number in (("limit", limit), ("priority", priority)):
                 if isinstance(number, bool) or not isinstance(number, int) or number < 1:
                     raise self.fail(key, f"kinds.{name}.{key} must be a positive integer")
-            kinds[name] = KindRule(limit=limit, priority=priority)
+            kinds[name] = KindRule(
+                limit=limit,
+                priority=priority,
+                blocked_values=frozenset(
+                    v.strip().lower() for v in _strings(self, spec, "blocked")
+                ),
+                blocked_patterns=tuple(
+                    self.pattern(p, key="blocked_patterns")
+                    for p in _strings(self, spec, "blocked_patterns")
+                ),
+            )
         blocked = _table(self, doc, "blocked")
         values = set(base.blocked_values)
         patterns = list(base.blocked_patterns)
         for value in _strings(self, blocked, "values"):
             values.add(value.strip().lower())
-        for pattern in _strings(self, blocked, "patterns"):
-            try:
-                patterns.append(re.compile(pattern, re.IGNORECASE))
-            except re.error as e:
-                raise self.fail("patterns", f"bad blocked pattern {pattern!r}: {e}") from e
+        patterns.extend(
+            self.pattern(p, key="patterns") for p in _strings(self, blocked, "patterns")
+        )
         region = doc.get("default_region", base.default_region)
         if not isinstance(region, str) or not re.fullmatch(r"[A-Z]{2}", region):
             raise self.fail("default_region", "default_region must be a two-letter region code")

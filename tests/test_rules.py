@@ -101,3 +101,20 @@ def test_toml_syntax_errors_name_the_line() -> None:
 def test_an_unreadable_file_is_a_rules_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="cannot read rules file"):
         Rules.load(tmp_path / "missing.toml")
+
+
+def test_a_kind_can_block_values_of_its_own() -> None:
+    rules = Rules.parse(
+        '[kinds.email]\nblocked = ["Test@Example.com"]\nblocked_patterns = ["@mailinator\\\\."]\n'
+    )
+    assert rules.is_blocked("test@example.com", "email")
+    assert rules.is_blocked("x@mailinator.com", "email")
+    assert not rules.is_blocked("test@example.com", "user_id")
+    assert not rules.is_blocked("test@example.com")
+    assert rules.is_blocked("null", "email")
+    assert rules.limit("email") == 5
+
+
+def test_a_bad_per_kind_pattern_names_its_line() -> None:
+    with pytest.raises(RulesError, match="line 3"):
+        Rules.parse('[kinds.email]\nlimit = 3\nblocked_patterns = ["("]\n')

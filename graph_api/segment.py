@@ -166,8 +166,10 @@ class SegmentMapper:
             raise SegmentError("INVALID_FIELD", f"type {kind!r} sent to /v1/{call}", field="type")
         context = _object(msg.get("context"), "context")
         _object(msg.get("integrations"), "integrations")
+        # context.traits is the library's cached copy: it may identify, it is not news
         traits = dict(_object(context.get("traits"), "context.traits"))
         own_traits = _object(msg.get("traits"), "traits")
+        observed: dict[str, Any] = dict(own_traits) if kind == "identify" else {}
         found: list[tuple[str, object, str]] = []
         for name, kind_ in (("userId", "user_id"), ("anonymousId", "anonymous_id")):
             if msg.get(name) is not None:
@@ -182,7 +184,10 @@ class SegmentMapper:
         if kind == "group":
             if msg.get("groupId") is None:
                 raise SegmentError("MISSING_FIELD", "groupId is required", field="groupId")
-            traits["group"] = {"id": _id(msg["groupId"], "groupId"), **own_traits}
+            traits["group"] = observed["group"] = {
+                "id": _id(msg["groupId"], "groupId"),
+                **own_traits,
+            }
         else:
             traits.update(own_traits)
         where = "traits" if kind != "group" else "context.traits"
@@ -199,7 +204,7 @@ class SegmentMapper:
             source=self.source,
             type=MessageType(kind),
             identifiers=tuple(self.identifier(k, v, f) for k, v, f in found),
-            traits=traits,
+            traits=observed,
             event=_event(msg, kind),
             consent=_consent(context.get("consent")),
         )

@@ -51,9 +51,22 @@ def test_identify_maps_every_identifier_and_trait() -> None:
         Identifier("device_id", "dev-9"),
         Identifier("crm_id", "C-7"),
     }
-    assert obs.traits["plan"] == "pro"
-    assert obs.traits["firstName"] == "Jane"
+    assert obs.traits == {"email": " Jane@Example.COM", "phone": "(415) 555-0134", "plan": "pro"}
     assert obs.event is None
+
+
+def test_context_traits_identify_but_are_not_recorded_as_fresh_values() -> None:
+    obs = parse(
+        {
+            "type": "track",
+            "messageId": "m2",
+            "userId": "u-1",
+            "event": "Clicked",
+            "context": {"traits": {"email": "jane@example.com", "plan": "free"}},
+        }
+    )
+    assert Identifier("email", "jane@example.com") in obs.identifiers
+    assert obs.traits == {}
 
 
 def test_track_page_screen_become_categorised_events() -> None:

@@ -47,7 +47,7 @@ from graph_api.settings import Settings
 MAX_COST = 50_000
 PAGE_ARGUMENT = "first"
 SHOWN_UP_TO = 10**12
-_META_FIELDS = {
+_META_FIELDS: dict[str, GraphQLField] = {
     "__typename": TypeNameMetaFieldDef,
     "__schema": SchemaMetaFieldDef,
     "__type": TypeMetaFieldDef,
@@ -100,7 +100,9 @@ def dependency_order(fragments: Mapping[str, FragmentDefinitionNode]) -> list[st
     return order
 
 
-def per_fragment(fragments: Mapping[str, FragmentDefinitionNode], measure: Measure) -> dict[str, int]:
+def per_fragment(
+    fragments: Mapping[str, FragmentDefinitionNode], measure: Measure
+) -> dict[str, int]:
     """Each fragment measured once, given the measures of the fragments it spreads."""
     measured: dict[str, int] = {}
     for name in dependency_order(fragments):
@@ -182,7 +184,8 @@ def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
     if name in _META_FIELDS:
         return _META_FIELDS[name]
     if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-        return parent.fields.get(name)
+        found: GraphQLField | None = parent.fields.get(name)
+        return found
     return None
 
 

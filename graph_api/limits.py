@@ -44,9 +44,7 @@ def page_size(first: int, settings: Settings) -> int:
     return first
 
 
-def count_aliases(
-    selection_set: SelectionSetNode | None, fragments: Mapping[str, int]
-) -> int:
+def count_aliases(selection_set: SelectionSetNode | None, fragments: Mapping[str, int]) -> int:
     """Aliased fields in a selection set; a spread adds its fragment's count."""
     if selection_set is None:
         return 0
@@ -86,7 +84,9 @@ def depth(selection_set: SelectionSetNode | None, fragments: Mapping[str, int]) 
 Count = Callable[[SelectionSetNode | None, Mapping[str, int]], int]
 
 
-def _operations(context: ValidationContext, count: Count) -> Iterator[tuple[OperationDefinitionNode, int]]:
+def _operations(
+    context: ValidationContext, count: Count
+) -> Iterator[tuple[OperationDefinitionNode, int]]:
     """Each operation of the document with its count, fragments counted once each."""
     definitions = context.document.definitions
     fragments = per_fragment(

@@ -1,4 +1,4 @@
-"""Query limits: depth, aliases (fragments expanded at every spread), tokens."""
+"""Query limits: depth, aliases (fragments counted once, at every spread), tokens, cost."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from graph_api.app import create_app
+from graph_api.cost import MAX_COST
 from graph_api.settings import Settings
 from tests.api.conftest import Api, codes
 
@@ -74,3 +75,98 @@ async def test_token_limit(limited: Api) -> None:
 
 async def test_default_limits_allow_a_profile_page(api: Api) -> None:
     await api(DEEP)
+
+
+def nested_fragments(levels: int, leaf: str) -> str:
+    """Fragments each spreading the next twice: 2**levels leaves in a few hundred tokens.
+
+    Expanding every spread (as the old alias count and Strawberry's depth limiter did) takes
+    days at 40 levels: a regression hangs this test rather than slowing it a little.
+    """
+    parts = [f"fragment F0 on CustomerConnection {{ {leaf} }}"]
+    parts += [
+        f"fragment F{n} on CustomerConnection {{ ...F{n - 1} ...F{n - 1} }}"
+        for n in range(1, levels + 1)
+    ]
+    return " ".join(parts) + f" {{ customers {{ ...F{levels} }} }}"
+
+
+async def test_nested_fragments_are_counted_once_each(api: Api) -> None:
+    errors = await api.errors(nested_fragments(40, "x: totalCount"))
+    assert codes(errors) == ["BAD_REQUEST"]
+    assert errors[0]["message"] == "over 1000000000000 aliases in one operation; at most 30 allowed"
+
+
+async def test_nested_fragments_pass_depth_and_aliases_then_cost(api: Api) -> None:
+    """Without aliases the document validates (depth counted once per fragment too)."""
+    errors = await api.errors(nested_fragments(40, "totalCount"))
+    assert codes(errors) == ["QUERY_TOO_COSTLY"]
+
+
+async def test_depth_counts_through_nested_fragments(limited: Api) -> None:
+    query = "fragment A on Link { from { kind } } fragment B on Link { ...A ...A }"
+    query += " fragment C on MergeRecord { links { ...B ...B } }"
+    query += " { customers { edges { node { mergeHistory { ...C } } } } }"
+    errors = await limited.errors(query)
+    assert codes(errors) == ["BAD_REQUEST"]
+    assert errors[0]["message"] == "'anonymous' exceeds maximum operation depth of 5"
+
+
+SALES = """query($id: ID!) { customer(id: $id) {
+  id createdAt traits { email firstName }
+  identifiers { kind value }
+  consents { purpose status }
+  events(first: 10) { totalCount edges { node { type name timestamp } } }
+} }"""
+
+PAGE = "customers(first: 100) { edges { node { events(first: 100) { edges { node { id } } } } } }"
+PAGE_COST = 1 + 100 * (1 + 1 + (1 + 100 * (1 + 1 + 1)))
+
+
+async def test_a_sales_context_query_is_within_budget(api: Api) -> None:
+    created = await api(
+        'mutation { identify(input: {userId: "u1", traits: {email: "j@example.com"}}) '
+        "{ customerId } }"
+    )
+    customer = created["identify"]["customerId"]
+    data = await api(SALES, {"id": customer})
+    assert data["customer"]["traits"]["email"] == "j@example.com"
+    await api("{ " + PAGE + " }")
+
+
+async def test_too_costly_query_is_refused_before_execution(api: Api) -> None:
+    query = "{ " + " ".join(f"a{n}: {PAGE}" for n in range(30)) + " }"
+    response = await api.post(query)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] is None
+    assert codes(body["errors"]) == ["QUERY_TOO_COSTLY"]
+    assert body["errors"][0]["message"] == (
+        f"query too costly: estimated cost {30 * PAGE_COST} exceeds the budget of {MAX_COST}"
+    )
+
+
+COSTED = """query($n: Int!, $e: Int = 100) {
+  a: customers(first: $n) { ...C } b: customers { ...C } c: customers(first: $n) { ...C } }
+fragment C on CustomerConnection { edges { node { ...E } } }
+fragment E on Customer { events(first: $e) { edges { node { id } } } }"""
+
+
+def costed(customers: int, events: int) -> int:
+    """COSTED's cost: `b` takes the default page (20) of customers."""
+    each = 1 + 1 + (1 + events * 3)
+    return 2 * (1 + customers * each) + (1 + 20 * each)
+
+
+async def test_cost_counts_through_fragments_and_variables(api: Api) -> None:
+    await api(COSTED, {"n": 10, "e": 10})
+    errors = await api.errors(COSTED, {"n": 100})
+    assert codes(errors) == ["QUERY_TOO_COSTLY"]
+    assert f"estimated cost {costed(100, 100)} " in errors[0]["message"]
+    errors = await api.errors(COSTED, {"n": 100, "e": 90})
+    assert f"estimated cost {costed(100, 90)} " in errors[0]["message"]
+
+
+async def test_page_sizes_above_the_maximum_are_bad_input_not_cost(api: Api) -> None:
+    errors = await api.errors("{ customers(first: 100000) { totalCount } }")
+    assert codes(errors) == ["BAD_INPUT"]

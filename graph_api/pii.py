@@ -22,8 +22,6 @@ from graph_api.policy import Mode, Policy
 if TYPE_CHECKING:
     from strawberry.types.field import StrawberryField
 
-__all__ = ["Pii", "PiiCategory", "PiiClassifier", "PiiGuard", "pii_field", "require_clear"]
-
 
 @strawberry.schema_directive(
     locations=[Location.FIELD_DEFINITION],

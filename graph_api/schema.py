@@ -14,7 +14,7 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph_api import limits
+from graph_api import described, limits
 from graph_api.audit import AuditReads
 from graph_api.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES, require
 from graph_api.context import Info
@@ -23,7 +23,6 @@ from graph_api.metrics import count_ingest
 from graph_api.pii import access_mode, require_clear
 from graph_api.policy import Mode
 from graph_api.settings import Settings
-from graph_api.types import described
 from graph_api.types.api_key import ApiKeyCreated
 from graph_api.types.audit_entry import AuditConnection
 from graph_api.types.consent import Consent, ConsentInput

@@ -5,7 +5,8 @@ from typing import Any
 
 import strawberry
 
-from graph_api.pii import PiiCategory, pii_field
+from graph_api.categories import PiiCategory
+from graph_api.pii import pii_field
 
 
 def text(value: Any) -> str | None:

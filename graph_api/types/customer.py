@@ -6,9 +6,9 @@ from datetime import datetime
 
 import strawberry
 
+from graph_api import described
 from graph_api.context import Info
 from graph_api.limits import page_size
-from graph_api.types import described
 from graph_api.types.consent import Consent
 from graph_api.types.event import EventConnection, EventType, domain_types
 from graph_api.types.identifier import Identifier

@@ -56,3 +56,12 @@ class StoreUnavailable(IdentityGraphError):
     """The store cannot be reached or failed; nothing of the failed write was kept."""
 
     code = "STORE_UNAVAILABLE"
+
+
+class StoreFailed(IdentityGraphError):
+    """The store rejected a request (a bug, not an outage); nothing of the failed write was kept.
+
+    The message names only the store's error code, never its message, which can hold data.
+    """
+
+    code = "STORE_FAILED"

@@ -3,8 +3,12 @@
 Writes are managed transactions (`execute_write`), which the driver retries on transient
 failures (deadlocks, leader switches, lost connections) for at most `max_retry_time` seconds;
 the transaction function only talks to the database, so running it again is harmless. The
-locking discipline is described in `neo4j_cypher`. Driver errors become `StoreUnavailable`;
-domain errors raised by the work function pass through unchanged and are not retried.
+locking discipline is described in `neo4j_cypher`. Outages (no connection, expired session,
+transient errors left after the retries, connection pool timeouts) become `StoreUnavailable`;
+every other Neo4j or driver error (client errors such as syntax errors or constraint
+violations, database errors) is a bug and becomes `StoreFailed`, whose message names only the
+error code. Domain errors raised by the work function pass through unchanged and are not
+retried.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from neo4j import (
     AsyncSession,
     NotificationMinimumSeverity,
 )
-from neo4j.exceptions import DriverError, Neo4jError
+from neo4j.exceptions import (
+    ConnectionPoolError,
+    DatabaseUnavailable,
+    DriverError,
+    Neo4jError,
+    ServiceUnavailable,
+    SessionExpired,
+    TransientError,
+)
 
 from identity_graph.adapters import neo4j_cypher as q
 from identity_graph.adapters.codec import (
@@ -41,7 +53,7 @@ from identity_graph.adapters.neo4j_rows import (
     event_from_row,
     merge_from_row,
 )
-from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ApiKey,
     AuditEntry,
@@ -133,10 +145,16 @@ class Neo4jStore(IdentityStore):
     async def _translated(self, what: str) -> AsyncIterator[None]:
         try:
             yield
-        except Neo4jError as e:
-            raise StoreUnavailable(f"Neo4j {what} failed ({e.code})") from e
-        except DriverError as e:
+        except (ServiceUnavailable, SessionExpired, ConnectionPoolError) as e:
             raise StoreUnavailable(f"Neo4j at {self.uri} is unavailable ({what}): {e}") from e
+        except (TransientError, DatabaseUnavailable) as e:
+            raise StoreUnavailable(f"Neo4j {what} failed ({e.code})") from e
+        except Neo4jError as e:
+            # the server's message can quote stored values: name the code only, and keep the
+            # original out of tracebacks (it stays reachable as `__context__`)
+            raise StoreFailed(f"Neo4j {what} failed ({e.code})") from None
+        except DriverError as e:
+            raise StoreFailed(f"Neo4j driver {what} failed ({type(e).__name__})") from None
 
     @asynccontextmanager
     async def _session(self, what: str) -> AsyncIterator[AsyncSession]:
@@ -183,7 +201,7 @@ class Neo4jStore(IdentityStore):
         rows = await self._read(q.PROFILE_IDS, keys=list(dict.fromkeys(keys)))
         return {key: pid for key, pid in rows if pid is not None}
 
-    async def profile_ids_by_digest(self, kind: str, digests: Sequence[str]) -> dict[str, str]:
+    async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
         rows = await self._read(
             q.PROFILE_IDS_BY_DIGEST, kind=kind, digests=list(dict.fromkeys(digests))
         )
@@ -349,21 +367,17 @@ class Neo4jStore(IdentityStore):
     async def audit_log(
         self, *, first: int, after: str | None, customer_id: str | None
     ) -> Page[AuditEntry]:
-        if after is not None and not after.isdigit():
-            self.round_trips += 1
-            raise InvalidOperation("malformed audit cursor")
-        [[total, found]] = await self._read(
-            q.AUDIT_LOG,
-            customer_id=customer_id,
-            before=int(after) if after is not None else None,
-            limit=first + 1,
+        [[total, known, found]] = await self._read(
+            q.AUDIT_LOG, customer_id=customer_id, after=after, limit=first + 1
         )
+        if not known:
+            raise InvalidOperation("malformed audit cursor")
         more = len(found) > first
         found = found[:first]
         return Page(
             tuple(audit_from_row(a) for a in found),
             int(total),
-            str(found[-1]["seq"]) if more and found else None,
+            str(found[-1]["id"]) if more and found else None,
         )
 
     async def put_api_key(self, key: ApiKey) -> None:

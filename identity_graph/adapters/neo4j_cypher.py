@@ -14,6 +14,11 @@ identifiers belong to, in id order. Every change to which identifiers a profile 
 under that profile's lock. A change set is written by one statement (`APPLY`), which also drops
 the placeholders no change set has used so far; a later change set of the same transaction
 MERGEs a dropped key again if it needs it.
+
+Variable-length patterns are bounded: redirects are followed at most `MAX_REDIRECTS` hops
+(Cypher takes the bound only as a literal, so it is written into each pattern), so a corrupt or
+cyclic chain costs a bounded walk; a profile further than that from a current one reads as
+absent.
 """
 
 SCHEMA = (
@@ -38,7 +43,11 @@ SCHEMA = (
     "CREATE INDEX event_identifier IF NOT EXISTS FOR (n:Event) ON (n.identifier_key)",
     "CREATE INDEX consent_identifier IF NOT EXISTS FOR (n:Consent) ON (n.identifier_key)",
     "CREATE INDEX audit_customer IF NOT EXISTS FOR (n:Audit) ON (n.customer_id)",
+    "CREATE INDEX audit_id IF NOT EXISTS FOR (n:Audit) ON (n.id)",
 )
+
+MAX_REDIRECTS = 1000
+"""The bound of every MERGED_INTO pattern below (`*0..1000`)."""
 
 AWAIT_INDEXES = "CALL db.awaitIndexes(60)"
 
@@ -114,11 +123,11 @@ CALL () {
 """
 
 LOCK_CURRENT = """
-MATCH (:Profile {id: $profile_id})-[:MERGED_INTO*0..]->(c:Profile)
+MATCH (:Profile {id: $profile_id})-[:MERGED_INTO*0..1000]->(c:Profile)
 WHERE c.merged_into IS NULL
 SET c._lock = true
 WITH c
-MATCH (c)-[:MERGED_INTO*0..]->(d:Profile)
+MATCH (c)-[:MERGED_INTO*0..1000]->(d:Profile)
 WHERE d.merged_into IS NULL
 RETURN c.id AS locked, d.id AS current
 """
@@ -288,7 +297,7 @@ RETURN digest, i.profile_id AS profile_id
 
 RESOLVE = """
 UNWIND $ids AS pid
-MATCH (:Profile {id: pid})-[:MERGED_INTO*0..]->(c:Profile)
+MATCH (:Profile {id: pid})-[:MERGED_INTO*0..1000]->(c:Profile)
 WHERE c.merged_into IS NULL
 RETURN pid, c.id AS current
 """
@@ -392,16 +401,22 @@ CALL () {
   RETURN count(a) AS total
 }
 CALL () {
+  OPTIONAL MATCH (c:Audit {id: $after})
+  RETURN min(c.seq) AS before
+}
+CALL (before) {
   MATCH (a:Audit)
   WHERE ($customer_id IS NULL OR a.customer_id = $customer_id)
-    AND ($before IS NULL OR a.seq < $before)
+    AND ($after IS NULL OR a.seq < before)
   WITH a
   ORDER BY a.seq DESC
   LIMIT $limit
   RETURN collect(a {.*}) AS found
 }
-RETURN total, found
+RETURN total, $after IS NULL OR before IS NOT NULL AS known, found
 """
+"""Entries newest first; `$after` is the id of the entry to continue after (`known` is false
+when no entry has that id)."""
 
 PUT_API_KEY = """
 MERGE (k:ApiKey {key_hash: $row.key_hash})
@@ -427,10 +442,17 @@ _FILTERS = {
         " MATCH (t:Trait {identifier_key: i.key})"
         " WHERE t.name = $trait_name AND t.value = $trait_value }"
     ),
+    # some identifier has a record for the purpose, and no identifier's latest record for it
+    # (by `at`; a tie with a non-GRANTED record counts as not granted) is non-GRANTED
     "consent_granted": (
         "EXISTS { MATCH (i:Identifier {profile_id: p.id})"
         " MATCH (c:Consent {identifier_key: i.key})"
-        " WHERE c.purpose = $consent_granted AND c.status = 'GRANTED' }"
+        " WHERE c.purpose = $consent_granted }"
+        " AND NOT EXISTS { MATCH (i:Identifier {profile_id: p.id})"
+        " MATCH (c:Consent {identifier_key: i.key})"
+        " WHERE c.purpose = $consent_granted AND c.status <> 'GRANTED'"
+        " AND NOT EXISTS { MATCH (d:Consent {identifier_key: i.key})"
+        " WHERE d.purpose = $consent_granted AND d.at > c.at } }"
     ),
 }
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from identity_graph.codec import to_micros
 from identity_graph.model import (
+    JSON,
     ApiKey,
     AuditEntry,
     ConsentRecord,
@@ -121,8 +123,8 @@ class ProfileFilter:
 
     has_kind: str | None = None
     identifier_keys: tuple[str, ...] | None = None
-    trait: tuple[str, str] | None = None
-    """(name, value as JSON text): some value of the trait ever equalled it"""
+    trait: tuple[str, JSON] | None = None
+    """(name, value): some value of the trait ever equalled it"""
     consent_granted: str | None = None
 
 
@@ -262,3 +264,19 @@ class IdentityStore(ABC):
     @abstractmethod
     async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
         """Revoke a key by id; False if there is no such key."""
+
+
+def event_cursor(event: StoredEvent) -> str:
+    """The cursor of an event in `IdentityStore.events`: its page continues after it."""
+    return f"{to_micros(event.timestamp)}|{event.message_id}"
+
+
+def parse_event_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """(time in microseconds, message id) of a cursor made by `event_cursor`; a malformed
+    one is a `ValueError`."""
+    if cursor is None:
+        return None
+    micros, sep, message_id = cursor.partition("|")
+    if not sep:
+        raise ValueError("malformed cursor")
+    return int(micros), message_id

@@ -5,7 +5,6 @@ from strawberry.scalars import JSON
 
 from graph_api.errors import bad_input
 from graph_api.types.identifier import IdentifierInput
-from identity_graph.adapters.codec import dumps
 from identity_graph.errors import UnknownKind
 from identity_graph.model import PURPOSES
 from identity_graph.rules import Rules
@@ -35,6 +34,6 @@ class CustomerFilter:
         return ProfileFilter(
             has_kind=self.has_kind,
             identifier_keys=(self.identifier.to_domain(rules).key,) if self.identifier else None,
-            trait=(self.trait.name, dumps(self.trait.value)) if self.trait else None,
+            trait=(self.trait.name, self.trait.value) if self.trait else None,
             consent_granted=self.consent_granted,
         )

@@ -11,9 +11,9 @@ from strawberry.scalars import JSON
 from graph_api.categories import PiiClassifier
 from graph_api.pii import pii_field
 from graph_api.types.page_info import PageInfo
-from identity_graph.adapters.codec import event_cursor, to_micros
 from identity_graph.model import EventCategory as DomainCategory
 from identity_graph.model import MessageType, Page, StoredEvent
+from identity_graph.store import event_cursor
 
 
 @strawberry.enum(description="The call that recorded an event.")
@@ -78,7 +78,7 @@ class EventConnection:
         edges = [
             EventEdge(
                 node=Event.from_domain(e, customer_id),
-                cursor=event_cursor(to_micros(e.timestamp), e.message_id),
+                cursor=event_cursor(e),
             )
             for e in page.items
         ]

@@ -21,14 +21,6 @@ from typing import Any, TypeVar
 
 import networkx as nx
 
-from identity_graph.adapters.codec import (
-    dumps,
-    event_cursor,
-    from_micros,
-    loads,
-    parse_event_cursor,
-    to_micros,
-)
 from identity_graph.adapters.embedded_sql import (
     chunks,
     create_tables,
@@ -36,6 +28,12 @@ from identity_graph.adapters.embedded_sql import (
     merge_from_row,
     qmarks,
     write_changes,
+)
+from identity_graph.codec import (
+    dumps,
+    from_micros,
+    loads,
+    to_micros,
 )
 from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import (
@@ -64,6 +62,8 @@ from identity_graph.store import (
     ProfileState,
     Snapshot,
     WriteTx,
+    event_cursor,
+    parse_event_cursor,
 )
 
 T = TypeVar("T")
@@ -360,7 +360,7 @@ class EmbeddedStore(IdentityStore):
                 "EXISTS (SELECT 1 FROM identifiers i JOIN traits t ON t.identifier_key = i.key"
                 " WHERE i.profile_id = p.id AND t.name = ? AND t.value = ?)"
             )
-            params.extend(where.trait)
+            params.extend([where.trait[0], dumps(where.trait[1])])
         if where.consent_granted is not None:
             # granted: some identifier has a choice, and no identifier's latest is not GRANTED
             clauses.append(
@@ -473,7 +473,7 @@ class EmbeddedStore(IdentityStore):
                 )
                 for mid, key, kind, name, cat, props, ts, source in found
             )
-            next_cursor = event_cursor(found[-1][6], found[-1][0]) if more and found else None
+            next_cursor = event_cursor(items[-1]) if more and items else None
             result[pid] = Page(items, total, next_cursor)
         return result
 

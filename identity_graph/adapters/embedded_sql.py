@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from identity_graph.adapters.codec import (
+from identity_graph.codec import (
     dumps,
     from_micros,
     link_from_json,

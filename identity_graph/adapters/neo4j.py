@@ -36,14 +36,6 @@ from neo4j.exceptions import (
 )
 
 from identity_graph.adapters import neo4j_cypher as q
-from identity_graph.adapters.codec import (
-    dumps,
-    event_cursor,
-    from_micros,
-    loads,
-    parse_event_cursor,
-    to_micros,
-)
 from identity_graph.adapters.neo4j_rows import (
     api_key_from_row,
     audit_from_row,
@@ -52,6 +44,12 @@ from identity_graph.adapters.neo4j_rows import (
     consent_from_row,
     event_from_row,
     merge_from_row,
+)
+from identity_graph.codec import (
+    dumps,
+    from_micros,
+    loads,
+    to_micros,
 )
 from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
@@ -77,6 +75,8 @@ from identity_graph.store import (
     ProfileState,
     Snapshot,
     WriteTx,
+    event_cursor,
+    parse_event_cursor,
 )
 
 T = TypeVar("T")
@@ -244,7 +244,7 @@ class Neo4jStore(IdentityStore):
             params["identifier_keys"] = list(where.identifier_keys)
         if where.trait is not None:
             filters.append("trait")
-            params["trait_name"], params["trait_value"] = where.trait
+            params["trait_name"], params["trait_value"] = where.trait[0], dumps(where.trait[1])
         if where.consent_granted is not None:
             filters.append("consent_granted")
             params["consent_granted"] = where.consent_granted
@@ -292,11 +292,9 @@ class Neo4jStore(IdentityStore):
         result = dict.fromkeys(wanted, empty)
         for pid, total, found in rows:
             more = len(found) > first
-            found = found[:first]
-            next_cursor = (
-                event_cursor(found[-1]["ts"], found[-1]["message_id"]) if more and found else None
-            )
-            result[pid] = Page(tuple(event_from_row(e) for e in found), int(total), next_cursor)
+            items = tuple(event_from_row(e) for e in found[:first])
+            next_cursor = event_cursor(items[-1]) if more and items else None
+            result[pid] = Page(items, int(total), next_cursor)
         return result
 
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:

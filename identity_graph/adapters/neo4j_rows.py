@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from identity_graph.adapters.codec import (
+from identity_graph.codec import (
     dumps,
     from_micros,
     link_from_json,

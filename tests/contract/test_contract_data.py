@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from streams import at, observe
 
-from identity_graph.adapters.codec import dumps
+from identity_graph.codec import dumps
 from identity_graph.errors import InvalidOperation, MalformedObservation, NotFound
 from identity_graph.model import ConsentStatus, MessageType
 from identity_graph.rules import Rules
@@ -238,12 +238,12 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     assert await matching(ProfileFilter(has_kind="email")) == sorted(
         [owner["user_id:u1"], owner["anonymous_id:a3"]]
     )
-    assert await matching(ProfileFilter(trait=("plan", '"pro"'))) == [owner["user_id:u1"]]
+    assert await matching(ProfileFilter(trait=("plan", "pro"))) == [owner["user_id:u1"]]
     keys = ("anonymous_id:a4", "user_id:u2", "email:zz@x.io")
     assert await matching(ProfileFilter(identifier_keys=keys)) == sorted(
         [owner["anonymous_id:a4"], owner["user_id:u2"]]
     )
-    assert await matching(ProfileFilter(has_kind="email", trait=("plan", '"free"'))) == []
+    assert await matching(ProfileFilter(has_kind="email", trait=("plan", "free"))) == []
     await graph.set_consent(
         owner["anonymous_id:a5"], {"analytics": ConsentStatus.GRANTED}, source="web"
     )

@@ -32,20 +32,6 @@ def loads(text: str) -> Any:
     return json.loads(text)
 
 
-def event_cursor(micros: int, message_id: str) -> str:
-    return f"{micros}|{message_id}"
-
-
-def parse_event_cursor(cursor: str | None) -> tuple[int, str] | None:
-    """Decode a cursor made by `event_cursor`; a malformed one is a `ValueError`."""
-    if cursor is None:
-        return None
-    micros, sep, message_id = cursor.partition("|")
-    if not sep:
-        raise ValueError("malformed cursor")
-    return int(micros), message_id
-
-
 def link_to_json(link: Link) -> dict[str, Any]:
     """A link as stored inside a merge record."""
     return {

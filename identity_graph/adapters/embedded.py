@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import networkx as nx
 
+from identity_graph.adapters.embedded_reads import ProfileReads
 from identity_graph.adapters.embedded_sql import (
     chunks,
     create_tables,
@@ -39,31 +40,18 @@ from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import (
     ApiKey,
     AuditEntry,
-    ConsentRecord,
-    ConsentStatus,
-    EventCategory,
-    Identifier,
-    IdentifierRecord,
     Link,
-    MergeConflict,
     MergeRecord,
-    MessageType,
     Page,
-    Profile,
-    StoredEvent,
-    TraitValue,
 )
 from identity_graph.store import (
     ChangeSet,
     IdentityStore,
     Member,
-    ProfileFilter,
     ProfileGraph,
     ProfileState,
     Snapshot,
     WriteTx,
-    event_cursor,
-    parse_event_cursor,
 )
 
 T = TypeVar("T")
@@ -80,7 +68,7 @@ def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
     return counts
 
 
-class EmbeddedStore(IdentityStore):
+class EmbeddedStore(ProfileReads, IdentityStore):
     """networkx in process, durable through SQLite in `data_dir`. One process per data dir."""
 
     def __init__(self, data_dir: str | Path) -> None:
@@ -306,249 +294,6 @@ class EmbeddedStore(IdentityStore):
         self.round_trips += 1
         resolved = {pid: self.current(pid) for pid in ids}
         return {pid: cur for pid, cur in resolved.items() if cur is not None}
-
-    async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
-        db = self._read()
-        wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
-        keys = [k for pid in wanted for k in self.members[pid]]
-        records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
-        for chunk in chunks(keys):
-            rows = db.execute(
-                "SELECT key, profile_id, first_seen, last_seen, sources FROM identifiers"
-                f" WHERE key IN ({qmarks(len(chunk))})",
-                chunk,
-            )
-            for key, pid, first, last, sources in rows:
-                if pid in records:
-                    records[pid].append(
-                        IdentifierRecord(
-                            Identifier.from_key(key),
-                            pid,
-                            from_micros(first),
-                            from_micros(last),
-                            tuple(s for s in sources.split(",") if s),
-                        )
-                    )
-        return {
-            pid: Profile(
-                pid,
-                from_micros(self.created[pid]),
-                tuple(sorted(records[pid], key=lambda r: (r.first_seen, r.identifier.key))),
-            )
-            for pid in wanted
-        }
-
-    async def list_profiles(
-        self, *, first: int, after: str | None, where: ProfileFilter
-    ) -> Page[str]:
-        db = self._read()
-        clauses = ["p.merged_into IS NULL"]
-        params: list[Any] = []
-        if where.has_kind is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.kind = ?)"
-            )
-            params.append(where.has_kind)
-        if where.identifier_keys is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.key IN"
-                f" ({qmarks(len(where.identifier_keys))}))"
-            )
-            params.extend(where.identifier_keys)
-        if where.trait is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i JOIN traits t ON t.identifier_key = i.key"
-                " WHERE i.profile_id = p.id AND t.name = ? AND t.value = ?)"
-            )
-            params.extend([where.trait[0], dumps(where.trait[1])])
-        if where.consent_granted is not None:
-            # granted: some identifier has a choice, and no identifier's latest is not GRANTED
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
-                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?)"
-                " AND NOT EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
-                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?"
-                " AND c.status != 'GRANTED' AND NOT EXISTS (SELECT 1 FROM consents later"
-                " WHERE later.identifier_key = c.identifier_key AND later.purpose = c.purpose"
-                " AND later.at > c.at))"
-            )
-            params.extend([where.consent_granted, where.consent_granted])
-        condition = " AND ".join(clauses)
-        total = db.execute(f"SELECT count(*) FROM profiles p WHERE {condition}", params)
-        count = int(total.fetchone()[0])
-        page_condition = condition + (" AND p.id > ?" if after is not None else "")
-        page_params = params + ([after] if after is not None else [])
-        ids = [
-            row[0]
-            for row in db.execute(
-                f"SELECT p.id FROM profiles p WHERE {page_condition} ORDER BY p.id LIMIT ?",
-                [*page_params, first + 1],
-            )
-        ]
-        more = len(ids) > first
-        ids = ids[:first]
-        return Page(tuple(ids), count, ids[-1] if more and ids else None)
-
-    def _member_rows(
-        self, ids: Sequence[str], sql: str, extra: Sequence[Any] = ()
-    ) -> dict[str, list[Any]]:
-        db = self._read()
-        result: dict[str, list[Any]] = {}
-        for pid in dict.fromkeys(ids):
-            keys = sorted(self.members.get(pid, ()))
-            rows: list[Any] = []
-            for chunk in chunks(keys):
-                rows.extend(db.execute(sql.format(marks=qmarks(len(chunk))), [*chunk, *extra]))
-            result[pid] = rows
-        return result
-
-    async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
-        rows = self._member_rows(
-            ids,
-            "SELECT identifier_key, name, value, source, observed_at, message_id FROM traits"
-            " WHERE identifier_key IN ({marks})",
-        )
-        return {
-            pid: sorted(
-                (
-                    TraitValue(name, loads(value), source, from_micros(at), mid, key)
-                    for key, name, value, source, at, mid in found
-                ),
-                key=lambda t: (t.observed_at, t.message_id),
-            )
-            for pid, found in rows.items()
-        }
-
-    async def events(
-        self,
-        ids: Sequence[str],
-        *,
-        first: int,
-        after: str | None,
-        types: Sequence[str] | None,
-    ) -> dict[str, Page[StoredEvent]]:
-        try:
-            cursor = parse_event_cursor(after)
-        except ValueError as e:
-            raise InvalidOperation("malformed events cursor") from e
-        db = self._read()
-        type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
-        result: dict[str, Page[StoredEvent]] = {}
-        for pid in dict.fromkeys(ids):
-            keys = sorted(self.members.get(pid, ()))
-            total = 0
-            found: list[Any] = []
-            for chunk in chunks(keys):
-                args: list[Any] = [*chunk, *(types or ())]
-                total += db.execute(
-                    f"SELECT count(*) FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
-                    + type_clause,
-                    args,
-                ).fetchone()[0]
-                page_clause = ""
-                if cursor is not None:
-                    page_clause = " AND (ts < ? OR (ts = ? AND message_id < ?))"
-                    args += [cursor[0], cursor[0], cursor[1]]
-                found.extend(
-                    db.execute(
-                        "SELECT message_id, identifier_key, type, name, category, properties,"
-                        f" ts, source FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
-                        f"{type_clause}{page_clause} ORDER BY ts DESC, message_id DESC LIMIT ?",
-                        [*args, first + 1],
-                    )
-                )
-            found.sort(key=lambda r: (r[6], r[0]), reverse=True)
-            more = len(found) > first
-            found = found[:first]
-            items = tuple(
-                StoredEvent(
-                    mid,
-                    key,
-                    MessageType(kind),
-                    name,
-                    EventCategory(cat),
-                    loads(props),
-                    from_micros(ts),
-                    source,
-                )
-                for mid, key, kind, name, cat, props, ts, source in found
-            )
-            next_cursor = event_cursor(items[-1]) if more and items else None
-            result[pid] = Page(items, total, next_cursor)
-        return result
-
-    async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
-        db = self._read()
-        wanted = list(dict.fromkeys(ids))
-        result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
-        for chunk in chunks(wanted, 400):
-            marks = qmarks(len(chunk))
-            for row in db.execute(
-                "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id,"
-                f" undoes, undone_by FROM merges WHERE survivor IN ({marks})"
-                f" OR absorbed IN ({marks}) ORDER BY at, id",
-                [*chunk, *chunk],
-            ):
-                record = merge_from_row(row)
-                for pid in {record.survivor, record.absorbed}:
-                    if pid in result:
-                        result[pid].append(record)
-        return result
-
-    async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
-        db = self._read()
-        wanted = list(dict.fromkeys(ids))
-        result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
-        for chunk in chunks(wanted):
-            for cid, at, mid, pid, dropped, reason in db.execute(
-                "SELECT id, at, message_id, profile_id, dropped, reason FROM conflicts"
-                f" WHERE profile_id IN ({qmarks(len(chunk))}) ORDER BY at, id",
-                chunk,
-            ):
-                result[pid].append(
-                    MergeConflict(cid, from_micros(at), mid, pid, tuple(loads(dropped)), reason)
-                )
-        return result
-
-    async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
-        rows = self._member_rows(
-            ids,
-            "SELECT identifier_key, purpose, status, at, source FROM consents"
-            " WHERE identifier_key IN ({marks})",
-        )
-        return {
-            pid: sorted(
-                (
-                    ConsentRecord(key, purpose, ConsentStatus(status), from_micros(at), source)
-                    for key, purpose, status, at, source in found
-                ),
-                key=lambda c: c.at,
-            )
-            for pid, found in rows.items()
-        }
-
-    async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
-        db = self._read()
-        try:
-            nodes = nx.bidirectional_shortest_path(self.graph, a, b)
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
-            return None
-        if len(nodes) - 1 > max_hops:
-            return None
-        path = []
-        for x, y in zip(nodes, nodes[1:], strict=False):
-            lo, hi = sorted((x, y))
-            row = db.execute(
-                "SELECT source, message_id, observed_at, rule FROM links WHERE a = ? AND b = ?",
-                (lo, hi),
-            ).fetchone()
-            if row is None:
-                return None
-            source, mid, at, rule = row
-            path.append(Link(x, y, source, mid, from_micros(at), rule))
-        return path
-
-    # --- audit and keys -------------------------------------------------------------
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         if not entries:

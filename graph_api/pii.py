@@ -104,6 +104,7 @@ class Access:
     policy: Policy
     hash_key: bytes
     reads: list[tuple[str, str]]
+    modes: dict[PiiCategory, Mode] = field(default_factory=dict)
 
     @classmethod
     def of(cls, info: Any) -> Access:
@@ -120,8 +121,6 @@ class Access:
         )
         context.access = access
         return access
-
-    modes: dict[PiiCategory, Mode] = field(default_factory=dict)
 
     def mode(self, category: PiiCategory) -> Mode:
         mode = self.modes.get(category)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from identity_graph.codec import to_micros
+from identity_graph.errors import InvalidOperation
 from identity_graph.model import (
     JSON,
     ApiKey,
@@ -273,10 +274,10 @@ def event_cursor(event: StoredEvent) -> str:
 
 def parse_event_cursor(cursor: str | None) -> tuple[int, str] | None:
     """(time in microseconds, message id) of a cursor made by `event_cursor`; a malformed
-    one is a `ValueError`."""
+    one is an `InvalidOperation`."""
     if cursor is None:
         return None
     micros, sep, message_id = cursor.partition("|")
-    if not sep:
-        raise ValueError("malformed cursor")
+    if not sep or not micros.lstrip("-").isdigit():
+        raise InvalidOperation("malformed events cursor")
     return int(micros), message_id

@@ -11,7 +11,6 @@ import networkx as nx
 
 from identity_graph.adapters.embedded_sql import chunks, merge_from_row, qmarks
 from identity_graph.codec import dumps, from_micros, loads
-from identity_graph.errors import InvalidOperation
 from identity_graph.model import (
     ConsentRecord,
     ConsentStatus,
@@ -161,10 +160,7 @@ class ProfileReads:
         after: str | None,
         types: Sequence[str] | None,
     ) -> dict[str, Page[StoredEvent]]:
-        try:
-            cursor = parse_event_cursor(after)
-        except ValueError as e:
-            raise InvalidOperation("malformed events cursor") from e
+        cursor = parse_event_cursor(after)
         db = self._read()
         type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}

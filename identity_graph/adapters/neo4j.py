@@ -275,10 +275,7 @@ class Neo4jStore(IdentityStore):
         after: str | None,
         types: Sequence[str] | None,
     ) -> dict[str, Page[StoredEvent]]:
-        try:
-            cursor = parse_event_cursor(after)
-        except ValueError as e:
-            raise InvalidOperation("malformed events cursor") from e
+        cursor = parse_event_cursor(after)
         wanted = list(dict.fromkeys(ids))
         rows = await self._read(
             q.EVENTS_OF,

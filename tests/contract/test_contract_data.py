@@ -91,6 +91,14 @@ async def test_events_newest_first_with_cursors_filter_and_totals(graph: Identit
         await graph.store.events([pid], first=3, after="garbage", types=None)
 
 
+async def test_a_malformed_events_cursor_is_refused(graph: IdentityGraph) -> None:
+    [o] = await graph.ingest([observe("m1", "user_id:u1", event="Clicked")])
+    assert o.profile_id
+    for cursor in ("no-separator", "soon|m1"):
+        with pytest.raises(InvalidOperation, match="malformed events cursor"):
+            await graph.store.events([o.profile_id], first=5, after=cursor, types=None)
+
+
 async def test_events_with_equal_times_page_without_loss(graph: IdentityGraph) -> None:
     await graph.ingest([observe(f"e{i}", "anonymous_id:a1", t=0, event="Tick") for i in range(5)])
     pid = await _owner(graph.store, "anonymous_id:a1")

@@ -21,7 +21,6 @@ The roles are the built-in ones (an unknown role in the file fails start-up).
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from graph_api.categories import PiiCategory
+from identity_graph.config_text import locate
 
 
 class PolicyError(Exception):
@@ -179,10 +179,7 @@ class _Builder:
         self.origin = origin
 
     def fail(self, needle: str, message: str) -> PolicyError:
-        for number, line in enumerate(self.lines, start=1):
-            if re.search(rf"(^|[\s.\[\"]){re.escape(needle)}([\s=\]\".]|$)", line):
-                return PolicyError(f"{self.origin}, line {number}: {message}")
-        return PolicyError(f"{self.origin}: {message}")
+        return PolicyError(f"{locate(self.origin, self.lines, needle)}: {message}")
 
     def category(self, where: str, value: Any) -> PiiCategory:
         try:

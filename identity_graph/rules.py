@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from identity_graph.config_text import locate
 from identity_graph.errors import RulesError
 
 BUILTIN_KINDS: dict[str, tuple[int, int]] = {
@@ -115,10 +116,7 @@ class _Builder:
         self.origin = origin
 
     def fail(self, key: str, message: str) -> RulesError:
-        for number, line in enumerate(self.lines, start=1):
-            if re.match(rf"\s*\[?\s*[\w.\"]*\b{re.escape(key)}\b", line):
-                return RulesError(f"{self.origin}, line {number}: {message}")
-        return RulesError(f"{self.origin}: {message}")
+        return RulesError(f"{locate(self.origin, self.lines, key)}: {message}")
 
     def pattern(self, text: str, *, key: str) -> re.Pattern[str]:
         try:

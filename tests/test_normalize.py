@@ -71,9 +71,11 @@ def test_unknown_kinds_are_refused_and_custom_kinds_accepted() -> None:
 
 
 MODULES = [
+    "identity_graph.config_text",
     "identity_graph.normalize",
     "identity_graph.resolver",
     "identity_graph.survivorship",
+    "graph_api.masking",
 ]
 
 

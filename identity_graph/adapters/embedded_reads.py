@@ -122,17 +122,16 @@ class ProfileReads:
         ids = ids[:first]
         return Page(tuple(ids), count, ids[-1] if more and ids else None)
 
-    def _member_rows(
-        self, ids: Sequence[str], sql: str, extra: Sequence[Any] = ()
-    ) -> dict[str, list[Any]]:
+    def _member_rows(self, ids: Sequence[str], sql: str) -> dict[str, list[Any]]:
+        """Rows of `sql` (its first column an identifier key) for every identifier of the
+        given profiles, grouped by profile: one statement per 900 identifiers, not one per
+        profile."""
         db = self._read()
-        result: dict[str, list[Any]] = {}
-        for pid in dict.fromkeys(ids):
-            keys = sorted(self.members.get(pid, ()))
-            rows: list[Any] = []
-            for chunk in chunks(keys):
-                rows.extend(db.execute(sql.format(marks=qmarks(len(chunk))), [*chunk, *extra]))
-            result[pid] = rows
+        result: dict[str, list[Any]] = {pid: [] for pid in dict.fromkeys(ids)}
+        owner = {key: pid for pid in result for key in self.members.get(pid, ())}
+        for chunk in chunks(sorted(owner)):
+            for row in db.execute(sql.format(marks=qmarks(len(chunk))), chunk):
+                result[owner[row[0]]].append(row)
         return result
 
     async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:

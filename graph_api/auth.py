@@ -40,12 +40,6 @@ class Principal:
     kind: str
     """`api_key` or `jwt`"""
 
-    @property
-    def role(self) -> str:
-        """The role named in audit records: the most privileged the principal holds."""
-        order = ("admin", "support", "sales", "marketing", "analyst", "ingest")
-        return next((r for r in order if r in self.roles), "")
-
 
 class AuthError(Exception):
     """Missing or bad credentials (401) or a principal without the needed role (403)."""

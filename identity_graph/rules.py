@@ -88,9 +88,6 @@ class Rules:
             raise RulesError(f"{origin}: {e}") from e
         return _Builder(text, origin).build(doc)
 
-    def priority(self, kind: str) -> int:
-        return self.kinds[kind].priority
-
     def limit(self, kind: str) -> int:
         return self.kinds[kind].limit
 

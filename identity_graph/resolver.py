@@ -7,7 +7,8 @@ lowest-priority identifier is dropped from the observation and the decision retr
 
 from __future__ import annotations
 
-import uuid
+import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,8 +39,31 @@ from identity_graph.store import (
 NewId = Callable[[], str]
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
+class _RandomIds:
+    """Random 128-bit ids as 32 hex digits, read from the OS 256 at a time (one system call
+    instead of one per id). Safe across threads, and refilled in a forked child."""
+
+    BLOCK = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hex = ""
+        self._at = 0
+        self._pid = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._hex) or self._pid != os.getpid():
+                self._hex = os.urandom(16 * self.BLOCK).hex()
+                self._at = 0
+                self._pid = os.getpid()
+            start = self._at
+            self._at = start + 32
+            return self._hex[start : start + 32]
+
+
+new_id: NewId = _RandomIds()
+"""a new random id, e.g. for a profile or a merge record"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,19 +192,22 @@ def _plan_one(
     owners = [overlay.profile(key) for key in keys]
     dropped: list[str] = []
     reasons: list[str] = []
-    while True:
-        involved, counts = _counts(kinds, owners, overlay)
-        broken = sorted(k for k, n in counts.items() if n > limits[k])
-        if not broken or len(keys) == 1:
-            break
-        kinds.pop()
-        owners.pop()
-        victim = keys.pop()
-        dropped.append(victim)
-        reasons.extend(
-            f"{victim} dropped: joining would give {counts[k]} {k} (limit {limits[k]})"
-            for k in broken
-        )
+    involved = {pid for pid in owners if pid is not None}
+    if None in owners or len(involved) > 1:
+        # new identifiers or several profiles: the counts may break a limit
+        while True:
+            involved, counts = _counts(kinds, owners, overlay)
+            broken = sorted(k for k, n in counts.items() if n > limits[k])
+            if not broken or len(keys) == 1:
+                break
+            kinds.pop()
+            owners.pop()
+            victim = keys.pop()
+            dropped.append(victim)
+            reasons.extend(
+                f"{victim} dropped: joining would give {counts[k]} {k} (limit {limits[k]})"
+                for k in broken
+            )
     center = keys[0]
     at = obs.timestamp
     if len(involved) == 1:
@@ -204,8 +231,10 @@ def _plan_one(
     ]
     changes.links.extend(links)
     merge_ids = []
-    state = overlay.state(survivor)
-    survivor_counts = dict(state.kind_counts)
+    grows = bool(absorbed_ids) or None in owners
+    # the survivor's counts change only if it grows; most observations leave them alone
+    state = overlay.state(survivor) if grows else None
+    survivor_counts = dict(state.kind_counts) if state is not None else {}
     # a new identifier sides with the center (or, if the center is new, the survivor)
     home = center_owner if center_owner is not None else survivor
     side = {key: owner or home for key, owner in zip(keys, owners, strict=True)}
@@ -239,7 +268,7 @@ def _plan_one(
             profile_of[key] = survivor
         stamp = digest(key[len(kind) + 1 :]) if digest is not None and owner is None else None
         sightings.append(IdentifierSighting(key, survivor, at, obs.source, stamp))
-    if absorbed_ids or None in owners:
+    if state is not None:
         overlay.profiles[survivor] = ProfileState(survivor, state.created_at, survivor_counts)
     conflict = None
     if dropped:

@@ -1,11 +1,20 @@
 """The embedded store: the graph in process (networkx), made durable by SQLite.
 
-SQLite (WAL, synchronous=FULL) is the journal and the source of truth; the in-memory
-graph is rebuilt from it at start. A write is acknowledged only after its SQLite
-transaction committed, and only then applied in memory, so a crash at any moment leaves
-acknowledged writes and nothing half-made. Data is kept in rows per identifier (events,
-traits, consent) with `secure_delete` on, so one person's data can be physically erased
-without rewriting anyone else's.
+A write is acknowledged once it is in the journal (`journal.sqlite3`, WAL,
+synchronous=FULL): one row per write holding every row it adds to the tables. Only then is
+it applied in memory, so a crash at any moment leaves acknowledged writes and nothing
+half-made. A copier process (`embedded_journal`) copies journalled writes into the query
+tables (`c360.sqlite3`), many per transaction; the store deletes the journal rows it
+copied, and at start copies what a crash left. The graph in memory is rebuilt from the
+tables at start.
+
+Reads of the tables wait until every write acknowledged before the read began is in them,
+so a caller always reads its own writes. Ingest waits while more than `MAX_BACKLOG`
+observations are not yet in the tables.
+
+Data is kept in rows per identifier (events, traits, consent) with `secure_delete` on, so
+one person's data can be physically erased without rewriting anyone else's; the journal
+holds a write only until it was copied.
 """
 
 from __future__ import annotations
@@ -14,21 +23,36 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import networkx as nx
 
+import identity_graph
+from identity_graph.adapters.embedded_journal import (
+    JOURNAL,
+    JOURNAL_FILE,
+    TABLES_FILE,
+    connect,
+    connect_tables_for_copy,
+    copied_mark,
+    copy_all,
+    encode,
+)
 from identity_graph.adapters.embedded_reads import ProfileReads
 from identity_graph.adapters.embedded_sql import (
+    change_rows,
     chunks,
     create_tables,
     kind_of,
     merge_from_row,
     qmarks,
-    write_changes,
 )
 from identity_graph.codec import (
     dumps,
@@ -58,6 +82,10 @@ T = TypeVar("T")
 
 _COUNTS_KEPT_FROM = 32
 """profiles with at least this many identifiers keep their kind counts in memory"""
+MAX_BACKLOG = 60_000
+"""observations acknowledged but not yet in the tables before ingest waits"""
+STALL_SECONDS = 60.0
+"""how long a read or write waits for a copier that makes no progress before failing"""
 
 
 def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
@@ -68,6 +96,17 @@ def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+@dataclass(slots=True)
+class _Journalled:
+    """A write in the journal, not yet copied to the tables."""
+
+    seq: int
+    messages: list[tuple[str, str]]
+    """(message id, profile id) of the observations it applied"""
+    weight: int
+    """observations it holds (at least 1), counted against `MAX_BACKLOG`"""
+
+
 class EmbeddedStore(ProfileReads, IdentityStore):
     """networkx in process, durable through SQLite in `data_dir`. One process per data dir."""
 
@@ -75,8 +114,12 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self.data_dir = Path(data_dir)
         self.round_trips = 0
         self._lock = asyncio.Lock()
+        self._rows_lock = asyncio.Lock()
+        self._journal: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._marks: sqlite3.Connection | None = None
+        """reads the copier's mark, nothing else"""
         self._lock_file: int | None = None
         self.graph: nx.Graph[str] = nx.Graph()
         self.profile_of: dict[str, str] = {}
@@ -85,6 +128,15 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self.redirect: dict[str, str] = {}
         self._kind_counts: dict[str, dict[str, int]] = {}
         """kind counts of the profiles with many members, kept up to date as they change"""
+        self._acked = 0
+        """sequence number of the last acknowledged write"""
+        self._copied = 0
+        """sequence number of the last write known to be in the tables"""
+        self._pending: list[_Journalled] = []
+        self._pending_messages: dict[str, str] = {}
+        """message id -> profile id of the writes not known to be in the tables"""
+        self._backlog = 0
+        self._copier: subprocess.Popen[bytes] | None = None
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -101,28 +153,23 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 f"data directory {self.data_dir} is in use by another c360 process"
             ) from e
         self._lock_file = fd
-        path = self.data_dir / "c360.sqlite3"
-        self._writer = self._connect(path)
-        # A batch dirties pages all over the random-keyed indexes: a bigger cache saves
-        # re-reading them, and fewer checkpoints copy each hot page back once, not per commit.
-        self._writer.execute("PRAGMA cache_size=-262144")
-        self._writer.execute("PRAGMA wal_autocheckpoint=10000")
-        create_tables(self._writer)
-        self._reader = self._connect(path)
+        self._journal = connect(self.data_dir / JOURNAL_FILE)
+        self._journal.execute(JOURNAL)
+        tables = connect_tables_for_copy(self.data_dir / TABLES_FILE)
+        try:
+            create_tables(tables)
+            # what a crash left in the journal goes into the tables before anything is read
+            self._acked = self._copied = copy_all(self._journal, tables)
+        finally:
+            tables.close()
+        self._journal.execute("DELETE FROM journal WHERE seq <= ?", (self._copied,))
+        self._writer = connect(self.data_dir / TABLES_FILE)
+        self._reader = connect(self.data_dir / TABLES_FILE)
+        self._marks = connect(self.data_dir / TABLES_FILE)
         self._load()
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute("PRAGMA cache_size=-65536")
-        return conn
-
     def _load(self) -> None:
-        db = self._db()
+        db = self._read()
         for pid, created, merged_into in db.execute(
             "SELECT id, created_at, merged_into FROM profiles"
         ):
@@ -141,10 +188,17 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def close(self) -> None:
         async with self._lock:
-            for conn in (self._writer, self._reader):
-                if conn is not None:
-                    conn.close()
-            self._writer = self._reader = None
+            if self._marks is not None and self._copier is not None:
+                try:
+                    await self._caught_up(self._acked)
+                except StoreUnavailable:
+                    pass  # the copier failed: a restart copies what it left
+            await self._stop_copier()
+            async with self._rows_lock:
+                for conn in (self._journal, self._writer, self._reader, self._marks):
+                    if conn is not None:
+                        conn.close()
+                self._journal = self._writer = self._reader = self._marks = None
             if self._lock_file is not None:
                 os.close(self._lock_file)
                 self._lock_file = None
@@ -160,17 +214,117 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             raise StoreUnavailable("the embedded store is not open")
         return self._reader
 
+    async def _fresh(self) -> sqlite3.Connection:
+        """The reader, once the tables hold every write acknowledged before this call."""
+        await self._caught_up(self._acked)
+        return self._read()
+
     async def ping(self) -> None:
         try:
             self._read().execute("SELECT 1").fetchone()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store failed: {e}") from e
+        if self._copier is not None and self._copier.poll() not in (None, 0):
+            raise StoreUnavailable("the embedded store's journal copier exited")
+
+    # --- the copier: journal to tables ----------------------------------------------
+
+    def _start_copier(self) -> None:
+        """Start the copier process if it is not running."""
+        if self._copier is not None and self._copier.poll() is None:
+            return
+        root = str(Path(identity_graph.__file__).resolve().parent.parent)
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        self._copier = subprocess.Popen(
+            [sys.executable, "-m", "identity_graph.adapters.embedded_journal", str(self.data_dir)],
+            stdin=subprocess.PIPE,
+            env=env,
+        )
+        assert self._copier.stdin is not None
+        os.set_blocking(self._copier.stdin.fileno(), False)
+
+    def _wake_copier(self) -> None:
+        copier = self._copier
+        if copier is None or copier.stdin is None:
+            return
+        try:
+            os.write(copier.stdin.fileno(), b"\n")
+        except (BlockingIOError, BrokenPipeError):
+            pass  # it has wake-ups queued already, or it exited and is restarted on demand
+
+    async def _stop_copier(self) -> None:
+        copier, self._copier = self._copier, None
+        if copier is None:
+            return
+        if copier.stdin is not None:
+            copier.stdin.close()
+        try:
+            await asyncio.to_thread(copier.wait, STALL_SECONDS)
+        except subprocess.TimeoutExpired:
+            copier.kill()
+            await asyncio.to_thread(copier.wait)
+
+    def _progress(self) -> None:
+        """Read how far the copier got, and forget the pending writes it copied."""
+        if self._marks is None:
+            raise StoreUnavailable("the embedded store is not open")
+        copied = copied_mark(self._marks)
+        if copied <= self._copied:
+            return
+        self._copied = copied
+        done = 0
+        for entry in self._pending:
+            if entry.seq > copied:
+                break
+            done += 1
+            self._backlog -= entry.weight
+            for message_id, _ in entry.messages:
+                self._pending_messages.pop(message_id, None)
+        del self._pending[:done]
+
+    async def _wait_for_copier(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()`, polling the copier's mark; fail if it stalls."""
+        delay = 0.0005
+        stalled_since = time.monotonic()
+        last = self._copied
+        while True:
+            try:
+                self._progress()
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store read failed: {e}") from e
+            if done():
+                return
+            if self._copied != last:
+                last, stalled_since, delay = self._copied, time.monotonic(), 0.0005
+            elif time.monotonic() - stalled_since > STALL_SECONDS:
+                raise StoreUnavailable("the embedded store's journal copier makes no progress")
+            self._start_copier()
+            self._wake_copier()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def settle(self) -> None:
+        """Wait until the tables hold every acknowledged write (the reads do it anyway;
+        benchmarks and tests use it to time or watch the tables alone)."""
+        await self._caught_up(self._acked)
+
+    async def _caught_up(self, seq: int) -> None:
+        """Wait until the tables hold write `seq`."""
+        if self._copied < seq:
+            await self._wait_for_copier(lambda: self._copied >= seq)
+
+    async def _room(self) -> None:
+        """Wait while the backlog of uncopied observations is full."""
+        if self._backlog > MAX_BACKLOG:
+            await self._wait_for_copier(lambda: self._backlog <= MAX_BACKLOG)
 
     # --- writes --------------------------------------------------------------------
 
     async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         async with self._lock:
             self._db()
+            await self._room()
             self.round_trips += 1
             tx = _EmbeddedTx(self)
             result = await work(tx)
@@ -179,21 +333,48 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             return result
 
     async def _commit_and_apply(self, batches: list[ChangeSet]) -> None:
-        """Commit in a worker thread, then apply in memory: even if the caller is cancelled
-        meanwhile, memory follows what SQLite committed."""
-        commit = asyncio.ensure_future(asyncio.to_thread(self._commit, batches))
+        """Journal in a worker thread, then apply in memory: even if the caller is cancelled
+        meanwhile, memory follows what the journal holds."""
+        seq = self._acked + 1
+        body = encode([change_rows(c) for c in batches])
+        commit = asyncio.ensure_future(asyncio.to_thread(self._append, seq, body, self._copied))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
             await asyncio.wait([commit])
             if commit.exception() is None:
-                for changes in batches:
-                    self._apply_in_memory(changes)
+                self._applied(seq, batches)
             raise
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store write failed: {e}") from e
+        self._applied(seq, batches)
+
+    def _append(self, seq: int, body: bytes, copied: int) -> None:
+        """Add a write to the journal, dropping the rows already copied (in a worker thread)."""
+        db = self._journal
+        if db is None:
+            raise sqlite3.ProgrammingError("the embedded store is closed")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
+            db.execute("INSERT INTO journal (seq, body) VALUES (?, ?)", (seq, body))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _applied(self, seq: int, batches: list[ChangeSet]) -> None:
+        """A journalled write: apply it in memory, and hand it to the copier."""
         for changes in batches:
             self._apply_in_memory(changes)
+        messages = [(m, pid) for changes in batches for m, pid, _ in changes.messages]
+        self._pending_messages.update(messages)
+        entry = _Journalled(seq, messages, max(1, len(messages)))
+        self._pending.append(entry)
+        self._backlog += entry.weight
+        self._acked = seq
+        self._start_copier()
+        self._wake_copier()
 
     def current(self, pid: str) -> str | None:
         hops = 0
@@ -214,17 +395,6 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         if len(keys) >= _COUNTS_KEPT_FROM:
             self._kind_counts[pid] = dict(counts)
         return counts
-
-    def _commit(self, batches: list[ChangeSet]) -> None:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for c in batches:
-                write_changes(db, c)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _apply_in_memory(self, c: ChangeSet) -> None:
         members = self.members
@@ -278,7 +448,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         return {k: self.profile_of[k] for k in keys if k in self.profile_of}
 
     async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
-        db = self._read()
+        db = await self._fresh()
         found: dict[str, str] = {}
         for chunk in chunks(list(dict.fromkeys(digests))):
             for digest, key in db.execute(
@@ -309,7 +479,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         )
 
     async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        async with self._lock:
+        """Write rows of the tables the journal does not hold (audit, API keys)."""
+        async with self._rows_lock:
             db = self._db()
             self.round_trips += 1
 
@@ -400,6 +571,32 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         return changed > 0
 
 
+class _States(Mapping[str, ProfileState]):
+    """The snapshot's profile states, made from memory on first use: most observations
+    touch one profile and add nothing to it, and never need its state."""
+
+    def __init__(self, store: EmbeddedStore, ids: set[str]) -> None:
+        self._store = store
+        self._ids = ids
+        self._made: dict[str, ProfileState] = {}
+
+    def __getitem__(self, pid: str) -> ProfileState:
+        state = self._made.get(pid)
+        if state is None:
+            if pid not in self._ids:
+                raise KeyError(pid)
+            store = self._store
+            state = ProfileState(pid, from_micros(store.created[pid]), store.kind_counts(pid))
+            self._made[pid] = state
+        return state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class _EmbeddedTx(WriteTx):
     def __init__(self, store: EmbeddedStore) -> None:
         self.store = store
@@ -409,14 +606,14 @@ class _EmbeddedTx(WriteTx):
         store = self.store
         known = store.profile_of
         profile_of = {k: known[k] for k in keys if k in known}
-        profiles = {
-            pid: ProfileState(pid, from_micros(store.created[pid]), store.kind_counts(pid))
-            for pid in set(profile_of.values())
-        }
-        seen: dict[str, str] = {}
-        db = store._db()
+        profiles = _States(store, set(profile_of.values()))
+        # pending writes first: once the copier dropped one, the tables hold it
+        pending = store._pending_messages
         unique = list(dict.fromkeys(message_ids))
-        for chunk in chunks(unique):
+        seen = {m: pending[m] for m in unique if m in pending}
+        rest = [m for m in unique if m not in seen]
+        db = store._read()
+        for chunk in chunks(rest):
             seen.update(
                 db.execute(
                     "SELECT message_id, profile_id FROM messages"
@@ -431,7 +628,7 @@ class _EmbeddedTx(WriteTx):
         if profile_id not in store.members:
             return None
         keys = sorted(store.members[profile_id])
-        db = store._db()
+        db = await store._fresh()
         members: list[Member] = []
         links: list[Link] = []
         for chunk in chunks(keys, 400):
@@ -455,15 +652,12 @@ class _EmbeddedTx(WriteTx):
         )
 
     async def merge_record(self, merge_id: str) -> MergeRecord | None:
-        row = (
-            self.store._db()
-            .execute(
-                "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
-                " undone_by FROM merges WHERE id = ?",
-                (merge_id,),
-            )
-            .fetchone()
-        )
+        db = await self.store._fresh()
+        row = db.execute(
+            "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
+            " undone_by FROM merges WHERE id = ?",
+            (merge_id,),
+        ).fetchone()
         return merge_from_row(row) if row else None
 
     async def resolve(self, profile_id: str) -> str | None:

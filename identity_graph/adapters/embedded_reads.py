@@ -37,11 +37,12 @@ class ProfileReads:
     created: dict[str, int]
     graph: nx.Graph[str]
 
-    def _read(self) -> sqlite3.Connection:
+    async def _fresh(self) -> sqlite3.Connection:
+        """The reader, once the tables hold every write acknowledged before the call."""
         raise NotImplementedError
 
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
-        db = self._read()
+        db = await self._fresh()
         wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
         keys = [k for pid in wanted for k in self.members[pid]]
         records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
@@ -74,7 +75,7 @@ class ProfileReads:
     async def list_profiles(
         self, *, first: int, after: str | None, where: ProfileFilter
     ) -> Page[str]:
-        db = self._read()
+        db = await self._fresh()
         clauses = ["p.merged_into IS NULL"]
         params: list[Any] = []
         if where.has_kind is not None:
@@ -122,11 +123,11 @@ class ProfileReads:
         ids = ids[:first]
         return Page(tuple(ids), count, ids[-1] if more and ids else None)
 
-    def _member_rows(self, ids: Sequence[str], sql: str) -> dict[str, list[Any]]:
+    async def _member_rows(self, ids: Sequence[str], sql: str) -> dict[str, list[Any]]:
         """Rows of `sql` (its first column an identifier key) for every identifier of the
         given profiles, grouped by profile: one statement per 900 identifiers, not one per
         profile."""
-        db = self._read()
+        db = await self._fresh()
         result: dict[str, list[Any]] = {pid: [] for pid in dict.fromkeys(ids)}
         owner = {key: pid for pid in result for key in self.members.get(pid, ())}
         for chunk in chunks(sorted(owner)):
@@ -135,7 +136,7 @@ class ProfileReads:
         return result
 
     async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
-        rows = self._member_rows(
+        rows = await self._member_rows(
             ids,
             "SELECT identifier_key, name, value, source, observed_at, message_id FROM traits"
             " WHERE identifier_key IN ({marks})",
@@ -160,7 +161,7 @@ class ProfileReads:
         types: Sequence[str] | None,
     ) -> dict[str, Page[StoredEvent]]:
         cursor = parse_event_cursor(after)
-        db = self._read()
+        db = await self._fresh()
         type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}
         for pid in dict.fromkeys(ids):
@@ -207,7 +208,7 @@ class ProfileReads:
         return result
 
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
-        db = self._read()
+        db = await self._fresh()
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
         for chunk in chunks(wanted, 400):
@@ -225,7 +226,7 @@ class ProfileReads:
         return result
 
     async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
-        db = self._read()
+        db = await self._fresh()
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
         for chunk in chunks(wanted):
@@ -240,7 +241,7 @@ class ProfileReads:
         return result
 
     async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
-        rows = self._member_rows(
+        rows = await self._member_rows(
             ids,
             "SELECT identifier_key, purpose, status, at, source FROM consents"
             " WHERE identifier_key IN ({marks})",
@@ -257,7 +258,7 @@ class ProfileReads:
         }
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
-        db = self._read()
+        db = await self._fresh()
         try:
             nodes = nx.bidirectional_shortest_path(self.graph, a, b)
         except (nx.NetworkXNoPath, nx.NodeNotFound):

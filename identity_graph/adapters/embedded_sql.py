@@ -32,7 +32,6 @@ CREATE INDEX IF NOT EXISTS identifiers_profile ON identifiers (profile_id);
 CREATE TABLE IF NOT EXISTS links (
     a TEXT NOT NULL, b TEXT NOT NULL, source TEXT NOT NULL, message_id TEXT NOT NULL,
     observed_at INTEGER NOT NULL, rule TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS links_b ON links (b);
 CREATE TABLE IF NOT EXISTS merges (
     id TEXT PRIMARY KEY, at INTEGER NOT NULL, kind TEXT NOT NULL, survivor TEXT NOT NULL,
     absorbed TEXT NOT NULL, links TEXT NOT NULL, identifiers TEXT NOT NULL,
@@ -64,6 +63,7 @@ CREATE TABLE IF NOT EXISTS audit (
     principal TEXT NOT NULL, role TEXT NOT NULL, customer_id TEXT NOT NULL,
     fields TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, name TEXT,
     created_at INTEGER NOT NULL, revoked_at INTEGER);
@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 
 MIGRATIONS = (("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),)
 INDEXES = """
+DROP INDEX IF EXISTS links_b;
 CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_id ON audit (id);
 """
@@ -102,54 +103,60 @@ def kind_of(key: str) -> str:
     return key.partition(":")[0]
 
 
-def write_changes(db: sqlite3.Connection, c: ChangeSet) -> None:
-    """Write one change set with the connection's open transaction."""
-    db.executemany(
-        "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
-        [(pid, to_micros(t)) for pid, t in c.new_profiles],
-    )
-    db.executemany(
-        "UPDATE profiles SET merged_into = NULL WHERE id = ?",
+STATEMENTS = (
+    "INSERT INTO profiles (id, created_at) VALUES (?, ?)",
+    "UPDATE profiles SET merged_into = NULL WHERE id = ?",
+    "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources, digest)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',', ?7) ON CONFLICT (key) DO UPDATE SET"
+    " first_seen = min(first_seen, excluded.first_seen),"
+    " last_seen = max(last_seen, excluded.last_seen),"
+    " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
+    " ELSE sources || ?6 || ',' END",
+    "UPDATE identifiers SET profile_id = ?2 WHERE profile_id = ?1",
+    "UPDATE profiles SET merged_into = ?2 WHERE id = ?1",
+    "UPDATE identifiers SET profile_id = ? WHERE key = ?",
+    "DELETE FROM links WHERE a = ? AND b = ?",
+    "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
+    " VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
+    " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "UPDATE merges SET undone_by = ?2 WHERE id = ?1",
+    "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
+    " message_id) VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
+    " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO consents (identifier_key, purpose, status, at, source)"
+    " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
+    "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
+)
+"""The statements a change set is written with, in the order they run."""
+
+Rows = list[tuple[int, list[Sequence[Any]]]]
+"""A change set as rows: (index into `STATEMENTS`, the rows it runs with), in order.
+Strings, integers and None only, so it can be journalled as it is."""
+
+
+def change_rows(c: ChangeSet) -> Rows:
+    """The rows that write one change set, statements without rows left out."""
+    micros = to_micros
+    rows: list[list[Sequence[Any]]] = [
+        [(pid, micros(t)) for pid, t in c.new_profiles],
         [(pid,) for pid in c.restored_profiles],
-    )
-    db.executemany(
-        "INSERT INTO identifiers (key, kind, profile_id, first_seen, last_seen, sources, digest)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ',' || ?6 || ',', ?7) ON CONFLICT (key) DO UPDATE SET"
-        " first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen),"
-        " sources = CASE WHEN instr(sources, excluded.sources) > 0 THEN sources"
-        " ELSE sources || ?6 || ',' END",
         sighting_rows(c),
-    )
-    for absorbed, survivor in c.reassign:
-        db.execute(
-            "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?",
-            (survivor, absorbed),
-        )
-        db.execute("UPDATE profiles SET merged_into = ? WHERE id = ?", (survivor, absorbed))
-    db.executemany(
-        "UPDATE identifiers SET profile_id = ? WHERE key = ?",
+        list(c.reassign),
+        list(c.reassign),
         [(pid, key) for key, pid in c.assign.items()],
-    )
-    db.executemany(
-        "DELETE FROM links WHERE (a = ?1 AND b = ?2) OR (a = ?2 AND b = ?1)",
-        c.removed_links,
-    )
-    db.executemany(
-        "INSERT OR IGNORE INTO links (a, b, source, message_id, observed_at, rule)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        [tuple(sorted(pair)) for pair in c.removed_links],
         [
-            (*sorted((x.a, x.b)), x.source, x.message_id, to_micros(x.observed_at), x.rule)
+            (*sorted((x.a, x.b)), x.source, x.message_id, micros(x.observed_at), x.rule)
             for x in c.links
         ],
-    )
-    db.executemany(
-        "INSERT INTO merges (id, at, kind, survivor, absorbed, links, identifiers,"
-        " message_id, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 m.id,
-                to_micros(m.at),
+                micros(m.at),
                 m.kind.value,
                 m.survivor,
                 m.absorbed,
@@ -160,34 +167,22 @@ def write_changes(db: sqlite3.Connection, c: ChangeSet) -> None:
             )
             for m in c.merges
         ],
-    )
-    db.executemany("UPDATE merges SET undone_by = ?2 WHERE id = ?1", c.undone)
-    db.executemany(
-        "INSERT INTO conflicts (id, at, message_id, profile_id, dropped, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        list(c.undone),
         [
-            (x.id, to_micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
+            (x.id, micros(x.at), x.message_id, x.profile_id, dumps(x.dropped), x.reason)
             for x in c.conflicts
         ],
-    )
-    db.executemany(
-        "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
-        " message_id) VALUES (?, ?, ?, ?, ?, ?)",
         [
             (
                 t.identifier_key,
                 t.name,
                 dumps(t.value),
                 t.source,
-                to_micros(t.observed_at),
+                micros(t.observed_at),
                 t.message_id,
             )
             for t in c.traits
         ],
-    )
-    db.executemany(
-        "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
-        " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 e.message_id,
@@ -196,31 +191,24 @@ def write_changes(db: sqlite3.Connection, c: ChangeSet) -> None:
                 e.name,
                 e.category.value,
                 dumps(e.properties),
-                to_micros(e.timestamp),
+                micros(e.timestamp),
                 e.source,
             )
             for e in c.events
         ],
-    )
-    for consent in c.consents:
-        db.execute(
-            "INSERT INTO consents (identifier_key, purpose, status, at, source)"
-            " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
-            (
-                consent.purpose,
-                consent.status.value,
-                to_micros(consent.at),
-                consent.source,
-                consent.profile_id,
-            ),
-        )
-    db.executemany(
-        "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
-        [(m, pid, to_micros(t)) for m, pid, t in c.messages],
-    )
+        [(x.purpose, x.status.value, micros(x.at), x.source, x.profile_id) for x in c.consents],
+        [(m, pid, micros(t)) for m, pid, t in c.messages],
+    ]
+    return [(i, r) for i, r in enumerate(rows) if r]
 
 
-def sighting_rows(c: ChangeSet) -> list[list[Any]]:
+def write_rows(db: sqlite3.Connection, rows: Rows) -> None:
+    """Run the rows of one change set with the connection's open transaction."""
+    for index, params in rows:
+        db.executemany(STATEMENTS[index], params)
+
+
+def sighting_rows(c: ChangeSet) -> list[Sequence[Any]]:
     """One row per identifier and source: the identifier's first sighting in the change
     set places it, the rest only widen its first/last seen and sources."""
     rows: dict[tuple[str, str], list[Any]] = {}

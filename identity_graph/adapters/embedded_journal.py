@@ -1,0 +1,143 @@
+"""The embedded store's journal, and the copier that moves it into the query tables.
+
+A write is acknowledged once its rows are one row of the journal (`journal.sqlite3`).
+The copier runs as a child process of the store,
+
+    python -m identity_graph.adapters.embedded_journal DATA_DIR
+
+so that SQLite's work on the tables runs on another core than the resolver, and never
+waits for the parent's interpreter lock. It copies every journal row past the tables' mark
+(`meta.copied`) in order, many per transaction, and moves the mark in the same transaction.
+The mark is read inside that write transaction, so two copiers (an old one still finishing
+while a restarted store recovers) never copy a row twice. The parent writes a byte to the
+copier's standard input after each journalled write; the copier also looks by itself every
+`POLL_SECONDS`, and exits once its standard input closes and nothing is left to copy.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgpack  # type: ignore[import-untyped]
+
+from identity_graph.adapters.embedded_sql import Rows, write_rows
+
+TABLES_FILE = "c360.sqlite3"
+JOURNAL_FILE = "journal.sqlite3"
+JOURNAL = "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, body BLOB NOT NULL)"
+MAX_COPY_BYTES = 8 << 20
+"""journal bytes copied in one transaction, at most (about 30,000 observations)"""
+MAX_ROWS = 512
+"""journal rows copied in one transaction, at most"""
+POLL_SECONDS = 0.05
+RETRY_SECONDS = 1.0
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection as every part of the embedded store uses it."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def connect_tables_for_copy(path: Path) -> sqlite3.Connection:
+    conn = connect(path)
+    # A copy dirties pages all over the random-keyed indexes: a bigger cache saves
+    # re-reading them, and fewer checkpoints copy each hot page back once, not per commit.
+    conn.execute("PRAGMA cache_size=-262144")
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
+    return conn
+
+
+def encode(change_sets: Sequence[Rows]) -> bytes:
+    return msgpack.packb(change_sets)  # type: ignore[no-any-return]
+
+
+def decode(body: bytes) -> list[Rows]:
+    return msgpack.unpackb(body)  # type: ignore[no-any-return]
+
+
+def copied_mark(tables: sqlite3.Connection) -> int:
+    """The sequence number of the last journal row the tables hold."""
+    row = tables.execute("SELECT value FROM meta WHERE key = 'copied'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def copy_some(journal: sqlite3.Connection, tables: sqlite3.Connection) -> int | None:
+    """Copy the next journal rows past the mark in one transaction; return the new mark, or
+    None if there was nothing to copy."""
+    tables.execute("BEGIN IMMEDIATE")
+    try:
+        mark = copied_mark(tables)
+        size = 0
+        last = None
+        for seq, body in journal.execute(
+            "SELECT seq, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (mark, MAX_ROWS)
+        ).fetchall():
+            for rows in decode(body):
+                write_rows(tables, rows)
+            last = seq
+            size += len(body)
+            if size >= MAX_COPY_BYTES:
+                break
+        if last is None:
+            tables.execute("ROLLBACK")
+            return None
+        tables.execute(
+            "INSERT INTO meta (key, value) VALUES ('copied', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (last,),
+        )
+        tables.execute("COMMIT")
+        return int(last)
+    except BaseException:
+        if tables.in_transaction:
+            tables.execute("ROLLBACK")
+        raise
+
+
+def copy_all(journal: sqlite3.Connection, tables: sqlite3.Connection) -> int:
+    """Copy every journal row past the mark; return the mark."""
+    while copy_some(journal, tables) is not None:
+        pass
+    return copied_mark(tables)
+
+
+def _woken(timeout: float) -> bool:
+    """Wait for a byte on standard input; False once it is closed."""
+    ready, _, _ = select.select([0], [], [], timeout)
+    return not ready or bool(os.read(0, 1 << 16))
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m identity_graph.adapters.embedded_journal DATA_DIR", file=sys.stderr)
+        return 2
+    data_dir = Path(argv[0])
+    journal = connect(data_dir / JOURNAL_FILE)
+    tables = connect_tables_for_copy(data_dir / TABLES_FILE)
+    running = True
+    while True:
+        try:
+            copy_all(journal, tables)
+        except sqlite3.Error as e:
+            print(f"c360 journal copier: {e}; retrying", file=sys.stderr, flush=True)
+            time.sleep(RETRY_SECONDS)
+            continue
+        if not running:
+            return 0
+        running = _woken(POLL_SECONDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

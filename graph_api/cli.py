@@ -29,6 +29,7 @@ from graph_api.policy import PolicyError
 from graph_api.segment import SegmentMapper
 from graph_api.services import Services, build_services
 from graph_api.settings import STORES, ConfigError, Settings
+from identity_graph.adapters.embedded import tune_gc
 from identity_graph.errors import IdentityGraphError
 from identity_graph.store import ProfileFilter
 
@@ -120,6 +121,7 @@ def serve(
     from graph_api.app import create_app
 
     with failures():
+        tune_gc()
         settings = settings_for(store, data_dir)
         if demo:
             key = with_services(settings, load_demo)
@@ -168,6 +170,7 @@ def import_file(
 ) -> None:
     """Import a file; bad rows are reported and skipped, good rows are ingested."""
     with failures():
+        tune_gc()
         fmt = detect_format(file, format)
         if not file.is_file():
             raise CliError(f"no such file: {file}")

@@ -22,10 +22,11 @@ class Identifier:
 
     kind: str
     value: str
+    key: str = field(init=False, repr=False, compare=False)
+    """`kind:value`, made once: the resolver looks identifiers up by it many times"""
 
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.value}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.kind}:{self.value}")
 
     @classmethod
     def from_key(cls, key: str) -> Identifier:

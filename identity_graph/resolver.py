@@ -84,12 +84,16 @@ class _Overlay:
 
     snapshot: Snapshot
     profile_of: dict[str, str] = field(default_factory=dict)
+    """the snapshot's, then every identifier placed so far in the batch"""
     profiles: dict[str, ProfileState] = field(default_factory=dict)
     redirect: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.profile_of.update(self.snapshot.profile_of)
+
     def profile(self, key: str) -> str | None:
-        pid = self.profile_of.get(key) or self.snapshot.profile_of.get(key)
-        while pid is not None and pid in self.redirect:
+        pid = self.profile_of.get(key)
+        while pid in self.redirect:
             pid = self.redirect[pid]
         return pid
 
@@ -189,7 +193,14 @@ def _plan_one(
         return Outcome(obs.message_id, "dropped", None)
     keys = [i.key for i in kept]
     kinds = [i.kind for i in kept]
-    owners = [overlay.profile(key) for key in keys]
+    owner_of = overlay.profile_of.get
+    redirect = overlay.redirect
+    owners: list[str | None] = []
+    for key in keys:
+        pid = owner_of(key)
+        while pid in redirect:
+            pid = redirect[pid]
+        owners.append(pid)
     dropped: list[str] = []
     reasons: list[str] = []
     involved = {pid for pid in owners if pid is not None}
@@ -223,9 +234,8 @@ def _plan_one(
         changes.new_profiles.append((survivor, at))
         overlay.profiles[survivor] = ProfileState(survivor, at, {})
     center_owner = owners[0]
-    rule = f"co-observed:{obs.type.value}"
     links = [
-        Link(center, key, obs.source, obs.message_id, at, rule)
+        Link(center, key, obs.source, obs.message_id, at, f"co-observed:{obs.type.value}")
         for key, owner in zip(keys[1:], owners[1:], strict=True)
         if owner is None or owner != center_owner
     ]
@@ -237,7 +247,11 @@ def _plan_one(
     survivor_counts = dict(state.kind_counts) if state is not None else {}
     # a new identifier sides with the center (or, if the center is new, the survivor)
     home = center_owner if center_owner is not None else survivor
-    side = {key: owner or home for key, owner in zip(keys, owners, strict=True)}
+    side = (
+        {key: owner or home for key, owner in zip(keys, owners, strict=True)}
+        if absorbed_ids
+        else {}
+    )
     for absorbed in absorbed_ids:
         cause = tuple(
             link for link in links if (side[link.a] == absorbed) != (side[link.b] == absorbed)

@@ -104,7 +104,10 @@ class Rules:
             return False
         if lowered in rule.blocked_values:
             return True
-        return any(pattern.search(lowered) for pattern in rule.blocked_patterns)
+        for pattern in rule.blocked_patterns:
+            if pattern.search(lowered):
+                return True
+        return False
 
 
 class _Builder:

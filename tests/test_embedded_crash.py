@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,8 +52,10 @@ async def write(data_dir: Path) -> None:
     await store.close()
 
 
-def kill_after(data_dir: Path, acks: int) -> list[str]:
-    """Start a writer, SIGKILL it once `acks` messages were acknowledged; return those."""
+def kill_after(data_dir: Path, acks: int, *, group: bool = False) -> list[str]:
+    """Start a writer, SIGKILL it once `acks` messages were acknowledged; return those.
+    With `group`, the writer runs in its own session and its whole process group is killed,
+    its journal copier with it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     proc = subprocess.Popen(
         [sys.executable, __file__, str(data_dir)],
@@ -60,20 +63,61 @@ def kill_after(data_dir: Path, acks: int) -> list[str]:
         env=env,
         cwd=ROOT,
         text=True,
+        start_new_session=group,
     )
     assert proc.stdout is not None
     acked = []
+    copiers: list[int] = []
     try:
         for line in proc.stdout:
             acked.append(line.strip())
             if len(acked) >= acks:
                 break
+        if group:
+            # the copier started with the first write, in the writer's process group
+            copiers = children(proc.pid)
+            assert copiers, "the writer has no copier"
+            assert all(os.getpgid(pid) == proc.pid for pid in copiers)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL, "the writer finished before it was killed"
+    assert all(wait_gone(pid, timeout=5) for pid in copiers), "a copier outlived the kill"
     return acked
+
+
+def state_and_parent(pid: int) -> tuple[str, int] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+    return state, int(ppid)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` and that have not exited."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            seen = state_and_parent(int(entry.name))
+            if seen is not None and seen[0] not in "ZX" and seen[1] == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until `pid` exited (gone, or a zombie); False if it still runs at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (seen := state_and_parent(pid)) is not None and seen[0] not in "ZX":
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.mark.slow
@@ -81,6 +125,21 @@ def kill_after(data_dir: Path, acks: int) -> list[str]:
 async def test_a_killed_writer_loses_nothing_acknowledged(tmp_path: Path, acks: int) -> None:
     data_dir = tmp_path / "data"
     acked = kill_after(data_dir, acks)
+    await check_restart(data_dir, acked)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("acks", [1, 25, 120])
+async def test_a_killed_writer_and_copier_lose_nothing_acknowledged(
+    tmp_path: Path, acks: int
+) -> None:
+    data_dir = tmp_path / "data"
+    acked = kill_after(data_dir, acks, group=True)
+    await check_restart(data_dir, acked)
+
+
+async def check_restart(data_dir: Path, acked: list[str]) -> None:
+    """The restarted store shows every acknowledged write and nothing half-made."""
     rules = Rules.default()
     store = EmbeddedStore(data_dir)
     await store.open()

@@ -7,7 +7,8 @@ erased physically (`secure_delete` is on) without rewriting anyone else's.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from identity_graph.codec import (
@@ -138,13 +139,28 @@ Rows = list[tuple[int, list[Sequence[Any]]]]
 Strings, integers and None only, so it can be journalled as it is."""
 
 
+class _Micros:
+    """`to_micros`, remembering the last time converted: the rows of one observation
+    share its timestamp."""
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+        self.value = 0
+
+    def __call__(self, moment: datetime) -> int:
+        if moment is not self.last:
+            self.last = moment
+            self.value = to_micros(moment)
+        return self.value
+
+
 def change_rows(c: ChangeSet) -> Rows:
     """The rows that write one change set, statements without rows left out."""
-    micros = to_micros
+    micros = _Micros()
     rows: list[list[Sequence[Any]]] = [
         [(pid, micros(t)) for pid, t in c.new_profiles],
         [(pid,) for pid in c.restored_profiles],
-        sighting_rows(c),
+        sighting_rows(c, micros),
         list(c.reassign),
         list(c.reassign),
         [(pid, key) for key, pid in c.assign.items()],
@@ -208,23 +224,19 @@ def write_rows(db: sqlite3.Connection, rows: Rows) -> None:
         db.executemany(STATEMENTS[index], params)
 
 
-def sighting_rows(c: ChangeSet) -> list[Sequence[Any]]:
+def sighting_rows(
+    c: ChangeSet, micros: Callable[[datetime], int] = to_micros
+) -> list[Sequence[Any]]:
     """One row per identifier and source: the identifier's first sighting in the change
     set places it, the rest only widen its first/last seen and sources."""
     rows: dict[tuple[str, str], list[Any]] = {}
     for s in c.sightings:
-        at = to_micros(s.seen_at)
-        row = rows.get((s.key, s.source))
+        at = micros(s.seen_at)
+        key = s.key
+        row = rows.get((key, s.source))
         if row is None:
-            rows[(s.key, s.source)] = [
-                s.key,
-                kind_of(s.key),
-                s.profile_id,
-                at,
-                at,
-                s.source,
-                s.digest,
-            ]
+            kind = key[: key.find(":")]
+            rows[(key, s.source)] = [key, kind, s.profile_id, at, at, s.source, s.digest]
         elif at < row[3]:
             row[3] = at
         elif at > row[4]:

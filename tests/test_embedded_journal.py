@@ -1,0 +1,503 @@
+"""The embedded store's journal: recovery from the journal alone, copiers that copy each
+journal row once, backpressure, a copier that makes no progress, and the copier's life.
+
+Run as a script, this file is a writer: `python tests/test_embedded_journal.py MODE DATA_DIR`
+ingests `stream()` into DATA_DIR in batches of `BATCH`, prints each message id once `ingest`
+returned, then prints one JSON line and waits on its standard input to be killed. MODE is
+`uncopied` (the copier never starts: the JSON holds the partition in memory and the last
+sequence number) or `copied` (the copier runs: the JSON holds the copier's process id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streams import Partition, check_invariants, observe, partition
+
+from identity_graph.adapters import embedded, embedded_journal
+from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
+from identity_graph.adapters.embedded_sql import STATEMENTS, Rows
+from identity_graph.errors import StoreUnavailable
+from identity_graph.model import Observation
+from identity_graph.rules import Rules
+from identity_graph.service import IdentityGraph
+
+ROOT = Path(__file__).resolve().parent.parent
+PEOPLE = 15
+BATCH = 3
+
+
+class GatedStore(EmbeddedStore):
+    """The embedded store, its copier started only while `copier_allowed`."""
+
+    copier_allowed = True
+
+    def _start_copier(self) -> None:
+        if self.copier_allowed:
+            super()._start_copier()
+
+
+def stream(count: int = 90) -> list[Observation]:
+    """`count` messages about `PEOPLE` people, never breaking a limit. Each person is seen
+    as an anonymous id alone, then with their email, then with email and user id, then the
+    first anonymous id with the user id (a merge of two profiles). Every message sets a
+    trait; every other one is a track call."""
+    out = []
+    for n in range(count):
+        p = n % PEOPLE
+        shape = (n // PEOPLE) % 4
+        keys = [
+            [f"anonymous_id:a{p}-0"],
+            [f"anonymous_id:a{p}-1", f"email:p{p}@x.io"],
+            [f"anonymous_id:a{p}-2", f"email:p{p}@x.io", f"user_id:u{p}"],
+            [f"anonymous_id:a{p}-0", f"user_id:u{p}"],
+        ][shape]
+        event = f"E{n}" if n % 2 == 0 else None
+        out.append(observe(f"m{n}", *keys, t=n, event=event, traits={"n": n}))
+    return out
+
+
+def batches(observations: list[Observation], size: int = BATCH) -> list[list[Observation]]:
+    return [observations[i : i + size] for i in range(0, len(observations), size)]
+
+
+# --- reading the files directly, beside the store ----------------------------------
+
+
+def sql(path: Path, query: str) -> list[Any]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(query).fetchall()
+
+
+def journal_seqs(data_dir: Path) -> list[int]:
+    return [seq for (seq,) in sql(data_dir / JOURNAL_FILE, "SELECT seq FROM journal ORDER BY seq")]
+
+
+def mark(data_dir: Path) -> int:
+    rows = sql(data_dir / TABLES_FILE, "SELECT value FROM meta WHERE key = 'copied'")
+    return int(rows[0][0]) if rows else 0
+
+
+def table_rows(data_dir: Path, table: str) -> int:
+    return int(sql(data_dir / TABLES_FILE, f"SELECT count(*) FROM {table}")[0][0])
+
+
+COUNTED = ("traits", "events", "messages")
+TABLE_OF = {
+    i: m.group(1)
+    for i, s in enumerate(STATEMENTS)
+    if (m := re.match(r"INSERT (?:OR IGNORE )?INTO (\w+) ", s)) and m.group(1) in COUNTED
+}
+
+
+def journalled_rows(data_dir: Path) -> Counter[str]:
+    """How many rows the journal holds for each of the `COUNTED` tables."""
+    counts: Counter[str] = Counter()
+    for (body,) in sql(data_dir / JOURNAL_FILE, "SELECT body FROM journal"):
+        change_sets: list[Rows] = embedded_journal.decode(body)
+        for rows in change_sets:
+            for index, params in rows:
+                if index in TABLE_OF:
+                    counts[TABLE_OF[index]] += len(params)
+    return counts
+
+
+# --- processes -----------------------------------------------------------------------
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent of a process that has not exited, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+    return None if state in ("Z", "X") else int(ppid)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` and that have not exited."""
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and parent_of(int(p.name)) == pid
+    ]
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while parent_of(pid) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def no_copier_left() -> Iterator[None]:
+    """Every test ends every process it (or a store it opened) started."""
+    before = set(children(os.getpid()))
+    yield
+    left = set(children(os.getpid())) - before
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running: {sorted(left)}"
+
+
+class Writer:
+    """This file run as a writer in a subprocess, its output read up to the JSON line."""
+
+    def __init__(self, mode: str, data_dir: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, mode, str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.acked: list[str] = []
+        self.state: dict[str, Any] = {}
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.state = json.loads(line)
+                break
+            self.acked.append(line.strip())
+        assert self.state, "the writer exited before it wrote everything"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            assert pipe is not None
+            pipe.close()
+        assert self.proc.returncode == -signal.SIGKILL
+
+
+async def write(mode: str, data_dir: Path) -> None:
+    store = GatedStore(data_dir)
+    store.copier_allowed = mode == "copied"
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    for batch in batches(stream()):
+        await graph.ingest(batch)
+        for obs in batch:
+            print(obs.message_id, flush=True)
+    if mode == "uncopied":
+        assert store._copier is None
+        members = {pid: sorted(keys) for pid, keys in store.members.items()}
+        print(json.dumps({"partition": members, "seq": store._acked}), flush=True)
+    else:
+        assert store._copier is not None
+        print(json.dumps({"copier": store._copier.pid}), flush=True)
+    await asyncio.to_thread(sys.stdin.read)  # until killed
+
+
+# --- 1. recovery from the journal alone ---------------------------------------------
+
+
+async def check_everything_readable(
+    store: EmbeddedStore, observations: list[Observation], part: Partition
+) -> None:
+    """The store holds exactly `observations`: their traits and events, each once, and
+    every message id known (ingesting them again changes nothing)."""
+    await check_invariants(store, Rules.default(), part)
+    traits = await store.traits(list(part))
+    rows = [t for values in traits.values() for t in values]
+    by_message = {t.message_id: t.value for t in rows if t.name == "n"}
+    assert by_message == {o.message_id: o.traits["n"] for o in observations}
+    assert len(rows) == len({(t.message_id, t.identifier_key, t.name) for t in rows})
+    pages = await store.events(list(part), first=10_000, after=None, types=None)
+    events = [e.message_id for page in pages.values() for e in page.items]
+    assert sorted(events) == sorted(o.message_id for o in observations if o.event is not None)
+    outcomes = await IdentityGraph(store, Rules.default()).ingest(observations)
+    assert {o.status for o in outcomes} == {"duplicate"}
+
+
+async def test_journalled_writes_survive_a_crash_that_also_kills_the_copier(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    writer = Writer("uncopied", data_dir)
+    writer.kill()
+    observations = stream()
+    assert writer.acked == [o.message_id for o in observations]
+    before: Partition = {pid: frozenset(keys) for pid, keys in writer.state["partition"].items()}
+    last = writer.state["seq"]
+    assert last == len(batches(observations))
+    # the premise: every write is in the journal and none in the tables
+    assert journal_seqs(data_dir) == list(range(1, last + 1))
+    assert mark(data_dir) == 0 and table_rows(data_dir, "messages") == 0
+    assert journalled_rows(data_dir)["messages"] == len(observations)
+
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        assert journal_seqs(data_dir) == []
+        assert mark(data_dir) == last
+        part = await partition(store)
+        assert part == before
+        assert len(part) == PEOPLE, "each person's two profiles were merged"
+        await check_everything_readable(store, observations, part)
+    finally:
+        await store.close()
+
+
+# --- 2. two copiers copy each journal row once ---------------------------------------
+
+
+async def fill_journal(data_dir: Path, observations: list[Observation]) -> Partition:
+    """Ingest one observation per write with no copier, and close: the journal holds them
+    all, the tables none. Return the partition in memory."""
+    store = GatedStore(data_dir)
+    store.copier_allowed = False
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    for obs in observations:
+        await graph.ingest([obs])
+    part = {pid: frozenset(keys) for pid, keys in store.members.items()}
+    await store.close()
+    assert journal_seqs(data_dir) == list(range(1, len(observations) + 1))
+    assert mark(data_dir) == 0
+    return part
+
+
+async def check_copied_once(data_dir: Path, observations: list[Observation]) -> None:
+    assert mark(data_dir) == len(observations)
+    journalled = journalled_rows(data_dir)
+    for table in COUNTED:
+        assert table_rows(data_dir, table) == journalled[table], table
+    assert table_rows(data_dir, "messages") == len(observations)
+    assert table_rows(data_dir, "events") == sum(o.event is not None for o in observations)
+    duplicates = sql(
+        data_dir / TABLES_FILE,
+        "SELECT message_id, identifier_key, name FROM traits"
+        " GROUP BY message_id, identifier_key, name HAVING count(*) > 1",
+    )
+    assert duplicates == []
+
+
+async def test_two_copier_threads_copy_each_row_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    observations = stream(60)
+    part = await fill_journal(data_dir, observations)
+
+    # Small transactions, and the first one held open a while, so that the other copier
+    # waits for it and both take turns.
+    monkeypatch.setattr(embedded_journal, "MAX_ROWS", 3)
+    decode = embedded_journal.decode
+    decoded: Counter[int] = Counter()
+    first = threading.Lock()
+
+    def slow_first_decode(body: bytes) -> list[Rows]:
+        decoded[threading.get_ident()] += 1
+        if first.acquire(blocking=False):
+            time.sleep(0.2)
+        return decode(body)
+
+    monkeypatch.setattr(embedded_journal, "decode", slow_first_decode)
+    start = threading.Barrier(2)
+
+    def copier() -> int:
+        journal = embedded_journal.connect(data_dir / JOURNAL_FILE)
+        tables = embedded_journal.connect_tables_for_copy(data_dir / TABLES_FILE)
+        try:
+            start.wait(timeout=5)
+            return embedded_journal.copy_all(journal, tables)
+        finally:
+            journal.close()
+            tables.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        marks = [f.result(timeout=20) for f in [pool.submit(copier), pool.submit(copier)]]
+    monkeypatch.undo()
+    assert marks == [len(observations)] * 2
+    assert sum(decoded.values()) == len(observations), "a journal row was copied twice"
+    await check_copied_once(data_dir, observations)
+
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        assert journal_seqs(data_dir) == []
+        assert await partition(store) == part
+        await check_everything_readable(store, observations, part)
+    finally:
+        await store.close()
+
+
+async def test_two_copier_processes_copy_each_row_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    observations = stream(60)
+    await fill_journal(data_dir, observations)
+    assert await asyncio.to_thread(run_copiers, data_dir, 2) == [0, 0]
+    await check_copied_once(data_dir, observations)
+
+
+def run_copiers(data_dir: Path, count: int) -> list[int]:
+    """Run `count` copier processes at once, their standard input closed (each copies what
+    it finds, then exits); return their exit codes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "identity_graph.adapters.embedded_journal", str(data_dir)]
+    procs = [
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env, cwd=ROOT) for _ in range(count)
+    ]
+    try:
+        return [p.wait(timeout=20) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+# --- 3. backpressure -----------------------------------------------------------------
+
+
+async def test_ingest_waits_while_the_backlog_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "MAX_BACKLOG", 5)
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        full = 0
+        after_wait: list[int] = []
+        room = store._room
+
+        async def watched_room() -> None:
+            nonlocal full
+            full += store._backlog > embedded.MAX_BACKLOG
+            await room()
+            after_wait.append(store._backlog)
+
+        monkeypatch.setattr(store, "_room", watched_room)
+        observations = stream(120)
+        graph = IdentityGraph(store, Rules.default())
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(graph.ingest(b) for b in batches(observations, 2))), timeout=20
+        )
+        assert [o.status for out in outcomes for o in out] == ["applied"] * len(observations)
+        assert full > 0, "the backlog never filled: nothing was tested"
+        assert max(after_wait) <= 5
+        part = await partition(store)
+        assert store._backlog == 0 and store._pending == []
+        await check_everything_readable(store, observations, part)
+    finally:
+        await store.close()
+
+
+# --- 4. a copier that makes no progress ----------------------------------------------
+
+
+async def test_reads_fail_while_the_copier_makes_no_progress_then_recover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded, "STALL_SECONDS", 0.5)
+    store = GatedStore(tmp_path / "data")
+    store.copier_allowed = False
+    await store.open()
+    try:
+        observations = stream(6)
+        graph = IdentityGraph(store, Rules.default())
+        outcomes = await graph.ingest(observations)
+        pids = sorted({o.profile_id for o in outcomes if o.profile_id is not None})
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="no progress"):
+            await asyncio.wait_for(store.traits(pids), timeout=5)
+        with pytest.raises(StoreUnavailable, match="no progress"):
+            await asyncio.wait_for(store.events(pids, first=10, after=None, types=None), timeout=5)
+        assert time.monotonic() - started < 2.5
+        assert store._copier is None
+
+        store.copier_allowed = True
+        monkeypatch.setattr(embedded, "STALL_SECONDS", 5.0)  # the copier's start-up is slow
+        traits = await asyncio.wait_for(store.traits(pids), timeout=10)
+        assert {t.message_id for values in traits.values() for t in values} == {
+            o.message_id for o in observations
+        }
+        await check_everything_readable(store, observations, await partition(store))
+    finally:
+        await store.close()
+
+
+# --- 5. the copier's life ------------------------------------------------------------
+
+
+async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        await IdentityGraph(store, Rules.default()).ingest(stream(6))
+        copier = store._copier
+        assert copier is not None and copier.poll() is None
+        assert parent_of(copier.pid) == os.getpid()
+    finally:
+        await store.close()
+    assert store._copier is None
+    assert copier.returncode == 0
+
+
+async def test_the_copier_exits_when_its_input_closes_and_is_restarted(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        observations = stream(12)
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest(observations[:6])
+        copier = store._copier
+        assert copier is not None and copier.stdin is not None
+        copier.stdin.close()
+        assert await asyncio.to_thread(copier.wait, 5) == 0
+        # the store starts another on its next write, and reads see everything
+        await graph.ingest(observations[6:])
+        assert store._copier is not None and store._copier is not copier
+        await check_everything_readable(store, observations, await partition(store))
+    finally:
+        await store.close()
+
+
+async def test_the_copier_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    writer = Writer("copied", data_dir)
+    copier = writer.state["copier"]
+    try:
+        assert parent_of(copier) == writer.proc.pid
+        writer.kill()
+        assert wait_gone(copier, timeout=5), "the copier outlived its parent"
+    finally:
+        if parent_of(copier) is not None:
+            os.kill(copier, signal.SIGKILL)
+    observations = stream()
+    assert writer.acked == [o.message_id for o in observations]
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        assert journal_seqs(data_dir) == []
+        await check_everything_readable(store, observations, await partition(store))
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(write(sys.argv[1], Path(sys.argv[2])))

@@ -83,7 +83,7 @@ T = TypeVar("T")
 
 _COUNTS_KEPT_FROM = 32
 """profiles with at least this many identifiers keep their kind counts in memory"""
-MAX_BACKLOG = 60_000
+MAX_BACKLOG = 100_000
 """observations acknowledged but not yet in the tables before ingest waits"""
 STALL_SECONDS = 60.0
 """how long a read or write waits for a copier that makes no progress before failing"""
@@ -152,6 +152,11 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._pending_messages: dict[str, str] = {}
         """message id -> profile id of the writes not known to be in the tables"""
         self._backlog = 0
+        self._dirty: dict[str, int] = {}
+        """profile id -> the last uncopied write that touched it"""
+        self._all_dirty = 0
+        """the last uncopied write that moved identifiers between profiles one by one (an
+        undo or a split) or stored consent: reads of any profile wait for it"""
         self._copier: subprocess.Popen[bytes] | None = None
 
     # --- life cycle ----------------------------------------------------------------
@@ -229,9 +234,16 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             raise StoreUnavailable("the embedded store is not open")
         return self._reader
 
-    async def _fresh(self) -> sqlite3.Connection:
-        """The reader, once the tables hold every write acknowledged before this call."""
-        await self._caught_up(self._acked)
+    async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
+        """The reader, once the tables hold every write acknowledged before this call that
+        touched the profiles `ids` (None: any profile). A bulk import keeps the copier
+        busy; reads of the customers it does not touch need not wait for it."""
+        if ids is None:
+            await self._caught_up(self._acked)
+        else:
+            dirty = self._dirty
+            needed = max((dirty.get(pid, 0) for pid in ids), default=0)
+            await self._caught_up(max(needed, self._all_dirty))
         return self._read()
 
     async def ping(self) -> None:
@@ -239,15 +251,19 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             self._read().execute("SELECT 1").fetchone()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store failed: {e}") from e
-        if self._copier is not None and self._copier.poll() not in (None, 0):
-            raise StoreUnavailable("the embedded store's journal copier exited")
+        if self._pending:
+            self._start_copier()  # restarts a copier that exited with work left
 
     # --- the copier: journal to tables ----------------------------------------------
 
     def _start_copier(self) -> None:
         """Start the copier process if it is not running."""
-        if self._copier is not None and self._copier.poll() is None:
-            return
+        old = self._copier
+        if old is not None:
+            if old.poll() is None:
+                return
+            if old.stdin is not None:
+                old.stdin.close()
         root = str(Path(identity_graph.__file__).resolve().parent.parent)
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
@@ -297,6 +313,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             for message_id, _ in entry.messages:
                 self._pending_messages.pop(message_id, None)
         del self._pending[:done]
+        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq > copied}
 
     async def _wait_for_copier(self, done: Callable[[], bool]) -> None:
         """Wait until `done()`, polling the copier's mark; fail if it stalls."""
@@ -387,6 +404,18 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         entry = _Journalled(seq, messages, max(1, len(messages)))
         self._pending.append(entry)
         self._backlog += entry.weight
+        dirty = self._dirty
+        for changes in batches:
+            if changes.assign or changes.consents or changes.restored_profiles:
+                self._all_dirty = seq
+            for s in changes.sightings:
+                dirty[s.profile_id] = seq
+            for absorbed, survivor in changes.reassign:
+                dirty[absorbed] = dirty[survivor] = seq
+            for pid, _ in changes.new_profiles:
+                dirty[pid] = seq
+            for merge in changes.merges:
+                dirty[merge.survivor] = dirty[merge.absorbed] = seq
         self._acked = seq
         self._start_copier()
         self._wake_copier()

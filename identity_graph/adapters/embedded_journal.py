@@ -31,9 +31,10 @@ from identity_graph.adapters.embedded_sql import Rows, write_rows
 TABLES_FILE = "c360.sqlite3"
 JOURNAL_FILE = "journal.sqlite3"
 JOURNAL = "CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, body BLOB NOT NULL)"
-MAX_COPY_BYTES = 8 << 20
-"""journal bytes copied in one transaction, at most (about 30,000 observations)"""
-MAX_ROWS = 512
+MAX_COPY_BYTES = 16 << 20
+"""journal bytes copied in one transaction, at most (about 40,000 observations): the
+bigger, the fewer times each hot page of the random-keyed indexes is written"""
+MAX_ROWS = 1024
 """journal rows copied in one transaction, at most"""
 POLL_SECONDS = 0.05
 RETRY_SECONDS = 1.0

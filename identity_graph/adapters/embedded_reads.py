@@ -37,12 +37,13 @@ class ProfileReads:
     created: dict[str, int]
     graph: nx.Graph[str]
 
-    async def _fresh(self) -> sqlite3.Connection:
-        """The reader, once the tables hold every write acknowledged before the call."""
+    async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
+        """The reader, once the tables hold every write acknowledged before the call that
+        touched the profiles `ids` (None: any profile)."""
         raise NotImplementedError
 
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
-        db = await self._fresh()
+        db = await self._fresh(ids)
         wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
         keys = [k for pid in wanted for k in self.members[pid]]
         records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
@@ -127,7 +128,7 @@ class ProfileReads:
         """Rows of `sql` (its first column an identifier key) for every identifier of the
         given profiles, grouped by profile: one statement per 900 identifiers, not one per
         profile."""
-        db = await self._fresh()
+        db = await self._fresh(ids)
         result: dict[str, list[Any]] = {pid: [] for pid in dict.fromkeys(ids)}
         owner = {key: pid for pid in result for key in self.members.get(pid, ())}
         for chunk in chunks(sorted(owner)):
@@ -161,7 +162,7 @@ class ProfileReads:
         types: Sequence[str] | None,
     ) -> dict[str, Page[StoredEvent]]:
         cursor = parse_event_cursor(after)
-        db = await self._fresh()
+        db = await self._fresh(ids)
         type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}
         for pid in dict.fromkeys(ids):
@@ -208,7 +209,7 @@ class ProfileReads:
         return result
 
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
-        db = await self._fresh()
+        db = await self._fresh(ids)
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeRecord]] = {pid: [] for pid in wanted}
         for chunk in chunks(wanted, 400):
@@ -226,7 +227,7 @@ class ProfileReads:
         return result
 
     async def conflicts(self, ids: Sequence[str]) -> dict[str, list[MergeConflict]]:
-        db = await self._fresh()
+        db = await self._fresh(ids)
         wanted = list(dict.fromkeys(ids))
         result: dict[str, list[MergeConflict]] = {pid: [] for pid in wanted}
         for chunk in chunks(wanted):
@@ -258,7 +259,8 @@ class ProfileReads:
         }
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
-        db = await self._fresh()
+        owner = self.profile_of.get(a)
+        db = await self._fresh([owner] if owner is not None else None)
         try:
             nodes = nx.bidirectional_shortest_path(self.graph, a, b)
         except (nx.NetworkXNoPath, nx.NodeNotFound):

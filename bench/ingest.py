@@ -17,10 +17,11 @@ import argparse
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,20 +98,22 @@ async def ingest(
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def more_events(stream: Sequence[Observation], n: int) -> list[Observation]:
-    """`n` track calls replayed on the stream's identifiers under new message ids."""
+def more_events(stream: Sequence[Observation], n: int, batch: int) -> Iterator[list[Observation]]:
+    """`n` track calls replayed on the stream's identifiers under new message ids, in
+    batches (made as they are needed, so they do not add to the memory measured)."""
     tracks = [o for o in stream if o.event is not None]
-    return [
-        replace(
-            tracks[i % len(tracks)],
-            message_id=f"extra-{i}",
-            identifiers=(tracks[i % len(tracks)].identifiers[0],),
-        )
-        for i in range(n)
-    ]
+    for start in range(0, n, batch):
+        yield [
+            replace(
+                tracks[i % len(tracks)],
+                message_id=f"extra-{i}",
+                identifiers=(tracks[i % len(tracks)].identifiers[0],),
+            )
+            for i in range(start, min(n, start + batch))
+        ]
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> Path:
     if not args.default_gc:
         tune_gc()
     rules = Rules.default()
@@ -169,16 +172,15 @@ async def run(args: argparse.Namespace) -> None:
     )
 
     if args.events:
-        extra = more_events(stream, args.events)
-        took, _ = await ingest(graph, extra, args.batch)
         start = time.perf_counter()
+        for extra in more_events(stream, args.events, args.batch):
+            await graph.ingest(extra)
         await store.settle()
-        took += time.perf_counter() - start
-        del extra
+        took = time.perf_counter() - start
         current, peak = rss_mb()
         print(
             f"{args.events:,} more events in {took:.1f} s ({args.events / took:,.0f}/s);"
-            f" RSS {current:,.0f} MB (peak {peak:,.0f} MB)"
+            f" RSS {current:,.0f} MB (peak {peak:,.0f} MB); copier {child_rss_mb(store):,.0f} MB"
         )
 
     del stream, graph
@@ -188,10 +190,11 @@ async def run(args: argparse.Namespace) -> None:
     await store.open()
     print(
         f"restart (close + open): {time.perf_counter() - start:.1f} s,"
-        f" {len(store.members):,} profiles; RSS {rss_mb()[0]:,.0f} MB"
+        f" {len(store.members):,} profiles"
     )
     await store.close()
     print(f"data dir {data_dir}: {dir_mb(data_dir):,.0f} MB")
+    return data_dir
 
 
 def main() -> None:
@@ -205,7 +208,14 @@ def main() -> None:
     parser.add_argument(
         "--default-gc", action="store_true", help="keep CPython's garbage-collector thresholds"
     )
-    asyncio.run(run(parser.parse_args()))
+    data_dir = asyncio.run(run(parser.parse_args()))
+    fresh = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "restart.py"), str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    print(fresh.stdout.strip())
 
 
 if __name__ == "__main__":

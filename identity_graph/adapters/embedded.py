@@ -214,6 +214,10 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 except StoreUnavailable:
                     pass  # the copier failed: a restart copies what it left
             await self._stop_copier()
+            if self._journal is not None and self._marks is not None:
+                # the journal keeps a write only until it is in the tables
+                self._progress()
+                self._journal.execute("DELETE FROM journal WHERE seq <= ?", (self._copied,))
             async with self._rows_lock:
                 for conn in (self._journal, self._writer, self._reader, self._marks):
                     if conn is not None:

@@ -659,13 +659,16 @@ class _EmbeddedTx(WriteTx):
         rest = [m for m in unique if m not in seen]
         db = store._read()
         for chunk in chunks(rest):
-            seen.update(
-                db.execute(
-                    "SELECT message_id, profile_id FROM messages"
-                    f" WHERE message_id IN ({qmarks(len(chunk))})",
-                    chunk,
-                ).fetchall()
-            )
+            marks = qmarks(len(chunk))
+            # an event's message is known by its event row, any other by its own row
+            for table in ("messages", "events"):
+                seen.update(
+                    db.execute(
+                        f"SELECT message_id, profile_id FROM {table}"
+                        f" WHERE message_id IN ({marks}) AND profile_id IS NOT NULL",
+                        chunk,
+                    ).fetchall()
+                )
         return Snapshot(profile_of, profiles, seen)
 
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:

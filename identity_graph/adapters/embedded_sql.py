@@ -50,12 +50,14 @@ CREATE INDEX IF NOT EXISTS traits_identifier ON traits (identifier_key, observed
 CREATE TABLE IF NOT EXISTS events (
     message_id TEXT PRIMARY KEY, identifier_key TEXT NOT NULL, type TEXT NOT NULL,
     name TEXT, category TEXT NOT NULL, properties TEXT NOT NULL, ts INTEGER NOT NULL,
-    source TEXT NOT NULL);
+    source TEXT NOT NULL, profile_id TEXT);
 CREATE INDEX IF NOT EXISTS events_identifier ON events (identifier_key, ts);
 CREATE TABLE IF NOT EXISTS consents (
     identifier_key TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL,
     at INTEGER NOT NULL, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_identifier ON consents (identifier_key);
+-- messages seen (for idempotence) that are not events: an event row records its own
+-- message id and the profile it landed on (events.profile_id, NULL in rows from before)
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, profile_id TEXT NOT NULL, at INTEGER NOT NULL)
     WITHOUT ROWID;
@@ -70,7 +72,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at INTEGER NOT NULL, revoked_at INTEGER);
 """
 
-MIGRATIONS = (("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),)
+MIGRATIONS = (
+    ("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),
+    ("events", "profile_id", "ALTER TABLE events ADD COLUMN profile_id TEXT"),
+)
 INDEXES = """
 DROP INDEX IF EXISTS links_b;
 CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
@@ -127,7 +132,7 @@ STATEMENTS = (
     "INSERT INTO traits (identifier_key, name, value, source, observed_at,"
     " message_id) VALUES (?, ?, ?, ?, ?, ?)",
     "INSERT OR IGNORE INTO events (message_id, identifier_key, type, name, category,"
-    " properties, ts, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    " properties, ts, source, profile_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "INSERT INTO consents (identifier_key, purpose, status, at, source)"
     " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
     "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
@@ -157,6 +162,8 @@ class _Micros:
 def change_rows(c: ChangeSet) -> Rows:
     """The rows that write one change set, statements without rows left out."""
     micros = _Micros()
+    landed = {m: pid for m, pid, _ in c.messages}
+    event_ids = {e.message_id for e in c.events}
     rows: list[list[Sequence[Any]]] = [
         [(pid, micros(t)) for pid, t in c.new_profiles],
         [(pid,) for pid in c.restored_profiles],
@@ -209,11 +216,13 @@ def change_rows(c: ChangeSet) -> Rows:
                 dumps(e.properties),
                 micros(e.timestamp),
                 e.source,
+                landed.get(e.message_id),
             )
             for e in c.events
         ],
         [(x.purpose, x.status.value, micros(x.at), x.source, x.profile_id) for x in c.consents],
-        [(m, pid, micros(t)) for m, pid, t in c.messages],
+        # an event's row records its message already (events.message_id is unique)
+        [(m, pid, micros(t)) for m, pid, t in c.messages if m not in event_ids],
     ]
     return [(i, r) for i, r in enumerate(rows) if r]
 

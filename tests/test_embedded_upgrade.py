@@ -1,6 +1,7 @@
 """A data directory written by the previous c360 (no journal, no copier mark, events
 without their profile, every message in `messages`, the `links_b` index) opens, keeps
-every customer, and still recognises the messages it saw."""
+every customer, and still recognises the messages it saw; one that is not a database is
+refused with a clear error."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from streams import observe, partition
 
 from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.errors import StoreUnavailable
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -74,3 +77,17 @@ async def test_a_data_dir_of_the_previous_version_opens_and_deduplicates(tmp_pat
         assert [e.name for e in events[new.profile_id].items] == ["Returned", "Bought", "Viewed"]
     finally:
         await store.close()
+
+
+async def test_a_data_dir_that_is_not_a_database_is_refused_and_left_unlocked(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "c360.sqlite3").write_bytes(b"not a database " * 100)
+    with pytest.raises(StoreUnavailable, match="cannot open the embedded store"):
+        await EmbeddedStore(data_dir).open()
+    (data_dir / "c360.sqlite3").unlink()
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    await store.close()

@@ -174,6 +174,13 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 f"data directory {self.data_dir} is in use by another c360 process"
             ) from e
         self._lock_file = fd
+        try:
+            self._open_files()
+        except sqlite3.Error as e:
+            self._close_files()
+            raise StoreUnavailable(f"cannot open the embedded store in {self.data_dir}: {e}") from e
+
+    def _open_files(self) -> None:
         self._journal = connect(self.data_dir / JOURNAL_FILE)
         self._journal.execute(JOURNAL)
         tables = connect_tables_for_copy(self.data_dir / TABLES_FILE)
@@ -188,6 +195,15 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._reader = connect(self.data_dir / TABLES_FILE)
         self._marks = connect(self.data_dir / TABLES_FILE)
         self._load()
+
+    def _close_files(self) -> None:
+        for conn in (self._journal, self._writer, self._reader, self._marks):
+            if conn is not None:
+                conn.close()
+        self._journal = self._writer = self._reader = self._marks = None
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
 
     def _load(self) -> None:
         db = self._read()
@@ -219,13 +235,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 self._progress()
                 self._journal.execute("DELETE FROM journal WHERE seq <= ?", (self._copied,))
             async with self._rows_lock:
-                for conn in (self._journal, self._writer, self._reader, self._marks):
-                    if conn is not None:
-                        conn.close()
-                self._journal = self._writer = self._reader = self._marks = None
-            if self._lock_file is not None:
-                os.close(self._lock_file)
-                self._lock_file = None
+                self._close_files()
 
     def _db(self) -> sqlite3.Connection:
         if self._writer is None:

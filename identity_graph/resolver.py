@@ -69,7 +69,7 @@ class _TimeOrderedIds:
 
 
 new_id: NewId = _TimeOrderedIds()
-"""a new random id, e.g. for a profile or a merge record"""
+"""a new id for a profile, merge or conflict: time-ordered, unguessable past its time"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from scipy.sparse.csgraph import connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lookup import lookup_latencies  # noqa: E402
+from restart import rss_mb  # noqa: E402
 from synthetic import synthetic_stream  # noqa: E402
 
 from identity_graph.adapters.embedded import EmbeddedStore, tune_gc  # noqa: E402
@@ -40,13 +41,9 @@ from identity_graph.rules import Rules  # noqa: E402
 from identity_graph.service import IdentityGraph  # noqa: E402
 
 
-def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set size in MB."""
-    current = 0.0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            current = int(line.split()[1]) / 1024
-    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_and_peak_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MB."""
+    return rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child_rss_mb(store: EmbeddedStore) -> float:
@@ -54,10 +51,7 @@ def child_rss_mb(store: EmbeddedStore) -> float:
     copier = store._copier
     if copier is None or copier.poll() is not None:
         return 0.0
-    for line in Path(f"/proc/{copier.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_mb(copier.pid)
 
 
 def dir_mb(path: Path) -> float:
@@ -165,7 +159,7 @@ async def run(args: argparse.Namespace) -> Path:
         f"lookup at {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms;"
         f" p99 full/small {p99 / p99_small:.2f}"
     )
-    current, peak = rss_mb()
+    current, peak = rss_and_peak_mb()
     print(
         f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory);"
         f" copier process {child_rss_mb(store):,.0f} MB"
@@ -177,7 +171,7 @@ async def run(args: argparse.Namespace) -> Path:
             await graph.ingest(extra)
         await store.settle()
         took = time.perf_counter() - start
-        current, peak = rss_mb()
+        current, peak = rss_and_peak_mb()
         print(
             f"{args.events:,} more events in {took:.1f} s ({args.events / took:,.0f}/s);"
             f" RSS {current:,.0f} MB (peak {peak:,.0f} MB); copier {child_rss_mb(store):,.0f} MB"

@@ -48,6 +48,7 @@ from identity_graph.adapters.embedded_journal import (
 )
 from identity_graph.adapters.embedded_reads import ProfileReads
 from identity_graph.adapters.embedded_sql import (
+    SQL_VARS,
     change_rows,
     chunks,
     create_tables,
@@ -668,17 +669,17 @@ class _EmbeddedTx(WriteTx):
         seen = {m: pending[m] for m in unique if m in pending}
         rest = [m for m in unique if m not in seen]
         db = store._read()
-        for chunk in chunks(rest):
+        for chunk in chunks(rest, SQL_VARS // 2):
             marks = qmarks(len(chunk))
             # an event's message is known by its event row, any other by its own row
-            for table in ("messages", "events"):
-                seen.update(
-                    db.execute(
-                        f"SELECT message_id, profile_id FROM {table}"
-                        f" WHERE message_id IN ({marks}) AND profile_id IS NOT NULL",
-                        chunk,
-                    ).fetchall()
-                )
+            seen.update(
+                db.execute(
+                    f"SELECT message_id, profile_id FROM messages WHERE message_id IN ({marks})"
+                    " UNION ALL SELECT message_id, profile_id FROM events"
+                    f" WHERE message_id IN ({marks}) AND profile_id IS NOT NULL",
+                    [*chunk, *chunk],
+                ).fetchall()
+            )
         return Snapshot(profile_of, profiles, seen)
 
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:

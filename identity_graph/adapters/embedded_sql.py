@@ -244,8 +244,7 @@ def sighting_rows(
         key = s.key
         row = rows.get((key, s.source))
         if row is None:
-            kind = key[: key.find(":")]
-            rows[(key, s.source)] = [key, kind, s.profile_id, at, at, s.source, s.digest]
+            rows[(key, s.source)] = [key, kind_of(key), s.profile_id, at, at, s.source, s.digest]
         elif at < row[3]:
             row[3] = at
         elif at > row[4]:

@@ -1,7 +1,9 @@
 """The identity model: identifiers, observations, links, profiles and their history.
 
 Everything here is an immutable value; the store holds them and the resolver decides
-which of them to write.
+which of them to write. The values made several times per observation (links, trait
+values, events) are named tuples: as immutable as frozen dataclasses, and made in a fifth
+of the time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 JSON = Any
 T = TypeVar("T")
@@ -86,8 +88,7 @@ class Observation:
     consent: Mapping[str, ConsentStatus] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(NamedTuple):
     """An edge between two identifiers seen together, with its evidence."""
 
     a: str
@@ -155,8 +156,7 @@ class MergeConflict:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class TraitValue:
+class TraitValue(NamedTuple):
     name: str
     value: JSON
     source: str
@@ -165,8 +165,7 @@ class TraitValue:
     identifier_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     message_id: str
     identifier_key: str
     type: MessageType

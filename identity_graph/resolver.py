@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -72,8 +73,7 @@ new_id: NewId = _TimeOrderedIds()
 """a new id for a profile, merge or conflict: time-ordered, unguessable past its time"""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one observation."""
 
     message_id: str

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from identity_graph.codec import to_micros
 from identity_graph.errors import InvalidOperation
@@ -68,8 +68,7 @@ class ProfileGraph:
     links: tuple[Link, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class IdentifierSighting:
+class IdentifierSighting(NamedTuple):
     """Insert the identifier into `profile_id` if new; else widen first/last seen and sources."""
 
     key: str

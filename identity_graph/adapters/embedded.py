@@ -84,7 +84,7 @@ T = TypeVar("T")
 
 _COUNTS_KEPT_FROM = 32
 """profiles with at least this many identifiers keep their kind counts in memory"""
-MAX_BACKLOG = 100_000
+MAX_BACKLOG = 250_000
 """observations acknowledged but not yet in the tables before ingest waits"""
 STALL_SECONDS = 60.0
 """how long a read or write waits for a copier that makes no progress before failing"""

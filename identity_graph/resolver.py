@@ -287,7 +287,7 @@ def _plan_one(
             survivor_counts[kind] = survivor_counts.get(kind, 0) + 1
             profile_of[key] = survivor
         stamp = digest(key[len(kind) + 1 :]) if digest is not None and owner is None else None
-        sightings.append(IdentifierSighting(key, survivor, at, obs.source, stamp))
+        sightings.append(IdentifierSighting(key, survivor, at, obs.source, owner is None, stamp))
     if state is not None:
         overlay.profiles[survivor] = ProfileState(survivor, state.created_at, survivor_counts)
     conflict = None

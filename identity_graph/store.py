@@ -75,6 +75,9 @@ class IdentifierSighting(NamedTuple):
     profile_id: str
     seen_at: datetime
     source: str
+    new: bool
+    """the store did not hold the identifier before: this, its first sighting, inserts it
+    (later sightings of it in the same change set are not new)"""
     digest: str | None = None
     """a keyed digest of the value, stored with a new identifier for pseudonymous lookups"""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import operator
 import os
 import sqlite3
 import subprocess
@@ -102,6 +103,9 @@ def tune_gc() -> None:
     (a process-wide setting, so the store itself does not).
     """
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+_PROFILE_ID = operator.attrgetter("profile_id")
 
 
 def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
@@ -423,8 +427,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         for changes in batches:
             if changes.assign or changes.consents or changes.restored_profiles:
                 self._all_dirty = seq
-            for s in changes.sightings:
-                dirty[s.profile_id] = seq
+            dirty.update(dict.fromkeys(map(_PROFILE_ID, changes.sightings), seq))
             for absorbed, survivor in changes.reassign:
                 dirty[absorbed] = dirty[survivor] = seq
             for pid, _ in changes.new_profiles:
@@ -468,7 +471,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             counted.pop(pid, None)
         graph = self.graph
         for s in c.sightings:
-            if s.key not in profile_of:
+            if s.new:
                 profile_of[s.key] = s.profile_id
                 members[s.profile_id].add(s.key)
                 counts = counted.get(s.profile_id)

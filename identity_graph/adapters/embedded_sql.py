@@ -136,12 +136,19 @@ STATEMENTS = (
     "INSERT INTO consents (identifier_key, purpose, status, at, source)"
     " SELECT key, ?, ?, ?, ? FROM identifiers WHERE profile_id = ?",
     "INSERT OR IGNORE INTO messages (message_id, profile_id, at) VALUES (?, ?, ?)",
+    # a later sighting of a known identifier: cheaper than the insert's upsert
+    "UPDATE identifiers SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3),"
+    " sources = CASE WHEN instr(sources, ',' || ?4 || ',') > 0 THEN sources"
+    " ELSE sources || ?4 || ',' END WHERE key = ?1",
 )
-"""The statements a change set is written with, in the order they run."""
+"""The statements a change set is written with. Journalled rows name them by index, so a
+new statement is added at the end, whatever its place in `ORDER`."""
+ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+"""the order in which a change set's statements run"""
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
-"""A change set as rows: (index into `STATEMENTS`, the rows it runs with), in order.
-Strings, integers and None only, so it can be journalled as it is."""
+"""A change set as rows: (index into `STATEMENTS`, the rows it runs with), in the order
+they run. Strings, integers and None only, so it can be journalled as it is."""
 
 
 class _Micros:
@@ -164,10 +171,11 @@ def change_rows(c: ChangeSet) -> Rows:
     micros = _Micros()
     landed = {m: pid for m, pid, _ in c.messages}
     event_ids = {e.message_id for e in c.events}
+    inserted, widened = sighting_rows(c, micros)
     rows: list[list[Sequence[Any]]] = [
         [(pid, micros(t)) for pid, t in c.new_profiles],
         [(pid,) for pid in c.restored_profiles],
-        sighting_rows(c, micros),
+        inserted,
         list(c.reassign),
         list(c.reassign),
         [(pid, key) for key, pid in c.assign.items()],
@@ -223,8 +231,9 @@ def change_rows(c: ChangeSet) -> Rows:
         [(x.purpose, x.status.value, micros(x.at), x.source, x.profile_id) for x in c.consents],
         # an event's row records its message already (events.message_id is unique)
         [(m, pid, micros(t)) for m, pid, t in c.messages if m not in event_ids],
+        widened,
     ]
-    return [(i, r) for i, r in enumerate(rows) if r]
+    return [(i, rows[i]) for i in ORDER if rows[i]]
 
 
 def write_rows(db: sqlite3.Connection, rows: Rows) -> None:
@@ -235,21 +244,18 @@ def write_rows(db: sqlite3.Connection, rows: Rows) -> None:
 
 def sighting_rows(
     c: ChangeSet, micros: Callable[[datetime], int] = to_micros
-) -> list[Sequence[Any]]:
-    """One row per identifier and source: the identifier's first sighting in the change
-    set places it, the rest only widen its first/last seen and sources."""
-    rows: dict[tuple[str, str], list[Any]] = {}
+) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
+    """(rows inserting the new identifiers, rows widening first/last seen and sources of
+    known ones). An identifier's first sighting inserts it; the widening rows run after."""
+    inserted: list[Sequence[Any]] = []
+    widened: list[Sequence[Any]] = []
     for s in c.sightings:
         at = micros(s.seen_at)
-        key = s.key
-        row = rows.get((key, s.source))
-        if row is None:
-            rows[(key, s.source)] = [key, kind_of(key), s.profile_id, at, at, s.source, s.digest]
-        elif at < row[3]:
-            row[3] = at
-        elif at > row[4]:
-            row[4] = at
-    return list(rows.values())
+        if s.new:
+            inserted.append((s.key, kind_of(s.key), s.profile_id, at, at, s.source, s.digest))
+        else:
+            widened.append((s.key, at, at, s.source))
+    return inserted, widened
 
 
 def merge_from_row(row: Sequence[Any]) -> MergeRecord:

@@ -117,13 +117,12 @@ def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifie
     >>> [i.key for i in usable_identifiers(obs, Rules.default())]
     ['user_id:u1']
     """
-    kinds = rules.kinds
     is_blocked = rules.is_blocked
-    ranked = {
-        (kinds[i.kind].priority, i.kind, i.value): i
-        for i in observation.identifiers
-        if not is_blocked(i.value, i.kind)
-    }
+    kept = [i for i in observation.identifiers if not is_blocked(i.value, i.kind)]
+    if len(kept) < 2:
+        return kept
+    kinds = rules.kinds
+    ranked = {(kinds[i.kind].priority, i.kind, i.value): i for i in kept}
     return [ranked[rank] for rank in sorted(ranked)]
 
 

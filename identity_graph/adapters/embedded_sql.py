@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from identity_graph.codec import (
@@ -236,10 +237,55 @@ def change_rows(c: ChangeSet) -> Rows:
     return [(i, rows[i]) for i in ORDER if rows[i]]
 
 
+SORTED_LAST = {15: 0, 11: 0, 12: 1, 14: 0}
+"""statements whose rows commute with every other statement of a copy window (widening
+known identifiers, traits, events, messages), and the column of the index their rows are
+sorted by; links too while the window removes none"""
+_LINKS, _REMOVED_LINKS = 7, 6
+
+
+class WindowWriter:
+    """Writes the change sets of one copy window (many journalled writes, one transaction).
+
+    Rows of the statements in `SORTED_LAST` are held back and run at the end, sorted by
+    the key of the index they land in, so that each page of a random-keyed index is visited
+    once per window in order instead of at random: with windows of 100k+ observations that
+    halves the cost of those statements. Sorting is stable, so of rows with one key the
+    earliest still runs first (`INSERT OR IGNORE` keeps the first event of a message id).
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.held: dict[int, list[Sequence[Any]]] = {}
+        self.removes_links = False
+
+    def write(self, rows: Rows) -> None:
+        db = self.db
+        held = self.held
+        for index, params in rows:
+            if index in SORTED_LAST or (index == _LINKS and not self.removes_links):
+                held.setdefault(index, []).extend(params)
+                continue
+            if index == _REMOVED_LINKS and not self.removes_links:
+                # from here on links run in order: the held ones first
+                self.removes_links = True
+                db.executemany(STATEMENTS[_LINKS], held.pop(_LINKS, []))
+            db.executemany(STATEMENTS[index], params)
+
+    def finish(self) -> None:
+        """Run the held rows, sorted; call before the window's transaction commits."""
+        for index in sorted(self.held):
+            params = self.held[index]
+            params.sort(key=itemgetter(SORTED_LAST.get(index, 0)))
+            self.db.executemany(STATEMENTS[index], params)
+        self.held.clear()
+
+
 def write_rows(db: sqlite3.Connection, rows: Rows) -> None:
     """Run the rows of one change set with the connection's open transaction."""
-    for index, params in rows:
-        db.executemany(STATEMENTS[index], params)
+    writer = WindowWriter(db)
+    writer.write(rows)
+    writer.finish()
 
 
 def sighting_rows(

@@ -1,0 +1,100 @@
+"""A copy window (many journalled writes in one transaction, some statements held back and
+run sorted at the end) leaves the tables exactly as copying the writes one by one does."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from streams import observe
+
+from identity_graph.adapters import embedded
+from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded_sql import Rows, WindowWriter, create_tables, write_rows
+from identity_graph.model import ConsentStatus, MergeKind
+from identity_graph.rules import Rules
+from identity_graph.service import IdentityGraph
+from identity_graph.store import ChangeSet
+
+TABLES = ("profiles", "identifiers", "links", "merges", "conflicts", "traits", "events",
+          "consents", "messages")  # fmt: skip
+
+
+async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
+    """The rows of every change set of a history with re-sightings, merges, an undo that
+    removes links which are then seen again, a split, consent, replayed messages and an
+    event under a message id seen before."""
+    written: list[Rows] = []
+    change_rows = embedded.change_rows
+
+    def record(c: ChangeSet) -> Rows:
+        rows = change_rows(c)
+        written.append(rows)
+        return rows
+
+    monkeypatch.setattr(embedded, "change_rows", record)
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest([observe("m1", "anonymous_id:a1", t=1, event="Viewed")])
+        await graph.ingest(
+            [
+                observe("m2", "anonymous_id:a1", "email:x@example.com", t=2, traits={"p": 1}),
+                observe("m3", "anonymous_id:a2", "user_id:u1", t=3, source="ios"),
+                observe("m1", "anonymous_id:a1", t=4, event="Again"),
+            ]
+        )
+        outcomes = await graph.ingest(
+            [observe("m4", "email:x@example.com", "user_id:u1", t=5, traits={"p": 2})]
+        )
+        merge = outcomes[0].merges[0]
+        undo = await graph.undo_merge(merge, actor="ops")
+        assert undo.kind is MergeKind.UNDO
+        await graph.ingest(
+            [
+                observe("m5", "email:x@example.com", "user_id:u1", t=6, event="Joined"),
+                observe("m6", "anonymous_id:a2", t=7, source="ios", event="Tapped"),
+            ]
+        )
+        profile = outcomes[0].profile_id
+        assert profile is not None
+        await graph.unmerge(profile, ["anonymous_id:a2"], actor="ops")
+        await graph.set_consent(profile, {"analytics": ConsentStatus.GRANTED}, source="web")
+        await graph.ingest([observe("m7", "anonymous_id:a2", "device_id:d1", t=8)])
+    finally:
+        await store.close()
+    return written
+
+
+def table_contents(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+
+
+async def test_one_window_writes_what_copies_one_by_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = await journalled_writes(tmp_path / "store", monkeypatch)
+    statements = {index for rows in written for index, _ in rows}
+    assert {6, 7, 12, 15} <= statements  # links removed and added, events, widening
+    with (
+        closing(sqlite3.connect(tmp_path / "one_by_one.sqlite3", isolation_level=None)) as a,
+        closing(sqlite3.connect(tmp_path / "window.sqlite3", isolation_level=None)) as b,
+    ):
+        create_tables(a)
+        create_tables(b)
+        for rows in written:
+            write_rows(a, rows)
+        window = WindowWriter(b)
+        b.execute("BEGIN")
+        for rows in written:
+            window.write(rows)
+        window.finish()
+        b.execute("COMMIT")
+        expected = table_contents(a)
+        assert table_contents(b) == expected
+        assert expected["links"] and expected["events"] and expected["consents"]
+        with closing(sqlite3.connect(tmp_path / "store" / "c360.sqlite3")) as stored:
+            assert table_contents(stored) == expected

@@ -24,6 +24,7 @@ from identity_graph.model import (
     MergeConflict,
     MergeKind,
     MergeRecord,
+    MessageType,
     Observation,
     StoredEvent,
     TraitValue,
@@ -105,6 +106,10 @@ class _Overlay:
 
     def state(self, pid: str) -> ProfileState:
         return self.profiles.get(pid) or self.snapshot.profiles[pid]
+
+
+_CO_OBSERVED = {t: f"co-observed:{t.value}" for t in MessageType}
+"""the rule of a link between identifiers seen together in a message of each type"""
 
 
 def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifier]:
@@ -240,7 +245,7 @@ def _plan_one(
         overlay.profiles[survivor] = ProfileState(survivor, at, {})
     center_owner = owners[0]
     links = [
-        Link(center, key, obs.source, obs.message_id, at, f"co-observed:{obs.type.value}")
+        Link(center, key, obs.source, obs.message_id, at, _CO_OBSERVED[obs.type])
         for key, owner in zip(keys[1:], owners[1:], strict=True)
         if owner is None or owner != center_owner
     ]

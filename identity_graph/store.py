@@ -33,8 +33,7 @@ from identity_graph.model import (
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ProfileState:
+class ProfileState(NamedTuple):
     """What a merge decision needs to know of a profile."""
 
     id: str

@@ -664,7 +664,7 @@ class _EmbeddedTx(WriteTx):
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
         store = self.store
         known = store.profile_of
-        profile_of = {k: known[k] for k in keys if k in known}
+        profile_of = {k: pid for k in keys if (pid := known.get(k)) is not None}
         profiles = _States(store, set(profile_of.values()))
         # pending writes first: once the copier dropped one, the tables hold it
         pending = store._pending_messages

@@ -149,7 +149,8 @@ ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
 """A change set as rows: (index into `STATEMENTS`, the rows it runs with), in the order
-they run. Strings, integers and None only, so it can be journalled as it is."""
+they run. Strings (`StrEnum` members among them), integers and None only, so it can be
+journalled as it is."""
 
 
 class _Micros:
@@ -219,9 +220,9 @@ def change_rows(c: ChangeSet) -> Rows:
             (
                 e.message_id,
                 e.identifier_key,
-                e.type.value,
+                e.type,
                 e.name,
-                e.category.value,
+                e.category,
                 dumps(e.properties),
                 micros(e.timestamp),
                 e.source,

@@ -98,3 +98,28 @@ async def test_one_window_writes_what_copies_one_by_one_write(
         assert expected["links"] and expected["events"] and expected["consents"]
         with closing(sqlite3.connect(tmp_path / "store" / "c360.sqlite3")) as stored:
             assert table_contents(stored) == expected
+
+
+async def test_json_values_msgpack_cannot_hold_are_journalled_as_text(tmp_path: Path) -> None:
+    big = 2**70
+    store = EmbeddedStore(tmp_path)
+    await store.open()
+    try:
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest(
+            [
+                observe("m1", "user_id:u1", t=1, traits={"big": big, "plan": "pro"}),
+                observe("m2", "user_id:u1", t=2, event="Paid", properties={"cents": big}),
+                observe("m3", "user_id:u1", t=3, event="Viewed", properties={"path": "/é"}),
+            ]
+        )
+        pid = store.profile_of["user_id:u1"]
+        traits = (await store.traits([pid]))[pid]
+        events = (await store.events([pid], first=10, after=None, types=None))[pid].items
+    finally:
+        await store.close()
+    assert {t.name: t.value for t in traits} == {"big": big, "plan": "pro"}
+    assert [dict(e.properties) for e in events] == [{"path": "/é"}, {"cents": big}]
+    with closing(sqlite3.connect(tmp_path / "c360.sqlite3")) as db:
+        stored = db.execute("SELECT properties FROM events ORDER BY ts").fetchall()
+    assert stored == [(f'{{"cents":{big}}}',), ('{"path":"/\\u00e9"}',)]

@@ -24,10 +24,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from identity_graph.adapters.embedded_sql import Rows, WindowWriter
+from identity_graph.adapters.embedded_sql import (
+    JSON_COLUMNS,
+    JsonText,
+    Rows,
+    WindowWriter,
+    json_text,
+)
 
 TABLES_FILE = "c360.sqlite3"
 JOURNAL_FILE = "journal.sqlite3"
@@ -65,12 +72,43 @@ def connect_tables_for_copy(path: Path) -> sqlite3.Connection:
     return conn
 
 
+_JSON_TEXT = 1
+"""msgpack extension type of a JSON value already encoded as text"""
+
+
 def encode(change_sets: Sequence[Rows]) -> bytes:
-    return msgpack.packb(change_sets)  # type: ignore[no-any-return]
+    """The journal body of a write. JSON values travel as msgpack; one msgpack cannot hold
+    (an integer wider than 64 bits, say) makes the write travel with its JSON values as text."""
+    try:
+        return msgpack.packb(change_sets)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError):
+        return msgpack.packb(  # type: ignore[no-any-return]
+            [[(index, _as_text(index, params)) for index, params in rows] for rows in change_sets]
+        )
+
+
+def _as_text(index: int, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    column = JSON_COLUMNS.get(index)
+    if column is None:
+        return params
+    return [
+        (
+            *row[:column],
+            msgpack.ExtType(_JSON_TEXT, json_text(row[column]).encode()),
+            *row[column + 1 :],
+        )
+        for row in params
+    ]
+
+
+def _ext(code: int, data: bytes) -> Any:
+    if code != _JSON_TEXT:
+        raise ValueError(f"unknown msgpack extension type {code} in the journal")
+    return JsonText(data.decode())
 
 
 def decode(body: bytes) -> list[Rows]:
-    return msgpack.unpackb(body)  # type: ignore[no-any-return]
+    return msgpack.unpackb(body, ext_hook=_ext)  # type: ignore[no-any-return]
 
 
 def copied_mark(tables: sqlite3.Connection) -> int:

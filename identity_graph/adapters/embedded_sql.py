@@ -149,8 +149,22 @@ ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
 """A change set as rows: (index into `STATEMENTS`, the rows it runs with), in the order
-they run. Strings (`StrEnum` members among them), integers and None only, so it can be
-journalled as it is."""
+they run. Strings (`StrEnum` members among them), integers and None, and in the columns
+`JSON_COLUMNS` a JSON value (a trait's value, an event's properties), so it can be
+journalled as it is. The copier encodes those values as JSON text, sparing the planning
+process that work."""
+
+JSON_COLUMNS = {11: 2, 12: 5}
+"""statement index -> the column of its rows that holds a JSON value, stored as its text"""
+
+
+class JsonText(str):
+    """A JSON value's text, already encoded (a journal's fallback for values msgpack cannot
+    hold, such as integers wider than 64 bits)."""
+
+
+def json_text(value: Any) -> str:
+    return value if type(value) is JsonText else dumps(value)
 
 
 class _Micros:
@@ -209,7 +223,7 @@ def change_rows(c: ChangeSet) -> Rows:
             (
                 t.identifier_key,
                 t.name,
-                dumps(t.value),
+                t.value,
                 t.source,
                 micros(t.observed_at),
                 t.message_id,
@@ -223,7 +237,7 @@ def change_rows(c: ChangeSet) -> Rows:
                 e.type,
                 e.name,
                 e.category,
-                dumps(e.properties),
+                e.properties,
                 micros(e.timestamp),
                 e.source,
                 landed.get(e.message_id),
@@ -264,6 +278,11 @@ class WindowWriter:
         db = self.db
         held = self.held
         for index, params in rows:
+            column = JSON_COLUMNS.get(index)
+            if column is not None:
+                params = [
+                    (*row[:column], json_text(row[column]), *row[column + 1 :]) for row in params
+                ]
             if index in SORTED_LAST or (index == _LINKS and not self.removes_links):
                 held.setdefault(index, []).extend(params)
                 continue

@@ -25,7 +25,8 @@ TABLES = ("profiles", "identifiers", "links", "merges", "conflicts", "traits", "
 async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
     """The rows of every change set of a history with re-sightings, merges, an undo that
     removes links which are then seen again, a split, consent, replayed messages and an
-    event under a message id seen before."""
+    event under a message id seen before. It starts with a merge of profiles whose
+    identifiers are all new to the window, and consent for the merged profile."""
     written: list[Rows] = []
     change_rows = embedded.change_rows
 
@@ -39,6 +40,13 @@ async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     await store.open()
     try:
         graph = IdentityGraph(store, Rules.default())
+        await graph.ingest([observe("b1", "anonymous_id:b1", t=0.1)])
+        await graph.ingest([observe("b2", "email:b@example.com", "user_id:ub", t=0.2)])
+        merged = await graph.ingest([observe("b3", "anonymous_id:b1", "user_id:ub", t=0.3)])
+        assert merged[0].merges and merged[0].profile_id is not None
+        await graph.set_consent(
+            merged[0].profile_id, {"analytics": ConsentStatus.DENIED}, source="web"
+        )
         await graph.ingest([observe("m1", "anonymous_id:a1", t=1, event="Viewed")])
         await graph.ingest(
             [

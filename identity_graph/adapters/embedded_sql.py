@@ -252,11 +252,15 @@ def change_rows(c: ChangeSet) -> Rows:
     return [(i, rows[i]) for i in ORDER if rows[i]]
 
 
-SORTED_LAST = {15: 0, 11: 0, 12: 1, 14: 0}
-"""statements whose rows commute with every other statement of a copy window (widening
-known identifiers, traits, events, messages), and the column of the index their rows are
-sorted by; links too while the window removes none"""
-_LINKS, _REMOVED_LINKS = 7, 6
+SORTED_LAST = {2: 0, 15: 0, 11: 0, 12: 1, 14: 0}
+"""statements a copy window holds back, and the column of the index their rows are sorted
+by: those whose rows commute with every other statement (widening known identifiers,
+traits, events, messages), links while the window removes none, and new identifiers while
+no statement reads or moves identifiers one by one (`_IN_ORDER_FROM`)"""
+_INSERT_IDENTIFIERS, _REASSIGN, _REMOVED_LINKS, _LINKS = 2, 3, 6, 7
+_IN_ORDER_FROM = {1, 5, 13}
+"""restoring a profile, assigning identifiers by key, storing consent for a profile's
+identifiers: from the first of these on, new identifiers are inserted in order"""
 
 
 class WindowWriter:
@@ -264,15 +268,21 @@ class WindowWriter:
 
     Rows of the statements in `SORTED_LAST` are held back and run at the end, sorted by
     the key of the index they land in, so that each page of a random-keyed index is visited
-    once per window in order instead of at random: with windows of 100k+ observations that
-    halves the cost of those statements. Sorting is stable, so of rows with one key the
-    earliest still runs first (`INSERT OR IGNORE` keeps the first event of a message id).
+    once per window in order instead of at random (with windows of 100k+ observations this
+    saves a third of the time of those statements). Sorting is stable, so of rows with one
+    key the earliest still runs first (`INSERT OR IGNORE` keeps the first event of a
+    message id). A held new identifier follows the merges of its profile made after it:
+    when a profile is absorbed, its held identifiers move to the survivor as its stored
+    ones do.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.held: dict[int, list[Sequence[Any]]] = {}
-        self.removes_links = False
+        self.held_of: dict[str, list[list[Any]]] = {}
+        """profile id -> its held new identifier rows"""
+        self.in_order: set[int] = set()
+        """the held statements that, from now on in this window, run in order"""
 
     def write(self, rows: Rows) -> None:
         db = self.db
@@ -283,14 +293,44 @@ class WindowWriter:
                 params = [
                     (*row[:column], json_text(row[column]), *row[column + 1 :]) for row in params
                 ]
-            if index in SORTED_LAST or (index == _LINKS and not self.removes_links):
+            if (
+                index in SORTED_LAST
+                and index not in self.in_order
+                or (index == _LINKS and _LINKS not in self.in_order)
+            ):
+                if index == _INSERT_IDENTIFIERS:
+                    movable = [list(row) for row in params]
+                    for row in movable:
+                        self.held_of.setdefault(row[2], []).append(row)
+                    held.setdefault(index, []).extend(movable)
+                    continue
                 held.setdefault(index, []).extend(params)
                 continue
-            if index == _REMOVED_LINKS and not self.removes_links:
-                # from here on links run in order: the held ones first
-                self.removes_links = True
-                db.executemany(STATEMENTS[_LINKS], held.pop(_LINKS, []))
+            if index == _REMOVED_LINKS:
+                self._in_order(_LINKS)
+            elif index in _IN_ORDER_FROM:
+                self._in_order(_INSERT_IDENTIFIERS)
+            elif index == _REASSIGN:
+                self._follow(params)
             db.executemany(STATEMENTS[index], params)
+
+    def _in_order(self, index: int) -> None:
+        """Run the held rows of statement `index` now, and its later rows in order."""
+        if index not in self.in_order:
+            self.in_order.add(index)
+            self.db.executemany(STATEMENTS[index], self.held.pop(index, []))
+            if index == _INSERT_IDENTIFIERS:
+                self.held_of.clear()
+
+    def _follow(self, merges: list[Sequence[Any]]) -> None:
+        """Move the held new identifiers of absorbed profiles to their survivors."""
+        held_of = self.held_of
+        for absorbed, survivor in merges:
+            moved = held_of.pop(absorbed, None)
+            if moved:
+                for row in moved:
+                    row[2] = survivor
+                held_of.setdefault(survivor, []).extend(moved)
 
     def finish(self) -> None:
         """Run the held rows, sorted; call before the window's transaction commits."""
@@ -299,6 +339,7 @@ class WindowWriter:
             params.sort(key=itemgetter(SORTED_LAST.get(index, 0)))
             self.db.executemany(STATEMENTS[index], params)
         self.held.clear()
+        self.held_of.clear()
 
 
 def write_rows(db: sqlite3.Connection, rows: Rows) -> None:

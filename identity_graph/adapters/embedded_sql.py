@@ -290,9 +290,7 @@ class WindowWriter:
         for index, params in rows:
             column = JSON_COLUMNS.get(index)
             if column is not None:
-                params = [
-                    (*row[:column], json_text(row[column]), *row[column + 1 :]) for row in params
-                ]
+                params = [_with_json_text(row, column) for row in params]
             if (
                 index in SORTED_LAST
                 and index not in self.in_order
@@ -340,6 +338,15 @@ class WindowWriter:
             self.db.executemany(STATEMENTS[index], params)
         self.held.clear()
         self.held_of.clear()
+
+
+def _with_json_text(row: Sequence[Any], column: int) -> Sequence[Any]:
+    """The row with its JSON value as text: in place if it is a list (as the journal
+    decodes rows), else a copy."""
+    if isinstance(row, list):
+        row[column] = json_text(row[column])
+        return row
+    return (*row[:column], json_text(row[column]), *row[column + 1 :])
 
 
 def write_rows(db: sqlite3.Connection, rows: Rows) -> None:

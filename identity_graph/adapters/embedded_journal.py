@@ -23,6 +23,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -126,15 +127,20 @@ def copy_some(journal: sqlite3.Connection, tables: sqlite3.Connection) -> int | 
         size = 0
         last = None
         writer = WindowWriter(tables)
-        for seq, body in journal.execute(
-            "SELECT seq, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (mark, MAX_ROWS)
-        ).fetchall():
-            for rows in decode(body):
-                writer.write(rows)
-            last = seq
-            size += len(body)
-            if size >= MAX_COPY_BYTES:
-                break
+        # rows are read one at a time: a window may end long before MAX_ROWS
+        with closing(
+            journal.execute(
+                "SELECT seq, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (mark, MAX_ROWS),
+            )
+        ) as found:
+            for seq, body in found:
+                for rows in decode(body):
+                    writer.write(rows)
+                last = seq
+                size += len(body)
+                if size >= MAX_COPY_BYTES:
+                    break
         if last is None:
             tables.execute("ROLLBACK")
             return None

@@ -1,19 +1,22 @@
 """A data directory written by the previous c360 (no journal, no copier mark, events
-without their profile, every message in `messages`, the `links_b` index) opens, keeps
-every customer, and still recognises the messages it saw; one that is not a database is
-refused with a clear error."""
+without their profile, every message in `messages`, the `links_b` index, the audit log and
+API keys in the tables file) opens, keeps every customer, audit entry and key, and still
+recognises the messages it saw; one that is not a database is refused with a clear error."""
 
 from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from streams import observe, partition
 
 from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded_sql import AUDIT_FILE, AUDIT_SCHEMA
 from identity_graph.errors import StoreUnavailable
+from identity_graph.model import ApiKey, AuditEntry
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -91,3 +94,51 @@ async def test_a_data_dir_that_is_not_a_database_is_refused_and_left_unlocked(
     store = EmbeddedStore(data_dir)
     await store.open()
     await store.close()
+
+
+def move_audit_to_tables_file(data_dir: Path, *, keep_copy: bool) -> None:
+    """Put the audit log and API keys where the previous version kept them: in the tables
+    file. `keep_copy` leaves the audit file as it was too (a crash after the move copied
+    them but before it dropped the old tables)."""
+    with closing(sqlite3.connect(data_dir / "c360.sqlite3", isolation_level=None)) as db:
+        db.executescript(AUDIT_SCHEMA)
+        db.execute("ATTACH DATABASE ? AS a", (str(data_dir / AUDIT_FILE),))
+        db.execute("INSERT INTO main.audit SELECT * FROM a.audit")
+        db.execute("INSERT INTO main.api_keys SELECT * FROM a.api_keys")
+        db.execute("DETACH DATABASE a")
+    if not keep_copy:
+        for suffix in ("", "-wal", "-shm"):
+            (data_dir / (AUDIT_FILE + suffix)).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("crashed_midway", [False, True], ids=["moved", "crashed-midway"])
+async def test_the_audit_log_and_keys_move_from_the_tables_file_once(
+    tmp_path: Path, crashed_midway: bool
+) -> None:
+    t = datetime(2024, 5, 1, tzinfo=UTC)
+    entries = [
+        AuditEntry(f"a{i}", t, "ops@x.io", "support", "cust-1", ("email",)) for i in range(3)
+    ]
+    key = ApiKey("k1", "hash-1", "support", "desk", t)
+    store = EmbeddedStore(tmp_path)
+    await store.open()
+    try:
+        await store.append_audit(entries)
+        await store.put_api_key(key)
+    finally:
+        await store.close()
+    move_audit_to_tables_file(tmp_path, keep_copy=crashed_midway)
+
+    for _ in range(2):  # a second start finds nothing left to move
+        store = EmbeddedStore(tmp_path)
+        await store.open()
+        try:
+            page = await store.audit_log(first=10, after=None, customer_id=None)
+            assert [e.id for e in page.items] == ["a2", "a1", "a0"]
+            assert page.items[0] == entries[2] and page.total == 3
+            assert await store.api_key("hash-1") == key
+        finally:
+            await store.close()
+        with closing(sqlite3.connect(tmp_path / "c360.sqlite3")) as db:
+            names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert not {"audit", "api_keys"} & names

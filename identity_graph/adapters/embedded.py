@@ -6,7 +6,8 @@ it applied in memory, so a crash at any moment leaves acknowledged writes and no
 half-made. A copier process (`embedded_journal`) copies journalled writes into the query
 tables (`c360.sqlite3`), many per transaction; the store deletes the journal rows it
 copied, and at start copies what a crash left. The graph in memory is rebuilt from the
-tables at start.
+tables at start. The audit log and API keys live in a file of their own (`audit.sqlite3`),
+written by this process directly, so an audited read never waits for a copy.
 
 Reads of the tables wait until every write acknowledged before the read began is in them,
 so a caller always reads its own writes. Ingest waits while more than `MAX_BACKLOG`
@@ -49,9 +50,11 @@ from identity_graph.adapters.embedded_journal import (
 )
 from identity_graph.adapters.embedded_reads import ProfileReads
 from identity_graph.adapters.embedded_sql import (
+    AUDIT_FILE,
     SQL_VARS,
     change_rows,
     chunks,
+    create_audit_tables,
     create_tables,
     kind_of,
     merge_from_row,
@@ -139,7 +142,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._lock = asyncio.Lock()
         self._rows_lock = asyncio.Lock()
         self._journal: sqlite3.Connection | None = None
-        self._writer: sqlite3.Connection | None = None
+        self._audit: sqlite3.Connection | None = None
+        """writes the audit file (audit log, API keys); `_audit_reader` reads it"""
+        self._audit_reader: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._marks: sqlite3.Connection | None = None
         """reads the copier's mark, nothing else"""
@@ -170,7 +175,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     # --- life cycle ----------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._writer is not None:
+        if self._audit is not None:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
@@ -199,16 +204,18 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         finally:
             tables.close()
         self._journal.execute("DELETE FROM journal WHERE seq <= ?", (self._copied,))
-        self._writer = connect(self.data_dir / TABLES_FILE)
+        self._audit = connect(self.data_dir / AUDIT_FILE)
+        create_audit_tables(self._audit, self.data_dir / TABLES_FILE)
+        self._audit_reader = connect(self.data_dir / AUDIT_FILE)
         self._reader = connect(self.data_dir / TABLES_FILE)
         self._marks = connect(self.data_dir / TABLES_FILE)
         self._load()
 
     def _close_files(self) -> None:
-        for conn in (self._journal, self._writer, self._reader, self._marks):
+        for conn in (self._journal, self._audit, self._audit_reader, self._reader, self._marks):
             if conn is not None:
                 conn.close()
-        self._journal = self._writer = self._reader = self._marks = None
+        self._journal = self._audit = self._audit_reader = self._reader = self._marks = None
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None
@@ -246,15 +253,21 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 self._close_files()
 
     def _db(self) -> sqlite3.Connection:
-        if self._writer is None:
+        if self._audit is None:
             raise StoreUnavailable("the embedded store is not open")
-        return self._writer
+        return self._audit
 
     def _read(self) -> sqlite3.Connection:
         self.round_trips += 1
         if self._reader is None:
             raise StoreUnavailable("the embedded store is not open")
         return self._reader
+
+    def _read_audit(self) -> sqlite3.Connection:
+        self.round_trips += 1
+        if self._audit_reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._audit_reader
 
     async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
         """The reader, once the tables hold every write acknowledged before this call that
@@ -564,7 +577,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     async def audit_log(
         self, *, first: int, after: str | None, customer_id: str | None
     ) -> Page[AuditEntry]:
-        db = self._read()
+        db = self._read_audit()
         clauses: list[str] = []
         params: list[Any] = []
         if customer_id is not None:
@@ -610,7 +623,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def api_key(self, key_hash: str) -> ApiKey | None:
         row = (
-            self._read()
+            self._read_audit()
             .execute(
                 "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
                 " WHERE key_hash = ?",

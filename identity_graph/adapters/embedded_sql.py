@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 from identity_graph.codec import (
@@ -62,12 +63,19 @@ CREATE INDEX IF NOT EXISTS consents_identifier ON consents (identifier_key);
 CREATE TABLE IF NOT EXISTS messages (
     message_id TEXT PRIMARY KEY, profile_id TEXT NOT NULL, at INTEGER NOT NULL)
     WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+AUDIT_FILE = "audit.sqlite3"
+"""the audit log and API keys: written by the API process itself, never by the copier, so a
+clear read's audit entry never waits behind a copy window's transaction"""
+AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL,
     principal TEXT NOT NULL, role TEXT NOT NULL, customer_id TEXT NOT NULL,
     fields TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id, seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_id ON audit (id);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, name TEXT,
     created_at INTEGER NOT NULL, revoked_at INTEGER);
@@ -80,7 +88,6 @@ MIGRATIONS = (
 INDEXES = """
 DROP INDEX IF EXISTS links_b;
 CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_id ON audit (id);
 """
 
 
@@ -92,6 +99,37 @@ def create_tables(db: sqlite3.Connection) -> None:
         if column not in columns:
             db.execute(statement)
     db.executescript(INDEXES)
+
+
+def create_audit_tables(audit: sqlite3.Connection, tables_file: Path) -> None:
+    """Create the audit tables, and move there the audit log and API keys that an older
+    c360 kept in the tables file. Each step is idempotent: the entries are copied once by
+    id, then the old tables dropped (the two files do not share a transaction)."""
+    audit.executescript(AUDIT_SCHEMA)
+    audit.execute("ATTACH DATABASE ? AS old", (str(tables_file),))
+    try:
+        old = {row[0] for row in audit.execute("SELECT name FROM old.sqlite_master")}
+        if not {"audit", "api_keys"} & old:
+            return
+        audit.execute("BEGIN IMMEDIATE")
+        try:
+            if "audit" in old:
+                audit.execute(
+                    "INSERT INTO main.audit (id, at, principal, role, customer_id, fields)"
+                    " SELECT id, at, principal, role, customer_id, fields FROM old.audit o"
+                    " WHERE NOT EXISTS (SELECT 1 FROM main.audit a WHERE a.id = o.id)"
+                    " ORDER BY seq"
+                )
+            if "api_keys" in old:
+                audit.execute("INSERT OR IGNORE INTO main.api_keys SELECT * FROM old.api_keys")
+            audit.execute("COMMIT")
+        except BaseException:
+            audit.execute("ROLLBACK")
+            raise
+        audit.execute("DROP TABLE IF EXISTS old.audit")
+        audit.execute("DROP TABLE IF EXISTS old.api_keys")
+    finally:
+        audit.execute("DETACH DATABASE old")
 
 
 SQL_VARS = 900

@@ -1,5 +1,6 @@
 """The embedded store's journal: recovery from the journal alone, copiers that copy each
-journal row once, backpressure, a copier that makes no progress, and the copier's life.
+journal row once, backpressure, a copier that makes no progress, the copier's life, and
+audit writes that never wait for a copy.
 
 Run as a script, this file is a writer: `python tests/test_embedded_journal.py MODE DATA_DIR`
 ingests `stream()` into DATA_DIR in batches of `BATCH`, prints each message id once `ingest`
@@ -24,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from identity_graph.adapters.embedded import EmbeddedStore
 from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
 from identity_graph.adapters.embedded_sql import STATEMENTS, Rows
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import Observation
+from identity_graph.model import ApiKey, AuditEntry, Observation
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -594,6 +596,25 @@ async def test_restarting_the_copier_closes_the_old_ones_pipe(tmp_path: Path) ->
     finally:
         if copier is not None and copier.stdin is not None:
             copier.stdin.close()  # so that the leak fails this test only, as an assertion
+        await store.close()
+
+
+async def test_audit_entries_and_keys_are_written_while_a_copy_holds_the_tables(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        with closing(sqlite3.connect(tmp_path / "data" / TABLES_FILE, timeout=0)) as copy:
+            copy.execute("BEGIN IMMEDIATE")  # as a copy window holds the tables' write lock
+            at = datetime(2024, 5, 1, tzinfo=UTC)
+            await store.append_audit([AuditEntry("e1", at, "ops", "support", "c1", ("email",))])
+            await store.put_api_key(ApiKey("k1", "h1", "support", None, at))
+            page = await store.audit_log(first=5, after=None, customer_id="c1")
+            assert [e.id for e in page.items] == ["e1"]
+            assert await store.revoke_api_key("k1", at=at)
+            copy.execute("ROLLBACK")
+    finally:
         await store.close()
 
 

@@ -10,6 +10,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 from streams import observe, partition
 
@@ -142,3 +143,63 @@ async def test_the_audit_log_and_keys_move_from_the_tables_file_once(
         with closing(sqlite3.connect(tmp_path / "c360.sqlite3")) as db:
             names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         assert not {"audit", "api_keys"} & names
+
+
+async def test_journal_rows_an_older_version_left_uncopied_are_copied_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """Format 1 bodies (a bare list, JSON columns already text) from a c360 that stopped
+    before its copier took them."""
+    store = EmbeddedStore(tmp_path)
+    await store.open()
+    await store.close()
+    t = 1_714_521_600_000_000
+    body = msgpack.packb(
+        [
+            [
+                (0, [("p9", t)]),
+                (2, [("user_id:u9", "user_id", "p9", t, t, "web", None)]),
+                (11, [("user_id:u9", "plan", '"pro"', "web", t, "m9")]),
+                (
+                    12,
+                    [
+                        (
+                            "m9",
+                            "user_id:u9",
+                            "track",
+                            "Paid",
+                            "behavioural",
+                            '{"cents":5}',
+                            t,
+                            "web",
+                            "p9",
+                        )
+                    ],
+                ),  # fmt: skip
+            ]
+        ]
+    )
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite3", isolation_level=None)) as db:
+        db.execute("INSERT INTO journal (seq, body) VALUES (1, ?)", (body,))
+
+    store = EmbeddedStore(tmp_path)
+    await store.open()
+    try:
+        assert store.profile_of == {"user_id:u9": "p9"}
+        traits = (await store.traits(["p9"]))["p9"]
+        assert [(x.name, x.value) for x in traits] == [("plan", "pro")]
+        events = (await store.events(["p9"], first=5, after=None, types=None))["p9"].items
+        assert [(e.name, dict(e.properties)) for e in events] == [("Paid", {"cents": 5})]
+    finally:
+        await store.close()
+
+
+async def test_a_journal_body_of_an_unknown_format_is_refused_clearly(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path)
+    await store.open()
+    await store.close()
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite3", isolation_level=None)) as db:
+        body = msgpack.packb({"v": 99, "sets": []})
+        db.execute("INSERT INTO journal (seq, body) VALUES (1, ?)", (body,))
+    with pytest.raises(StoreUnavailable, match="unknown format 99"):
+        await EmbeddedStore(tmp_path).open()

@@ -189,7 +189,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._lock_file = fd
         try:
             self._open_files()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, ValueError) as e:  # ValueError: a journal body it cannot read
             self._close_files()
             raise StoreUnavailable(f"cannot open the embedded store in {self.data_dir}: {e}") from e
 

@@ -75,17 +75,21 @@ def connect_tables_for_copy(path: Path) -> sqlite3.Connection:
 
 _JSON_TEXT = 1
 """msgpack extension type of a JSON value already encoded as text"""
+FORMAT = 2
+"""the journal body's format: 2 is a map {"v": 2, "sets": [Rows, ...]} whose JSON columns
+hold JSON values; 1 (c360 before it) is the bare list, its JSON columns already text"""
 
 
 def encode(change_sets: Sequence[Rows]) -> bytes:
     """The journal body of a write. JSON values travel as msgpack; one msgpack cannot hold
     (an integer wider than 64 bits, say) makes the write travel with its JSON values as text."""
     try:
-        return msgpack.packb(change_sets)  # type: ignore[no-any-return]
+        return msgpack.packb({"v": FORMAT, "sets": change_sets})  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError):
-        return msgpack.packb(  # type: ignore[no-any-return]
-            [[(index, _as_text(index, params)) for index, params in rows] for rows in change_sets]
-        )
+        as_text = [
+            [(index, _as_text(index, params)) for index, params in rows] for rows in change_sets
+        ]
+        return msgpack.packb({"v": FORMAT, "sets": as_text})  # type: ignore[no-any-return]
 
 
 def _as_text(index: int, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
@@ -109,7 +113,19 @@ def _ext(code: int, data: bytes) -> Any:
 
 
 def decode(body: bytes) -> list[Rows]:
-    return msgpack.unpackb(body, ext_hook=_ext)  # type: ignore[no-any-return]
+    found = msgpack.unpackb(body, ext_hook=_ext)
+    if isinstance(found, dict):
+        if found.get("v") != FORMAT:
+            raise ValueError(f"journal body of unknown format {found.get('v')!r}")
+        return found["sets"]  # type: ignore[no-any-return]
+    # format 1, left by an older c360 that stopped before copying it
+    for rows in found:
+        for index, params in rows:
+            column = JSON_COLUMNS.get(index)
+            if column is not None:
+                for row in params:
+                    row[column] = JsonText(row[column])
+    return found  # type: ignore[no-any-return]
 
 
 def copied_mark(tables: sqlite3.Connection) -> int:

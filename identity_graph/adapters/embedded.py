@@ -252,7 +252,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             async with self._rows_lock:
                 self._close_files()
 
-    def _db(self) -> sqlite3.Connection:
+    def _audit_db(self) -> sqlite3.Connection:
+        """The connection that writes the audit file; raises if the store is not open."""
         if self._audit is None:
             raise StoreUnavailable("the embedded store is not open")
         return self._audit
@@ -390,7 +391,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         async with self._lock:
-            self._db()
+            self._audit_db()  # raises if the store is not open
             await self._room()
             self.round_trips += 1
             tx = _EmbeddedTx(self)
@@ -556,7 +557,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Write rows of the tables the journal does not hold (audit, API keys)."""
         async with self._rows_lock:
-            db = self._db()
+            db = self._audit_db()
             self.round_trips += 1
 
             def run() -> int:

@@ -30,11 +30,11 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 
 from identity_graph.adapters.embedded_sql import (
-    JSON_COLUMNS,
     JsonText,
     Rows,
     WindowWriter,
     json_text,
+    map_json,
 )
 
 TABLES_FILE = "c360.sqlite3"
@@ -87,23 +87,14 @@ def encode(change_sets: Sequence[Rows]) -> bytes:
         return msgpack.packb({"v": FORMAT, "sets": change_sets})  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError):
         as_text = [
-            [(index, _as_text(index, params)) for index, params in rows] for rows in change_sets
+            [(index, map_json(index, params, _as_text)) for index, params in rows]
+            for rows in change_sets
         ]
         return msgpack.packb({"v": FORMAT, "sets": as_text})  # type: ignore[no-any-return]
 
 
-def _as_text(index: int, params: list[Sequence[Any]]) -> list[Sequence[Any]]:
-    column = JSON_COLUMNS.get(index)
-    if column is None:
-        return params
-    return [
-        (
-            *row[:column],
-            msgpack.ExtType(_JSON_TEXT, json_text(row[column]).encode()),
-            *row[column + 1 :],
-        )
-        for row in params
-    ]
+def _as_text(value: Any) -> msgpack.ExtType:
+    return msgpack.ExtType(_JSON_TEXT, json_text(value).encode())
 
 
 def _ext(code: int, data: bytes) -> Any:
@@ -121,10 +112,7 @@ def decode(body: bytes) -> list[Rows]:
     # format 1, left by an older c360 that stopped before copying it
     for rows in found:
         for index, params in rows:
-            column = JSON_COLUMNS.get(index)
-            if column is not None:
-                for row in params:
-                    row[column] = JsonText(row[column])
+            map_json(index, params, JsonText)
     return found  # type: ignore[no-any-return]
 
 
@@ -201,7 +189,7 @@ def main(argv: Sequence[str]) -> int:
     while True:
         try:
             copy_all(journal, tables)
-        except sqlite3.Error as e:
+        except (sqlite3.Error, ValueError) as e:  # ValueError: a body it cannot read
             print(f"c360 journal copier: {e}; retrying", file=sys.stderr, flush=True)
             time.sleep(RETRY_SECONDS)
             continue

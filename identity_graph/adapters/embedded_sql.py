@@ -205,6 +205,23 @@ def json_text(value: Any) -> str:
     return value if type(value) is JsonText else dumps(value)
 
 
+def map_json(index: int, params: list[Sequence[Any]], convert: Callable[[Any], Any]) -> list[Any]:
+    """Statement `index`'s rows with `convert` applied to their JSON column (`JSON_COLUMNS`),
+    if they have one: in place for rows that are lists (as the journal decodes them), in
+    copies for tuples."""
+    column = JSON_COLUMNS.get(index)
+    if column is None:
+        return params
+    mapped: list[Any] = []
+    for row in params:
+        if isinstance(row, list):
+            row[column] = convert(row[column])
+            mapped.append(row)
+        else:
+            mapped.append((*row[:column], convert(row[column]), *row[column + 1 :]))
+    return mapped
+
+
 class _Micros:
     """`to_micros`, remembering the last time converted: the rows of one observation
     share its timestamp."""
@@ -326,16 +343,14 @@ class WindowWriter:
         db = self.db
         held = self.held
         for index, params in rows:
-            column = JSON_COLUMNS.get(index)
-            if column is not None:
-                params = [_with_json_text(row, column) for row in params]
+            params = map_json(index, params, json_text)
             if (
                 index in SORTED_LAST
                 and index not in self.in_order
                 or (index == _LINKS and _LINKS not in self.in_order)
             ):
                 if index == _INSERT_IDENTIFIERS:
-                    movable = [list(row) for row in params]
+                    movable = [row if isinstance(row, list) else list(row) for row in params]
                     for row in movable:
                         self.held_of.setdefault(row[2], []).append(row)
                     held.setdefault(index, []).extend(movable)
@@ -376,15 +391,6 @@ class WindowWriter:
             self.db.executemany(STATEMENTS[index], params)
         self.held.clear()
         self.held_of.clear()
-
-
-def _with_json_text(row: Sequence[Any], column: int) -> Sequence[Any]:
-    """The row with its JSON value as text: in place if it is a list (as the journal
-    decodes rows), else a copy."""
-    if isinstance(row, list):
-        row[column] = json_text(row[column])
-        return row
-    return (*row[:column], json_text(row[column]), *row[column + 1 :])
 
 
 def write_rows(db: sqlite3.Connection, rows: Rows) -> None:

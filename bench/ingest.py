@@ -196,8 +196,17 @@ async def run(args: argparse.Namespace) -> Path:
     )
     current, peak = rss_and_peak_mb()
     print(
-        f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory);"
+        f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory;"
+        f" {rss_mb(field='RssFile'):,.0f} MB of it file pages the reader mapped);"
         f" copier process {child_rss_mb(store):,.0f} MB"
+    )
+    idle = time.perf_counter()
+    copier = store._copier
+    if copier is not None:
+        await asyncio.to_thread(copier.wait, store.copier_idle_seconds + 30)
+    print(
+        f"copier idle: exited after {time.perf_counter() - idle:.1f} s,"
+        f" {child_rss_mb(store):,.0f} MB left"
     )
 
     if args.events:

@@ -537,6 +537,47 @@ async def test_the_copier_exits_when_its_input_closes_and_is_restarted(tmp_path:
         await store.close()
 
 
+async def test_an_idle_copier_exits_and_the_next_write_starts_another(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "data", copier_idle_seconds=0.3)
+    await store.open()
+    try:
+        observations = stream(12)
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest(observations[:6])
+        copier = store._copier
+        assert copier is not None
+        # it exits of itself once it has copied everything and stayed idle; its memory goes
+        assert await asyncio.to_thread(copier.wait, 10) == 0
+        assert mark(tmp_path / "data") == store._acked  # it left nothing uncopied
+        await graph.ingest(observations[6:])
+        assert store._copier is not None and store._copier is not copier
+        await check_everything_readable(store, observations, await partition(store))
+    finally:
+        await store.close()
+
+
+async def test_a_read_restarts_a_copier_that_exited_with_a_write_left(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "data", copier_idle_seconds=0.3)
+    await store.open()
+    try:
+        observations = stream(12)
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest(observations[:6])
+        copier = store._copier
+        assert copier is not None
+        assert await asyncio.to_thread(copier.wait, 10) == 0
+        # a write journalled just as the idle copier left: nothing starts one for it ...
+        store.copier_allowed = False
+        await graph.ingest(observations[6:])
+        assert store._copied < store._acked
+        # ... until a read waits for it
+        store.copier_allowed = True
+        await check_everything_readable(store, observations, await partition(store))
+        assert store._copier is not copier
+    finally:
+        await store.close()
+
+
 async def test_the_copier_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     writer = Writer("copied", data_dir)

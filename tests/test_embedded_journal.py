@@ -518,40 +518,34 @@ async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
     assert copier.returncode == 0
 
 
-async def test_the_copier_exits_when_its_input_closes_and_is_restarted(tmp_path: Path) -> None:
-    store = EmbeddedStore(tmp_path / "data")
-    await store.open()
-    try:
-        observations = stream(12)
-        graph = IdentityGraph(store, Rules.default())
-        await graph.ingest(observations[:6])
-        copier = store._copier
-        assert copier is not None and copier.stdin is not None
+async def half_written_then_copier_gone(
+    store: EmbeddedStore, *, close_input: bool
+) -> tuple[IdentityGraph, subprocess.Popen[bytes]]:
+    """Ingest the first half of `stream(12)`, then wait for the copier to exit: at once
+    once its input is closed (`close_input`), else after the store's idle time. Either
+    way it copied everything first."""
+    graph = IdentityGraph(store, Rules.default())
+    await graph.ingest(stream(12)[:6])
+    copier = store._copier
+    assert copier is not None and copier.stdin is not None
+    if close_input:
         copier.stdin.close()
-        assert await asyncio.to_thread(copier.wait, 5) == 0
-        # the store starts another on its next write, and reads see everything
-        await graph.ingest(observations[6:])
-        assert store._copier is not None and store._copier is not copier
-        await check_everything_readable(store, observations, await partition(store))
-    finally:
-        await store.close()
+    assert await asyncio.to_thread(copier.wait, 10) == 0
+    assert mark(store.data_dir) == store._acked
+    return graph, copier
 
 
-async def test_an_idle_copier_exits_and_the_next_write_starts_another(tmp_path: Path) -> None:
+@pytest.mark.parametrize("close_input", [True, False], ids=["input closed", "idle"])
+async def test_an_exited_copier_is_restarted_by_the_next_write(
+    tmp_path: Path, close_input: bool
+) -> None:
     store = EmbeddedStore(tmp_path / "data", copier_idle_seconds=0.3)
     await store.open()
     try:
-        observations = stream(12)
-        graph = IdentityGraph(store, Rules.default())
-        await graph.ingest(observations[:6])
-        copier = store._copier
-        assert copier is not None
-        # it exits of itself once it has copied everything and stayed idle; its memory goes
-        assert await asyncio.to_thread(copier.wait, 10) == 0
-        assert mark(tmp_path / "data") == store._acked  # it left nothing uncopied
-        await graph.ingest(observations[6:])
+        graph, copier = await half_written_then_copier_gone(store, close_input=close_input)
+        await graph.ingest(stream(12)[6:])
         assert store._copier is not None and store._copier is not copier
-        await check_everything_readable(store, observations, await partition(store))
+        await check_everything_readable(store, stream(12), await partition(store))
     finally:
         await store.close()
 
@@ -560,19 +554,14 @@ async def test_a_read_restarts_a_copier_that_exited_with_a_write_left(tmp_path: 
     store = GatedStore(tmp_path / "data", copier_idle_seconds=0.3)
     await store.open()
     try:
-        observations = stream(12)
-        graph = IdentityGraph(store, Rules.default())
-        await graph.ingest(observations[:6])
-        copier = store._copier
-        assert copier is not None
-        assert await asyncio.to_thread(copier.wait, 10) == 0
+        graph, copier = await half_written_then_copier_gone(store, close_input=False)
         # a write journalled just as the idle copier left: nothing starts one for it ...
         store.copier_allowed = False
-        await graph.ingest(observations[6:])
+        await graph.ingest(stream(12)[6:])
         assert store._copied < store._acked
         # ... until a read waits for it
         store.copier_allowed = True
-        await check_everything_readable(store, observations, await partition(store))
+        await check_everything_readable(store, stream(12), await partition(store))
         assert store._copier is not copier
     finally:
         await store.close()

@@ -200,7 +200,7 @@ def main(argv: Sequence[str]) -> int:
     journal = connect(data_dir / JOURNAL_FILE)
     tables = connect_tables_for_copy(data_dir / TABLES_FILE)
     running = True
-    mark = copied_mark(tables)
+    mark = None
     idle_since = time.monotonic()
     while True:
         try:
@@ -213,11 +213,13 @@ def main(argv: Sequence[str]) -> int:
             return 0
         if copied != mark:
             mark, idle_since = copied, time.monotonic()
-        elif time.monotonic() - idle_since > idle_exit:
-            return 0  # a write journalled meanwhile starts another copier
         running, woken = _woken(POLL_SECONDS)
         if woken:
             idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > idle_exit:
+            # a write journalled as it leaves is copied by the copier the store starts on
+            # its next write, or for a read that waits for it
+            return 0
 
 
 if __name__ == "__main__":

@@ -521,9 +521,9 @@ async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
 async def half_written_then_copier_gone(
     store: EmbeddedStore, *, close_input: bool
 ) -> tuple[IdentityGraph, subprocess.Popen[bytes]]:
-    """Ingest the first half of `stream(12)`, then wait for the copier to exit: at once
-    once its input is closed (`close_input`), else after the store's idle time. Either
-    way it copied everything first."""
+    """Ingest the first half of `stream(12)`, then wait for the copier to exit: its input
+    closed here (`close_input`), or by the store once no write came for its idle time.
+    Either way it copied everything first."""
     graph = IdentityGraph(store, Rules.default())
     await graph.ingest(stream(12)[:6])
     copier = store._copier
@@ -543,6 +543,8 @@ async def test_an_exited_copier_is_restarted_by_the_next_write(
     await store.open()
     try:
         graph, copier = await half_written_then_copier_gone(store, close_input=close_input)
+        await store.ping()  # everything was copied: a health check starts no copier
+        assert store._copier is copier
         await graph.ingest(stream(12)[6:])
         assert store._copier is not None and store._copier is not copier
         await check_everything_readable(store, stream(12), await partition(store))
@@ -550,16 +552,36 @@ async def test_an_exited_copier_is_restarted_by_the_next_write(
         await store.close()
 
 
-async def test_a_read_restarts_a_copier_that_exited_with_a_write_left(tmp_path: Path) -> None:
+async def test_a_write_while_a_closed_copier_finishes_starts_another(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    await graph.ingest(stream(12)[:6])
+    old = store._copier
+    assert old is not None and old.stdin is not None
+    os.kill(old.pid, signal.SIGSTOP)  # closed, but still alive when the next write lands
+    try:
+        old.stdin.close()
+        await graph.ingest(stream(12)[6:])
+        new = store._copier
+        assert new is not None and new is not old and new.poll() is None
+        await check_everything_readable(store, stream(12), await partition(store))
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+        await store.close()
+    assert await asyncio.to_thread(old.wait, 10) == 0
+
+
+async def test_a_read_restarts_a_copier_for_a_write_left_uncopied(tmp_path: Path) -> None:
     store = GatedStore(tmp_path / "data", copier_idle_seconds=0.3)
     await store.open()
     try:
         graph, copier = await half_written_then_copier_gone(store, close_input=False)
-        # a write journalled just as the idle copier left: nothing starts one for it ...
+        # a write that lands while no copier runs (one was killed, or failed to start) ...
         store.copier_allowed = False
         await graph.ingest(stream(12)[6:])
-        assert store._copied < store._acked
-        # ... until a read waits for it
+        assert mark(store.data_dir) < store._acked
+        # ... is copied for the first read that waits for it
         store.copier_allowed = True
         await check_everything_readable(store, stream(12), await partition(store))
         assert store._copier is not copier

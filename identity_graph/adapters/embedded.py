@@ -39,7 +39,6 @@ import networkx as nx
 
 import identity_graph
 from identity_graph.adapters.embedded_journal import (
-    IDLE_EXIT_SECONDS,
     JOURNAL,
     JOURNAL_FILE,
     TABLES_FILE,
@@ -93,6 +92,8 @@ MAX_BACKLOG = 250_000
 """observations acknowledged but not yet in the tables before ingest waits"""
 STALL_SECONDS = 60.0
 """how long a read or write waits for a copier that makes no progress before failing"""
+COPIER_IDLE_SECONDS = 10.0
+"""a copier with no write for this long is closed (it copies what is left, then exits)"""
 
 
 READ_MMAP_BYTES = 2 << 30
@@ -145,11 +146,13 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     """networkx in process, durable through SQLite in `data_dir`. One process per data dir."""
 
     def __init__(
-        self, data_dir: str | Path, *, copier_idle_seconds: float = IDLE_EXIT_SECONDS
+        self, data_dir: str | Path, *, copier_idle_seconds: float = COPIER_IDLE_SECONDS
     ) -> None:
         self.data_dir = Path(data_dir)
         self.copier_idle_seconds = copier_idle_seconds
-        """how long the copier process waits with nothing to copy before it exits"""
+        """with no write for this long, the copier is closed and gives its memory back"""
+        self._last_write = 0.0
+        self._idle_check: asyncio.TimerHandle | None = None
         self.round_trips = 0
         self._lock = asyncio.Lock()
         self._rows_lock = asyncio.Lock()
@@ -299,6 +302,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     async def ping(self) -> None:
         try:
             self._read().execute("SELECT 1").fetchone()
+            self._progress()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store failed: {e}") from e
         if self._pending:
@@ -307,10 +311,11 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     # --- the copier: journal to tables ----------------------------------------------
 
     def _start_copier(self) -> None:
-        """Start the copier process if it is not running."""
+        """Start the copier process unless one runs with its input open (a copier whose
+        input was closed copies what it finds, then exits: a later write needs another)."""
         old = self._copier
         if old is not None:
-            if old.poll() is None:
+            if old.poll() is None and old.stdin is not None and not old.stdin.closed:
                 return
             if old.stdin is not None:
                 old.stdin.close()
@@ -318,13 +323,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
         self._copier = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "identity_graph.adapters.embedded_journal",
-                str(self.data_dir),
-                str(self.copier_idle_seconds),
-            ],
+            [sys.executable, "-m", "identity_graph.adapters.embedded_journal", str(self.data_dir)],
             stdin=subprocess.PIPE,
             env=env,
         )
@@ -333,7 +332,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     def _wake_copier(self) -> None:
         copier = self._copier
-        if copier is None or copier.stdin is None:
+        if copier is None or copier.stdin is None or copier.stdin.closed:
             return
         try:
             os.write(copier.stdin.fileno(), b"\n")
@@ -341,6 +340,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             pass  # it has wake-ups queued already, or it exited and is restarted on demand
 
     async def _stop_copier(self) -> None:
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+            self._idle_check = None
         copier, self._copier = self._copier, None
         if copier is None:
             return
@@ -474,6 +476,26 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._acked = seq
         self._start_copier()
         self._wake_copier()
+        self._last_write = time.monotonic()
+        if self._idle_check is None:
+            self._idle_check = asyncio.get_running_loop().call_later(
+                self.copier_idle_seconds, self._close_idle_copier
+            )
+
+    def _close_idle_copier(self) -> None:
+        """Close the copier's input once no write came for `copier_idle_seconds`: it copies
+        what is left and exits, giving its page cache back. Closing from here, after the
+        last write was journalled, leaves no write uncopied; the next write starts another."""
+        self._idle_check = None
+        quiet = time.monotonic() - self._last_write
+        if quiet < self.copier_idle_seconds:
+            self._idle_check = asyncio.get_running_loop().call_later(
+                self.copier_idle_seconds - quiet, self._close_idle_copier
+            )
+            return
+        copier = self._copier
+        if copier is not None and copier.stdin is not None:
+            copier.stdin.close()
 
     def current(self, pid: str) -> str | None:
         hops = 0

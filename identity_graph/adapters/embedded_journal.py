@@ -3,7 +3,7 @@
 A write is acknowledged once its rows are one row of the journal (`journal.sqlite3`).
 The copier runs as a child process of the store,
 
-    python -m identity_graph.adapters.embedded_journal DATA_DIR [IDLE_SECONDS]
+    python -m identity_graph.adapters.embedded_journal DATA_DIR
 
 so that SQLite's work on the tables runs on another core than the resolver, and never
 waits for the parent's interpreter lock. It copies every journal row past the tables' mark
@@ -12,10 +12,9 @@ The mark is read inside that write transaction, so two copiers (an old one still
 while a restarted store recovers) never copy a row twice. The parent writes a byte to the
 copier's standard input after each journalled write; the copier also looks by itself every
 `POLL_SECONDS`, and exits once its standard input closes and nothing is left to copy.
-
-Its page cache is large for copying (~700 MB of RSS at 1M profiles), so after
-`IDLE_SECONDS` (default `IDLE_EXIT_SECONDS`) with nothing to copy and no wake-up it exits
-as well; the store starts another on its next write, or for a read that waits for one.
+The store closes it when it closes, and when no write came for a while
+(`EmbeddedStore.copier_idle_seconds`): a copier holds a large page cache (~700 MB of RSS at
+1M profiles), which an idle store gives back. The next write starts another.
 """
 
 from __future__ import annotations
@@ -54,7 +53,6 @@ COPY_CACHE_BYTES = 512 << 20
 MAX_ROWS = 1024
 """journal rows copied in one transaction, at most"""
 POLL_SECONDS = 0.05
-IDLE_EXIT_SECONDS = 10.0
 RETRY_SECONDS = 1.0
 
 
@@ -174,24 +172,15 @@ def copy_all(journal: sqlite3.Connection, tables: sqlite3.Connection) -> int:
     return copied_mark(tables)
 
 
-def _woken(timeout: float) -> tuple[bool, bool]:
-    """Wait for a byte on standard input: (still open, woken by a byte)."""
+def _woken(timeout: float) -> bool:
+    """Wait for a byte on standard input; False once it is closed."""
     ready, _, _ = select.select([0], [], [], timeout)
-    if not ready:
-        return True, False
-    return bool(os.read(0, 1 << 16)), True
+    return not ready or bool(os.read(0, 1 << 16))
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        idle_exit = float(argv[1]) if len(argv) == 2 else IDLE_EXIT_SECONDS
-    except ValueError:
-        idle_exit = -1.0
-    if len(argv) not in (1, 2) or idle_exit <= 0:
-        print(
-            "usage: python -m identity_graph.adapters.embedded_journal DATA_DIR [IDLE_SECONDS]",
-            file=sys.stderr,
-        )
+    if len(argv) != 1:
+        print("usage: python -m identity_graph.adapters.embedded_journal DATA_DIR", file=sys.stderr)
         return 2
     # what the copier holds is acyclic: without the collector, holding a window's rows
     # costs nothing (with it, decoding took three times as long)
@@ -200,26 +189,16 @@ def main(argv: Sequence[str]) -> int:
     journal = connect(data_dir / JOURNAL_FILE)
     tables = connect_tables_for_copy(data_dir / TABLES_FILE)
     running = True
-    mark = None
-    idle_since = time.monotonic()
     while True:
         try:
-            copied = copy_all(journal, tables)
+            copy_all(journal, tables)
         except (sqlite3.Error, ValueError) as e:  # ValueError: a body it cannot read
             print(f"c360 journal copier: {e}; retrying", file=sys.stderr, flush=True)
             time.sleep(RETRY_SECONDS)
             continue
         if not running:
             return 0
-        if copied != mark:
-            mark, idle_since = copied, time.monotonic()
-        running, woken = _woken(POLL_SECONDS)
-        if woken:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since > idle_exit:
-            # a write journalled as it leaves is copied by the copier the store starts on
-            # its next write, or for a read that waits for it
-            return 0
+        running = _woken(POLL_SECONDS)
 
 
 if __name__ == "__main__":

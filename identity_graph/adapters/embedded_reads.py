@@ -48,8 +48,9 @@ class ProfileReads:
         records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
         profile_of = self.profile_of
         for chunk in chunks(wanted):
-            # one descent of the profile index, where looking each member up by key took
-            # two per identifier (its key's index, then the row): 14 against 23 µs a lookup
+            # one range of the profile index, then each row by rowid, where looking each
+            # member up by key took a descent of the key index more per identifier: 14
+            # against 23 µs a lookup at 345k profiles
             rows = db.execute(
                 "SELECT key, profile_id, first_seen, last_seen, sources FROM identifiers"
                 f" WHERE profile_id IN ({qmarks(len(chunk))})",

@@ -238,6 +238,12 @@ def _plan_one(
         created = sorted((overlay.state(pid).created_at, pid) for pid in involved)
         survivor = created[0][1]
         absorbed_ids = [pid for _, pid in created[1:]]
+        if owners[0] in absorbed_ids:
+            # the others are linked to the center, not to the survivor: its profile joins
+            # first, so that each merge's links join the absorbed profile to what the
+            # survivor holds by then, and undoing the merges last to first restores each
+            absorbed_ids.remove(owners[0])
+            absorbed_ids.insert(0, owners[0])
     else:
         survivor = make_id()
         absorbed_ids = []
@@ -262,10 +268,15 @@ def _plan_one(
         if absorbed_ids
         else {}
     )
+    joined = {survivor}
     for absorbed in absorbed_ids:
         cause = tuple(
-            link for link in links if (side[link.a] == absorbed) != (side[link.b] == absorbed)
+            link
+            for link in links
+            if (side[link.a] == absorbed and side[link.b] in joined)
+            or (side[link.b] == absorbed and side[link.a] in joined)
         )
+        joined.add(absorbed)
         record = MergeRecord(
             id=make_id(),
             at=at,

@@ -25,6 +25,7 @@ from graph_api.loaders import Loaders
 from graph_api.schema import build_schema
 from graph_api.services import Services, build_services
 from graph_api.settings import Settings
+from identity_graph.adapters.embedded import tune_gc
 from identity_graph.errors import StoreUnavailable
 
 log = logging.getLogger("c360.api")
@@ -167,6 +168,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # here, not in `c360 serve`, so that a server started by plain uvicorn gets it too
+        tune_gc()
         await shared.store.open()
         try:
             key = shared.settings.bootstrap_admin_key

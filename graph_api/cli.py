@@ -121,7 +121,6 @@ def serve(
     from graph_api.app import create_app
 
     with failures():
-        tune_gc()
         settings = settings_for(store, data_dir)
         if demo:
             key = with_services(settings, load_demo)

@@ -52,6 +52,6 @@ class AuditConnection:
         ]
         return cls(
             edges=edges,
-            page_info=PageInfo(has_next_page=page.cursor is not None, end_cursor=page.cursor),
+            page_info=PageInfo(has_next_page=page.more, end_cursor=page.cursor),
             total_count=page.total,
         )

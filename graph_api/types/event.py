@@ -85,7 +85,7 @@ class EventConnection:
         return cls(
             edges=edges,
             page_info=PageInfo(
-                has_next_page=page.cursor is not None,
+                has_next_page=page.more,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
             total_count=page.total,

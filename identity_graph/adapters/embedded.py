@@ -114,8 +114,8 @@ def tune_gc() -> None:
 
     Planning allocates many short-lived containers; with CPython's default thresholds
     (700, 10, 10) the collector then spends a quarter of ingest time walking the store's
-    millions of long-lived sets and dicts. The server and the importer call this at start
-    (a process-wide setting, so the store itself does not).
+    millions of long-lived sets and dicts. The server (its app, however it is started) and
+    the importer call this at start (a process-wide setting, so the store itself does not).
     """
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -646,7 +646,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             AuditEntry(eid, from_micros(at), principal, role, cid, tuple(loads(fields)))
             for _, eid, at, principal, role, cid, fields in rows
         )
-        return Page(items, total, items[-1].id if more and items else None)
+        return Page(items, total, items[-1].id if more and items else None, more)
 
     async def put_api_key(self, key: ApiKey) -> None:
         await self._write_rows(

@@ -125,7 +125,7 @@ class ProfileReads:
         ]
         more = len(ids) > first
         ids = ids[:first]
-        return Page(tuple(ids), count, ids[-1] if more and ids else None)
+        return Page(tuple(ids), count, ids[-1] if more and ids else None, more)
 
     async def _member_rows(self, ids: Sequence[str], sql: str) -> dict[str, list[Any]]:
         """Rows of `sql` (its first column an identifier key) for every identifier of the
@@ -208,7 +208,7 @@ class ProfileReads:
                 for mid, key, kind, name, cat, props, ts, source in found
             )
             next_cursor = event_cursor(items[-1]) if more and items else None
-            result[pid] = Page(items, total, next_cursor)
+            result[pid] = Page(items, total, next_cursor, more)
         return result
 
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:

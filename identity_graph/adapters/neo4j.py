@@ -251,7 +251,7 @@ class Neo4jStore(IdentityStore):
         [[total, ids]] = await self._read(q.list_profiles(filters), **params)
         more = len(ids) > first
         ids = ids[:first]
-        return Page(tuple(ids), int(total), ids[-1] if more and ids else None)
+        return Page(tuple(ids), int(total), ids[-1] if more and ids else None, more)
 
     async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
         wanted = list(dict.fromkeys(ids))
@@ -291,7 +291,7 @@ class Neo4jStore(IdentityStore):
             more = len(found) > first
             items = tuple(event_from_row(e) for e in found[:first])
             next_cursor = event_cursor(items[-1]) if more and items else None
-            result[pid] = Page(items, int(total), next_cursor)
+            result[pid] = Page(items, int(total), next_cursor, more)
         return result
 
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:
@@ -373,6 +373,7 @@ class Neo4jStore(IdentityStore):
             tuple(audit_from_row(a) for a in found),
             int(total),
             str(found[-1]["id"]) if more and found else None,
+            more,
         )
 
     async def put_api_key(self, key: ApiKey) -> None:

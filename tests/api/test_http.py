@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 
+from graph_api.app import create_app
 from graph_api.services import Services
+from graph_api.settings import Settings
+from identity_graph.adapters.embedded import GC_THRESHOLDS
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import TraitValue
 from tests.api.conftest import ADMIN_KEY, Api, codes
@@ -61,6 +65,20 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
         "/graphql", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
     )
     assert response.status_code == 413
+
+
+async def test_the_app_tunes_the_garbage_collector_however_it_is_started(
+    settings: Settings,
+) -> None:
+    """Plain `uvicorn --factory` runs only the app's lifespan, not `c360 serve`."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        application = create_app(settings)
+        async with application.router.lifespan_context(application):
+            assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
 
 
 async def test_health_and_readiness(

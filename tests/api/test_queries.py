@@ -138,6 +138,18 @@ async def test_events_page_newest_first_with_cursor_and_types(api: Api) -> None:
     assert [e["node"]["name"] for e in second["edges"]] == ["e3", "e2"]
     everything = (await api(query))["customer"]["events"]
     assert [e["node"]["name"] for e in everything["edges"]] == ["p", "e5"]
+    counted = (
+        await api(
+            """{ customer(identifier: {kind: "user_id", value: "u1"}) {
+              events(first: 0) { totalCount pageInfo { hasNextPage endCursor } edges { cursor } }
+            } }"""
+        )
+    )["customer"]["events"]
+    assert counted == {
+        "totalCount": 6,
+        "pageInfo": {"hasNextPage": True, "endCursor": None},
+        "edges": [],
+    }
 
 
 async def test_lookup_by_email_is_normalised(api: Api) -> None:

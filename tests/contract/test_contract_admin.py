@@ -28,6 +28,7 @@ async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
     while True:
         page = await store.audit_log(first=2, after=cursor, customer_id=None)
         assert page.total == 6
+        assert page.more is (page.cursor is not None)
         seen.extend(page.items)
         cursor = page.cursor
         if cursor is None:
@@ -36,6 +37,9 @@ async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
     assert seen[0] == _entry(5, "p1")
     page = await store.audit_log(first=10, after=None, customer_id="p1")
     assert [e.id for e in page.items] == ["a5", "a3", "a1"] and page.total == 3
+    assert not page.more
+    counted = await store.audit_log(first=0, after=None, customer_id="p1")
+    assert (counted.items, counted.total, counted.more) == ((), 3, True)
     with pytest.raises(InvalidOperation):
         await store.audit_log(first=2, after="not-a-cursor", customer_id=None)
 

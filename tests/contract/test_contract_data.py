@@ -12,7 +12,7 @@ from identity_graph.errors import InvalidOperation, MalformedObservation, NotFou
 from identity_graph.model import ConsentStatus, MessageType
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
-from identity_graph.store import IdentityStore, ProfileFilter
+from identity_graph.store import IdentityStore, ProfileFilter, event_cursor
 from identity_graph.survivorship import current_traits, effective_consent
 
 
@@ -77,6 +77,7 @@ async def test_events_newest_first_with_cursors_filter_and_totals(graph: Identit
         page = (await graph.store.events([pid], first=3, after=cursor, types=None))[pid]
         seen.extend(page.items)
         totals.add(page.total)
+        assert page.more is (page.cursor is not None)
         cursor = page.cursor
         if cursor is None:
             break
@@ -86,9 +87,30 @@ async def test_events_newest_first_with_cursors_filter_and_totals(graph: Identit
     assert seen[0].timestamp == observe("x", t=6).timestamp and seen[0].source == "web"
     pages = (await graph.store.events([pid], first=10, after=None, types=["page"]))[pid]
     assert [e.name for e in pages.items] == ["Event 6", "Event 3", "Event 0"]
-    assert pages.total == 3 and pages.cursor is None
+    assert pages.total == 3 and pages.cursor is None and not pages.more
     with pytest.raises(InvalidOperation):
         await graph.store.events([pid], first=3, after="garbage", types=None)
+
+
+async def test_a_page_of_size_zero_says_whether_items_follow(graph: IdentityGraph) -> None:
+    """`first: 0` asks for the total and whether anything follows, without items."""
+    await graph.ingest([observe(f"e{i}", "anonymous_id:a1", t=i, event="Tick") for i in range(3)])
+    pid = await _owner(graph.store, "anonymous_id:a1")
+    events = graph.store.events
+    empty = (await events([pid], first=0, after=None, types=None))[pid]
+    assert (empty.items, empty.total, empty.cursor, empty.more) == ((), 3, None, True)
+    last = (await events([pid], first=2, after=None, types=None))[pid]
+    assert last.cursor is not None and last.more
+    follows = (await events([pid], first=0, after=last.cursor, types=None))[pid]
+    assert follows.items == () and follows.more
+    end = (await events([pid], first=3, after=None, types=None))[pid]
+    assert end.cursor is None and not end.more
+    after_end = await events([pid], first=0, after=event_cursor(end.items[-1]), types=None)
+    assert not after_end[pid].more
+    none = (await events([pid], first=0, after=None, types=["screen"]))[pid]
+    assert (none.total, none.more) == (0, False)
+    profiles = await graph.store.list_profiles(first=0, after=None, where=ProfileFilter())
+    assert (profiles.items, profiles.total, profiles.more) == ((), 1, True)
 
 
 async def test_a_malformed_events_cursor_is_refused(graph: IdentityGraph) -> None:
@@ -232,6 +254,7 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     while True:
         page = await store.list_profiles(first=2, after=cursor, where=ProfileFilter())
         assert page.total == 5 and len(page.items) <= 2
+        assert page.more is (page.cursor is not None)
         ids.extend(page.items)
         cursor = page.cursor
         if cursor is None:

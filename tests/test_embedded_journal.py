@@ -34,7 +34,7 @@ from streams import Partition, check_invariants, observe, partition
 
 from identity_graph.adapters import embedded, embedded_journal
 from identity_graph.adapters.embedded import EmbeddedStore
-from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
+from identity_graph.adapters.embedded_journal import JOURNAL_FILE, MAX_COPY_DELAY, TABLES_FILE
 from identity_graph.adapters.embedded_sql import STATEMENTS, Rows
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import ApiKey, AuditEntry, Observation
@@ -516,6 +516,42 @@ async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
         await store.close()
     assert store._copier is None
     assert copier.returncode == 0
+
+
+def copied_by(store: EmbeddedStore, deadline: float) -> bool:
+    """Whether the tables hold every acknowledged write by `deadline` (polled)."""
+    while mark(store.data_dir) < store._acked:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+async def test_the_copier_lets_writes_gather_until_a_read_waits(tmp_path: Path) -> None:
+    """A small write is not copied at once (each copy rewrites the pages it dirties), but a
+    read that needs it has it copied straight away, and unread it is copied within
+    `MAX_COPY_DELAY`."""
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        graph = IdentityGraph(store, Rules.default())
+        await graph.ingest(stream(6)[:1])
+        await store.settle()  # the copier runs, idle
+        outcomes = await graph.ingest(stream(6)[1:])
+        await asyncio.sleep(MAX_COPY_DELAY / 8)  # long enough to copy six observations
+        assert mark(store.data_dir) < store._acked  # but they gather
+        pids = sorted({o.profile_id for o in outcomes if o.profile_id is not None})
+        traits = await asyncio.wait_for(store.traits(pids), timeout=MAX_COPY_DELAY / 2)
+        assert {t.message_id for values in traits.values() for t in values} >= {
+            o.message_id for o in stream(6)[1:]
+        }
+        assert mark(store.data_dir) == store._acked
+        await graph.ingest(stream(12)[6:])
+        # no read waits: the copier copies them once the delay is up
+        assert await asyncio.to_thread(copied_by, store, time.monotonic() + MAX_COPY_DELAY + 10)
+        await check_everything_readable(store, stream(12), await partition(store))
+    finally:
+        await store.close()
 
 
 async def half_written_then_copier_gone(

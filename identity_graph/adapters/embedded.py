@@ -42,6 +42,8 @@ from identity_graph.adapters.embedded_journal import (
     JOURNAL,
     JOURNAL_FILE,
     TABLES_FILE,
+    WAITING,
+    WROTE,
     connect,
     connect_tables_for_copy,
     copied_mark,
@@ -330,12 +332,13 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         assert self._copier.stdin is not None
         os.set_blocking(self._copier.stdin.fileno(), False)
 
-    def _wake_copier(self) -> None:
+    def _wake_copier(self, said: bytes = WROTE) -> None:
+        """Tell the copier of a write (`WROTE`) or of a read waiting for it (`WAITING`)."""
         copier = self._copier
         if copier is None or copier.stdin is None or copier.stdin.closed:
             return
         try:
-            os.write(copier.stdin.fileno(), b"\n")
+            os.write(copier.stdin.fileno(), said)
         except (BlockingIOError, BrokenPipeError):
             pass  # it has wake-ups queued already, or it exited and is restarted on demand
 
@@ -390,7 +393,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             elif time.monotonic() - stalled_since > STALL_SECONDS:
                 raise StoreUnavailable("the embedded store's journal copier makes no progress")
             self._start_copier()
-            self._wake_copier()
+            self._wake_copier(WAITING)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 

@@ -451,6 +451,37 @@ async def test_reads_fail_while_the_copier_makes_no_progress_then_recover(
         await store.close()
 
 
+async def test_closing_with_a_stalled_copier_kills_it_without_a_second_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Close waits one stall for the copier to catch up, not a second for it to exit."""
+    monkeypatch.setattr(embedded, "STALL_SECONDS", 0.5)
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    await IdentityGraph(store, Rules.default()).ingest(stream(6))
+    copier = store._copier
+    assert copier is not None
+    waits: list[float | None] = []
+    wait = copier.wait
+
+    def watched(timeout: float | None = None) -> int:
+        waits.append(timeout)
+        return wait(timeout)
+
+    monkeypatch.setattr(copier, "wait", watched)
+    os.kill(copier.pid, signal.SIGSTOP)
+    await store.close()
+    assert copier.returncode == -signal.SIGKILL
+    assert waits[0] == 0.0
+    assert mark(store.data_dir) < store._acked
+    reopened = EmbeddedStore(tmp_path / "data")
+    await reopened.open()  # copies what the killed copier left
+    try:
+        await check_everything_readable(reopened, stream(6), await partition(reopened))
+    finally:
+        await reopened.close()
+
+
 async def test_reads_of_customers_no_pending_write_touched_do_not_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -258,12 +258,13 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def close(self) -> None:
         async with self._lock:
+            wait = STALL_SECONDS
             if self._marks is not None and self._copier is not None:
                 try:
                     await self._caught_up(self._acked)
                 except StoreUnavailable:
-                    pass  # the copier failed: a restart copies what it left
-            await self._stop_copier()
+                    wait = 0.0  # it made no progress for a whole stall: a restart copies the rest
+            await self._stop_copier(wait)
             if self._journal is not None and self._marks is not None:
                 # the journal keeps a write only until it is in the tables
                 self._progress()
@@ -342,7 +343,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         except (BlockingIOError, BrokenPipeError):
             pass  # it has wake-ups queued already, or it exited and is restarted on demand
 
-    async def _stop_copier(self) -> None:
+    async def _stop_copier(self, wait: float = STALL_SECONDS) -> None:
+        """Close the copier's input and give it `wait` seconds to finish, then kill it."""
         if self._idle_check is not None:
             self._idle_check.cancel()
             self._idle_check = None
@@ -352,7 +354,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         if copier.stdin is not None:
             copier.stdin.close()
         try:
-            await asyncio.to_thread(copier.wait, STALL_SECONDS)
+            await asyncio.to_thread(copier.wait, wait)
         except subprocess.TimeoutExpired:
             copier.kill()
             await asyncio.to_thread(copier.wait)

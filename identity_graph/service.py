@@ -127,7 +127,7 @@ class IdentityGraph:
                 raise InvalidOperation(f"{merge_id!r} is an {record.kind.value}, not a merge")
             if record.undone_by is not None:
                 raise InvalidOperation(f"merge {merge_id!r} was already undone")
-            current = await tx.resolve(record.survivor)
+            current = await self._holder(tx, record)
             graph = await tx.profile_graph(current) if current else None
             if graph is None:
                 raise NotFound(f"the profile of merge {merge_id!r} no longer exists")
@@ -140,6 +140,16 @@ class IdentityGraph:
             return changes.merges[0]
 
         return await self.store.write(work)
+
+    @staticmethod
+    async def _holder(tx: WriteTx, record: MergeRecord) -> str | None:
+        """The profile that holds both ends of the merge's links now: the survivor's, unless
+        an undo of another merge of the same message moved them together elsewhere."""
+        ends = sorted({k for link in record.links for k in (link.a, link.b)})
+        holders = set((await tx.snapshot(ends, message_ids=())).profile_of.values())
+        if len(holders) == 1:
+            return await tx.resolve(holders.pop())
+        return await tx.resolve(record.survivor)
 
     async def unmerge(self, profile_id: str, keys: Sequence[str], *, actor: str) -> MergeRecord:
         """Detach identifiers from a profile into a new one."""

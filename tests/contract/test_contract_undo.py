@@ -156,3 +156,30 @@ async def test_undo_keeps_a_new_identifier_with_the_side_it_arrived_on(
         frozenset({"user_id:u", "phone:+14155550134"}),
     }
     assert part[a.profile_id] == {"user_id:u", "phone:+14155550134"}
+
+
+async def test_the_merges_of_one_message_undo_in_any_order(graph: IdentityGraph) -> None:
+    """A message joins three profiles through its center, whose profile is not the oldest.
+    Undoing the center's merge first gives its profile back with the third joined to it
+    (they are still linked); undoing the third's merge then splits that off too."""
+    older = frozenset({"anonymous_id:a1"})
+    center = frozenset({"user_id:u2"})
+    third = frozenset({"anonymous_id:a3"})
+    [a] = await graph.ingest([observe("m1", *older, t=0)])
+    [b] = await graph.ingest([observe("m2", *center, t=10)])
+    [c] = await graph.ingest([observe("m3", *third, t=20)])
+    [m] = await graph.ingest(
+        [observe("m4", "user_id:u2", "anonymous_id:a1", "anonymous_id:a3", t=30)]
+    )
+    assert a.profile_id and b.profile_id and c.profile_id and m.profile_id == a.profile_id
+    store = graph.store
+    history = (await store.merge_history([a.profile_id]))[a.profile_id]
+    by_absorbed = {r.absorbed: r.id for r in history if r.id in m.merges}
+    assert set(by_absorbed) == {b.profile_id, c.profile_id}
+    await graph.undo_merge(by_absorbed[b.profile_id], actor="ops@c360")
+    assert await partition(store) == {a.profile_id: older, b.profile_id: center | third}
+    undo = await graph.undo_merge(by_absorbed[c.profile_id], actor="ops@c360")
+    assert (undo.survivor, undo.absorbed) == (b.profile_id, c.profile_id)
+    part = await partition(store)
+    assert part == {a.profile_id: older, b.profile_id: center, c.profile_id: third}
+    await check_invariants(store, graph.rules, part)

@@ -2,10 +2,12 @@
 
     python bench/ingest.py                 # 1,000,000 observations
     python bench/ingest.py --n 100000 --events 1000000
+    python bench/ingest.py --n 200000 --rate 8000   # paced: what the copier costs at 8k/s
 
 Prints observations/s (acknowledged, i.e. durable in the journal, and copied into the query
 tables by the copier process), the time of `scipy.sparse.csgraph.connected_components` on the
-same links and our ratio to it, lookup p50/p99 at ~10k profiles (a store of its own, its
+same links and our ratio to it, the CPU time of this process and of the copier process
+during the ingest, lookup p50/p99 at ~10k profiles (a store of its own, its
 people seen as often as the full stream's) and at full size (each the median of three runs,
 with the copier idle), RSS of the
 store's process and of its copier after load, and the restart time of the store. Runs with
@@ -55,6 +57,15 @@ def child_rss_mb(store: EmbeddedStore) -> float:
     if copier is None or copier.poll() is not None:
         return 0.0
     return rss_mb(copier.pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a running process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dir_mb(path: Path) -> float:
@@ -122,12 +133,16 @@ async def small_lookups(args: argparse.Namespace, rules: Rules) -> tuple[float, 
 
 
 async def ingest(
-    graph: IdentityGraph, stream: Sequence[Observation], batch: int
+    graph: IdentityGraph, stream: Sequence[Observation], batch: int, rate: float = 0
 ) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) to ingest `stream` in batches."""
+    """(wall seconds, CPU seconds of this process) to ingest `stream` in batches, at most
+    `rate` observations a second if it is given."""
     start, cpu = time.perf_counter(), time.process_time()
     for offset in range(0, len(stream), batch):
         await graph.ingest(stream[offset : offset + batch])
+        ahead = offset / rate - (time.perf_counter() - start) if rate else 0
+        if ahead > 0:
+            await asyncio.sleep(ahead)
     return time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -162,16 +177,19 @@ async def run(args: argparse.Namespace) -> Path:
     store = EmbeddedStore(data_dir)
     await store.open()
     graph = IdentityGraph(store, rules)
-    acked, cpu = await ingest(graph, stream, args.batch)
+    acked, cpu = await ingest(graph, stream, args.batch, args.rate)
     start = time.perf_counter()
+    copier = store._copier
     await store.settle()
     took = acked + time.perf_counter() - start
+    copier_cpu = cpu_seconds(copier.pid) if copier is not None else 0.0
     rate = len(stream) / took
+    paced = f" paced at {args.rate:,.0f} obs/s," if args.rate else ""
     print(
-        f"ingest: {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s into the"
-        f" tables ({len(stream) / acked:,.0f} obs/s acknowledged, i.e. journalled;"
-        f" batches of {args.batch}); CPU of this process {cpu:.1f} s;"
-        f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"ingest:{paced} {len(stream):,} observations in {took:.1f} s = {rate:,.0f} obs/s into"
+        f" the tables ({len(stream) / acked:,.0f} obs/s acknowledged, i.e. journalled;"
+        f" batches of {args.batch}); CPU {cpu:.1f} s in this process, {copier_cpu:.1f} s in the"
+        f" copier; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(
         f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
@@ -238,6 +256,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="pace the ingest at this many observations/s"
+    )
     parser.add_argument("--events", type=int, default=0, help="extra events after the load")
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)

@@ -225,6 +225,32 @@ def create_key(
     out.print(key, highlight=False, soft_wrap=True)
 
 
+@app.command("rehash")
+def rehash(
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+) -> None:
+    """Store every identifier's digest under the current hash key (C360_HASH_KEY).
+
+    Run it after changing the key, since lookups by digest find only digests made with
+    the key in use. It also fills in identifiers stored before c360 kept digests. Safe to
+    run while the server ingests, and to run again.
+    """
+    with failures():
+        settings = settings_for(store, data_dir)
+        done = with_services(settings, lambda s: run_rehash(s, batch_size))
+    out.print(f"stored the digests of {done} identifiers")
+
+
+async def run_rehash(services: Services, batch_size: int) -> int:
+    with progress_bar() as bar:
+        task = bar.add_task("re-hashing identifiers", total=None)
+        return await services.graph.rehash(
+            batch=batch_size, progress=lambda n: bar.advance(task, n)
+        )
+
+
 @app.command("export-schema")
 def export_schema() -> None:
     """Print the GraphQL schema (SDL)."""

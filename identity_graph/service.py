@@ -151,6 +151,30 @@ class IdentityGraph:
             return await tx.resolve(holders.pop())
         return await tx.resolve(record.survivor)
 
+    async def rehash(
+        self, *, batch: int = 1000, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Store the digest of every identifier's value under the current key, a page of
+        `batch` at a time; return how many. For after the key changed (old digests no longer
+        find anyone), or for identifiers stored before digests were."""
+        digest = self.digest
+        if digest is None:
+            raise InvalidOperation("no digest key is configured, so there is nothing to store")
+        done = 0
+        after: str | None = None
+        while keys := await self.store.identifier_keys(first=batch, after=after):
+            changes = ChangeSet(digests={key: digest(key.partition(":")[2]) for key in keys})
+
+            async def work(tx: WriteTx, changes: ChangeSet = changes) -> None:
+                await tx.apply(changes)
+
+            await self.store.write(work)
+            done += len(keys)
+            after = keys[-1]
+            if progress is not None:
+                progress(len(keys))
+        return done
+
     async def unmerge(self, profile_id: str, keys: Sequence[str], *, actor: str) -> MergeRecord:
         """Detach identifiers from a profile into a new one."""
         at = self.clock()

@@ -114,6 +114,8 @@ class ChangeSet:
     consents: list[ProfileConsent] = field(default_factory=list)
     messages: list[tuple[str, str, datetime]] = field(default_factory=list)
     """(message id, profile id, time)"""
+    digests: dict[str, str] = field(default_factory=dict)
+    """identifier key -> the digest of its value under the current key (a re-hash)"""
 
     def __bool__(self) -> bool:
         return any(bool(v) for v in vars(self).values())
@@ -197,6 +199,11 @@ class IdentityStore(ABC):
     @abstractmethod
     async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
         """digest -> current profile id, for identifiers of `kind` stored with that digest."""
+
+    @abstractmethod
+    async def identifier_keys(self, *, first: int, after: str | None) -> list[str]:
+        """Up to `first` identifier keys in key order, after the key `after` (None: from the
+        first), for walking every identifier in pages."""
 
     @abstractmethod
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:

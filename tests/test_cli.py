@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from graph_api.auth import hash_key
 from graph_api.cli import app
+from graph_api.masking import digest
 from graph_api.schema import export_schema
 from identity_graph.adapters.embedded import EmbeddedStore
 
@@ -89,6 +90,36 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> 
     assert asyncio.run(stored()) == "ingest"
     bad = runner.invoke(app, ["keys", "create", "--role", "wizard"], env=env(tmp_path))
     assert bad.exit_code == 1 and "unknown role 'wizard'" in bad.output
+
+
+def by_digest(data_dir: Path, key: str, value: str, kind: str) -> dict[str, str]:
+    async def read() -> dict[str, str]:
+        store = EmbeddedStore(data_dir)
+        await store.open()
+        try:
+            return await store.profile_ids_by_digest([digest(key.encode(), value)], kind=kind)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_rehash_after_the_hash_key_changes(tmp_path: Path) -> None:
+    file = tmp_path / "events.jsonl"
+    message = {"type": "identify", "userId": "u1", "messageId": "1", "traits": {"email": "a@x.io"}}
+    file.write_text(json.dumps(message) + "\n")
+    old = {**env(tmp_path), "C360_HASH_KEY": "old-key-" + "x" * 24}
+    assert runner.invoke(app, ["import", str(file)], env=old).exit_code == 0
+    [pid] = owners(tmp_path / "data", ["email:a@x.io"]).values()
+    assert by_digest(tmp_path / "data", "old-key-" + "x" * 24, "a@x.io", "email") != {}
+    new = {**env(tmp_path), "C360_HASH_KEY": "new-key-" + "y" * 24}
+    assert by_digest(tmp_path / "data", "new-key-" + "y" * 24, "a@x.io", "email") == {}
+    result = runner.invoke(app, ["rehash", "--batch-size", "1"], env=new)
+    assert result.exit_code == 0, result.output
+    assert "stored the digests of 2 identifiers" in result.output
+    found = by_digest(tmp_path / "data", "new-key-" + "y" * 24, "a@x.io", "email")
+    assert list(found.values()) == [pid]
+    assert by_digest(tmp_path / "data", "old-key-" + "x" * 24, "a@x.io", "email") == {}
 
 
 def test_export_schema_prints_the_sdl() -> None:

@@ -22,11 +22,8 @@ TABLES = ("profiles", "identifiers", "links", "merges", "conflicts", "traits", "
           "consents", "messages")  # fmt: skip
 
 
-async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
-    """The rows of every change set of a history with re-sightings, merges, an undo that
-    removes links which are then seen again, a split, consent, replayed messages and an
-    event under a message id seen before. It starts with a merge of profiles whose
-    identifiers are all new to the window, and consent for the merged profile."""
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
+    """The rows of every change set the embedded store journals from now on."""
     written: list[Rows] = []
     change_rows = embedded.change_rows
 
@@ -36,6 +33,15 @@ async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
         return rows
 
     monkeypatch.setattr(embedded, "change_rows", record)
+    return written
+
+
+async def journalled_writes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
+    """The rows of every change set of a history with re-sightings, merges, an undo that
+    removes links which are then seen again, a split, consent, replayed messages and an
+    event under a message id seen before. It starts with a merge of profiles whose
+    identifiers are all new to the window, and consent for the merged profile."""
+    written = recorded(monkeypatch)
     store = EmbeddedStore(data_dir)
     await store.open()
     try:
@@ -81,12 +87,9 @@ def table_contents(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]
     return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
 
 
-async def test_one_window_writes_what_copies_one_by_one_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    written = await journalled_writes(tmp_path / "store", monkeypatch)
-    statements = {index for rows in written for index, _ in rows}
-    assert {6, 7, 12, 15} <= statements  # links removed and added, events, widening
+def same_tables_one_by_one_and_in_one_window(written: list[Rows], tmp_path: Path) -> None:
+    """Copy `written` one change set at a time and all in one window: the tables must be
+    equal, and equal to the store's own (in `tmp_path / "store"`)."""
     with (
         closing(sqlite3.connect(tmp_path / "one_by_one.sqlite3", isolation_level=None)) as a,
         closing(sqlite3.connect(tmp_path / "window.sqlite3", isolation_level=None)) as b,
@@ -103,9 +106,40 @@ async def test_one_window_writes_what_copies_one_by_one_write(
         b.execute("COMMIT")
         expected = table_contents(a)
         assert table_contents(b) == expected
-        assert expected["links"] and expected["events"] and expected["consents"]
         with closing(sqlite3.connect(tmp_path / "store" / "c360.sqlite3")) as stored:
             assert table_contents(stored) == expected
+
+
+async def test_one_window_writes_what_copies_one_by_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = await journalled_writes(tmp_path / "store", monkeypatch)
+    statements = {index for rows in written for index, _ in rows}
+    assert {6, 7, 12, 15} <= statements  # links removed and added, events, widening
+    same_tables_one_by_one_and_in_one_window(written, tmp_path)
+    with closing(sqlite3.connect(tmp_path / "store" / "c360.sqlite3")) as stored:
+        expected = table_contents(stored)
+    assert expected["links"] and expected["events"] and expected["consents"]
+
+
+async def test_digests_stored_by_key_follow_the_new_identifiers_of_their_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window holds new identifiers back; a re-hash's digests, stored by key, must not
+    run before the insert of an identifier in the same window."""
+    written = recorded(monkeypatch)
+    store = EmbeddedStore(tmp_path / "store")
+    await store.open()
+    try:
+        await IdentityGraph(store, Rules.default()).ingest([observe("m1", "device_id:d1")])
+        keyed = IdentityGraph(store, Rules.default(), digest=lambda value: f"d({value})")
+        assert await keyed.rehash() == 1
+    finally:
+        await store.close()
+    assert [index for rows in written for index, _ in rows].count(16) == 1
+    same_tables_one_by_one_and_in_one_window(written, tmp_path)
+    with closing(sqlite3.connect(tmp_path / "store" / "c360.sqlite3")) as stored:
+        assert stored.execute("SELECT digest FROM identifiers").fetchall() == [("d(d1)",)]
 
 
 async def test_json_values_msgpack_cannot_hold_are_journalled_as_text(tmp_path: Path) -> None:

@@ -583,6 +583,16 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                     found[digest] = self.profile_of[key]
         return found
 
+    async def identifier_keys(self, *, first: int, after: str | None) -> list[str]:
+        db = await self._fresh()
+        return [
+            key
+            for (key,) in db.execute(
+                "SELECT key FROM identifiers WHERE key > ? ORDER BY key LIMIT ?",
+                (after if after is not None else "", first),
+            )
+        ]
+
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         self.round_trips += 1
         resolved = {pid: self.current(pid) for pid in ids}

@@ -179,10 +179,11 @@ STATEMENTS = (
     "UPDATE identifiers SET first_seen = min(first_seen, ?2), last_seen = max(last_seen, ?3),"
     " sources = CASE WHEN instr(sources, ',' || ?4 || ',') > 0 THEN sources"
     " ELSE sources || ?4 || ',' END WHERE key = ?1",
+    "UPDATE identifiers SET digest = ?2 WHERE key = ?1",
 )
 """The statements a change set is written with. Journalled rows name them by index, so a
 new statement is added at the end, whatever its place in `ORDER`."""
-ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
+ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16)
 """the order in which a change set's statements run"""
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
@@ -303,6 +304,7 @@ def change_rows(c: ChangeSet) -> Rows:
         # an event's row records its message already (events.message_id is unique)
         [(m, pid, micros(t)) for m, pid, t in c.messages if m not in event_ids],
         widened,
+        [(key, d) for key, d in sorted(c.digests.items())],
     ]
     return [(i, rows[i]) for i in ORDER if rows[i]]
 
@@ -313,9 +315,10 @@ by: those whose rows commute with every other statement (widening known identifi
 traits, events, messages), links while the window removes none, and new identifiers while
 no statement reads or moves identifiers one by one (`_IN_ORDER_FROM`)"""
 _INSERT_IDENTIFIERS, _REASSIGN, _REMOVED_LINKS, _LINKS = 2, 3, 6, 7
-_IN_ORDER_FROM = {1, 5, 13}
+_IN_ORDER_FROM = {1, 5, 13, 16}
 """restoring a profile, assigning identifiers by key, storing consent for a profile's
-identifiers: from the first of these on, new identifiers are inserted in order"""
+identifiers, storing digests by key: from the first of these on, new identifiers are
+inserted in order"""
 
 
 class WindowWriter:

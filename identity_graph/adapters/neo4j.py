@@ -207,6 +207,10 @@ class Neo4jStore(IdentityStore):
         )
         return {digest: pid for digest, pid in rows}
 
+    async def identifier_keys(self, *, first: int, after: str | None) -> list[str]:
+        rows = await self._read(q.IDENTIFIER_KEYS, after=after or "", first=first)
+        return [key for (key,) in rows]
+
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         rows = await self._read(q.RESOLVE, ids=list(dict.fromkeys(ids)))
         return dict((pid, current) for pid, current in rows)

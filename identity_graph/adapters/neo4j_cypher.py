@@ -258,6 +258,12 @@ WHERE m.profile_id IS NULL
 SET m.profile_id = r.profile_id, m.at = r.at
 """
 
+DIGESTS = """
+UNWIND $changes.digests AS r
+MATCH (i:Identifier {key: r.key})
+SET i.digest = r.digest
+"""
+
 APPLY_STEPS = (
     ("new_profiles", NEW_PROFILES),
     ("restored_profiles", RESTORE_PROFILES),
@@ -274,6 +280,7 @@ APPLY_STEPS = (
     ("events", EVENTS),
     ("consents", CONSENTS),
     ("messages", MESSAGES),
+    ("digests", DIGESTS),
 )
 """(parameter, step) in ChangeSet field order; `neo4j_rows.changes_to_rows` fills them."""
 
@@ -367,6 +374,14 @@ RETURN pid, c
 """
 
 IDENTIFIER_EXISTS = "MATCH (i:Identifier {key: $key}) RETURN i.key"
+
+IDENTIFIER_KEYS = """
+MATCH (i:Identifier)
+WHERE i.key > $after AND i.profile_id IS NOT NULL
+RETURN i.key AS key
+ORDER BY key
+LIMIT $first
+"""
 
 
 def shortest_path(max_hops: int) -> str:

@@ -100,6 +100,7 @@ def changes_to_rows(c: ChangeSet, *, first_ord: int = 0) -> dict[str, list[Any]]
         "messages": [
             {"id": mid, "profile_id": pid, "at": to_micros(t)} for mid, pid, t in c.messages
         ],
+        "digests": [{"key": key, "digest": d} for key, d in sorted(c.digests.items())],
     }
 
 

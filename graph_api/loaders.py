@@ -65,5 +65,5 @@ class Loaders:
         for (first, after, types), ids in groups.items():
             found = await self.store.events(ids, first=first, after=after, types=types)
             for pid in ids:
-                pages[(pid, first, after, types)] = found.get(pid, Page((), 0, None))
+                pages[(pid, first, after, types)] = found.get(pid, Page((), 0, None, False))
         return [pages[k] for k in keys]

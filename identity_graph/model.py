@@ -212,6 +212,6 @@ class Page(Generic[T]):
     items: tuple[T, ...]
     total: int
     cursor: str | None
-    more: bool = False
+    more: bool
     """whether items follow this page: with a page size of 0, whether any follow the
     position asked for (there is no last item to make `cursor` from)"""

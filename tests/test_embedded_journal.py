@@ -605,6 +605,13 @@ async def half_written_then_copier_gone(
     return graph, copier
 
 
+async def check_another_copier_copied(store: EmbeddedStore, old: subprocess.Popen[bytes]) -> None:
+    """The tables hold all of `stream(12)` (reading them starts a copier if none runs), and
+    a copier other than `old` copied it."""
+    await check_everything_readable(store, stream(12), await partition(store))
+    assert store._copier is not None and store._copier is not old
+
+
 @pytest.mark.parametrize("close_input", [True, False], ids=["input closed", "idle"])
 async def test_an_exited_copier_is_restarted_by_the_next_write(
     tmp_path: Path, close_input: bool
@@ -616,8 +623,7 @@ async def test_an_exited_copier_is_restarted_by_the_next_write(
         await store.ping()  # everything was copied: a health check starts no copier
         assert store._copier is copier
         await graph.ingest(stream(12)[6:])
-        assert store._copier is not None and store._copier is not copier
-        await check_everything_readable(store, stream(12), await partition(store))
+        await check_another_copier_copied(store, copier)
     finally:
         await store.close()
 
@@ -633,9 +639,8 @@ async def test_a_write_while_a_closed_copier_finishes_starts_another(tmp_path: P
     try:
         old.stdin.close()
         await graph.ingest(stream(12)[6:])
-        new = store._copier
-        assert new is not None and new is not old and new.poll() is None
-        await check_everything_readable(store, stream(12), await partition(store))
+        assert store._copier is not None and store._copier.poll() is None
+        await check_another_copier_copied(store, old)
     finally:
         os.kill(old.pid, signal.SIGCONT)
         await store.close()
@@ -653,8 +658,7 @@ async def test_a_read_restarts_a_copier_for_a_write_left_uncopied(tmp_path: Path
         assert mark(store.data_dir) < store._acked
         # ... is copied for the first read that waits for it
         store.copier_allowed = True
-        await check_everything_readable(store, stream(12), await partition(store))
-        assert store._copier is not copier
+        await check_another_copier_copied(store, copier)
     finally:
         await store.close()
 
@@ -701,9 +705,8 @@ async def test_a_killed_copier_is_restarted(tmp_path: Path) -> None:
         copier = await kill_the_copier_and_write_again(store)
         assert copier.stdin is not None
         copier.stdin.close()  # the store leaves it open: see the next test
-        assert store._copier is not None and store._copier is not copier
-        assert store._copier.poll() is None
-        await check_everything_readable(store, stream(12), await partition(store))
+        assert store._copier is not None and store._copier.poll() is None
+        await check_another_copier_copied(store, copier)
     finally:
         await store.close()
 

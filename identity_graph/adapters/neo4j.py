@@ -289,7 +289,7 @@ class Neo4jStore(IdentityStore):
             message_id=cursor[1] if cursor else None,
             limit=first + 1,
         )
-        empty: Page[StoredEvent] = Page((), 0, None)
+        empty: Page[StoredEvent] = Page((), 0, None, False)
         result = dict.fromkeys(wanted, empty)
         for pid, total, found in rows:
             more = len(found) > first

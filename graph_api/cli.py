@@ -123,6 +123,7 @@ def serve(
     with failures():
         settings = settings_for(store, data_dir)
         if demo:
+            tune_gc()  # the app's lifespan sets it too, but the demo loads before the app runs
             key = with_services(settings, load_demo)
             out.print(f"GraphiQL: [bold]http://{host}:{port}/graphql[/bold]")
             out.print(f"Admin key (shown once): [bold]{key}[/bold]", highlight=False)

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
+import uvicorn
 from typer.testing import CliRunner
 
+import graph_api.cli
 from graph_api.auth import hash_key
 from graph_api.cli import app
 from graph_api.masking import digest
 from graph_api.schema import export_schema
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded import GC_THRESHOLDS, EmbeddedStore
 
 runner = CliRunner()
 
@@ -126,3 +131,29 @@ def test_export_schema_prints_the_sdl() -> None:
     result = runner.invoke(app, ["export-schema"])
     assert result.exit_code == 0
     assert result.stdout.strip() == export_schema().strip()
+
+
+def test_serve_demo_loads_the_demo_with_the_servers_gc_settings_then_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo is loaded before the app (and its lifespan, which tunes the collector) runs."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's, whatever an earlier test left
+    loaded_with: list[tuple[int, ...]] = []
+    load_demo = graph_api.cli.load_demo
+
+    async def recording_load_demo(services: Any) -> str:
+        loaded_with.append(gc.get_threshold())
+        return await load_demo(services)
+
+    served: list[tuple[object, str, int]] = []
+    monkeypatch.setattr(graph_api.cli, "load_demo", recording_load_demo)
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: served.append((app, host, port)))
+    try:
+        result = runner.invoke(app, ["serve", "--demo", "--port", "8123"], env=env(tmp_path))
+    finally:
+        gc.set_threshold(*before)
+    assert result.exit_code == 0, result.output
+    assert loaded_with == [GC_THRESHOLDS]
+    assert "Demo data loaded" in result.output and "Admin key" in result.output
+    assert [(host, port) for _, host, port in served] == [("127.0.0.1", 8123)]

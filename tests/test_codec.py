@@ -26,7 +26,7 @@ json_values = st.recursive(
 
 
 @given(json_values)
-@example("\x7f")  # printable to neither, escaped only by the standard library
+@example("\x7f")  # ASCII but not printable: escaped by the standard library only
 @example("caf\u00e9")  # raw in orjson, \u00e9 in the standard library
 @example({"\u00e9": 1, "a": [True, None, 2**63, -(2**63)]})
 @example([1e16, 0.1, -0.0, float("nan"), float("inf")])

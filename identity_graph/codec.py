@@ -60,7 +60,7 @@ def dumps(value: Any) -> str:
     A value orjson writes as the standard library does is written by orjson; any other by the
     standard library, so the text of a value never depends on which encoder wrote it. The
     copier writes 1.2M JSON values (traits and event properties) per 1M observations of the
-    benchmark's stream: 1.69-1.81 CPU-s with the standard library alone, 0.76-1.02 so."""
+    benchmark's stream: 1.69-1.81 CPU-s with the standard library alone, 0.76-1.02 this way."""
     if _plain(value):
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     return _ENCODER.encode(value)

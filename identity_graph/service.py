@@ -163,7 +163,9 @@ class IdentityGraph:
         done = 0
         after: str | None = None
         while keys := await self.store.identifier_keys(first=batch, after=after):
-            changes = ChangeSet(digests={key: digest(key.partition(":")[2]) for key in keys})
+            changes = ChangeSet(
+                digests={key: digest(Identifier.from_key(key).value) for key in keys}
+            )
 
             async def work(tx: WriteTx, changes: ChangeSet = changes) -> None:
                 await tx.apply(changes)

@@ -134,11 +134,9 @@ def test_export_schema_prints_the_sdl() -> None:
 
 
 def test_serve_demo_loads_the_demo_with_the_servers_gc_settings_then_serves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpython_gc: None
 ) -> None:
     """The demo is loaded before the app (and its lifespan, which tunes the collector) runs."""
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)  # CPython's, whatever an earlier test left
     loaded_with: list[tuple[int, ...]] = []
     load_demo = graph_api.cli.load_demo
 
@@ -149,10 +147,7 @@ def test_serve_demo_loads_the_demo_with_the_servers_gc_settings_then_serves(
     served: list[tuple[object, str, int]] = []
     monkeypatch.setattr(graph_api.cli, "load_demo", recording_load_demo)
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port: served.append((app, host, port)))
-    try:
-        result = runner.invoke(app, ["serve", "--demo", "--port", "8123"], env=env(tmp_path))
-    finally:
-        gc.set_threshold(*before)
+    result = runner.invoke(app, ["serve", "--demo", "--port", "8123"], env=env(tmp_path))
     assert result.exit_code == 0, result.output
     assert loaded_with == [GC_THRESHOLDS]
     assert "Demo data loaded" in result.output and "Admin key" in result.output

@@ -68,17 +68,12 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_app_tunes_the_garbage_collector_however_it_is_started(
-    settings: Settings,
+    settings: Settings, cpython_gc: None
 ) -> None:
     """Plain `uvicorn --factory` runs only the app's lifespan, not `c360 serve`."""
-    before = gc.get_threshold()
-    gc.set_threshold(700, 10, 10)
-    try:
-        application = create_app(settings)
-        async with application.router.lifespan_context(application):
-            assert gc.get_threshold() == GC_THRESHOLDS
-    finally:
-        gc.set_threshold(*before)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        assert gc.get_threshold() == GC_THRESHOLDS
 
 
 async def test_health_and_readiness(

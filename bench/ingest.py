@@ -8,8 +8,8 @@ Prints observations/s (acknowledged, i.e. durable in the journal, and copied int
 tables by the copier process), the time of `scipy.sparse.csgraph.connected_components` on the
 same links and our ratio to it, the CPU time of this process and of the copier process
 during the ingest, lookup p50/p99 at ~10k profiles (a store of its own, its
-people seen as often as the full stream's) and at full size (each the median of three runs,
-with the copier idle), RSS of the
+people seen as often as the full stream's, looked up in a process of its own) and at full
+size (runs at the two sizes taken in turns after the ingest, with the copiers idle), RSS of the
 store's process and of its copier after load, and the restart time of the store. Runs with
 the garbage-collector thresholds the server uses (`tune_gc`); `--default-gc` keeps
 CPython's. No assertions: the targets are in issue 2.
@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,40 +98,84 @@ def scipy_seconds(stream: Sequence[Observation], rules: Rules) -> tuple[float, f
     return end - start, end - labelled, count
 
 
-async def steady_latencies(
-    store: EmbeddedStore, keys: Sequence[str], *, samples: int, runs: int = 3
-) -> tuple[float, float]:
-    """(p50, p99) in ms of looking customers up, the median over `runs` runs of `samples`
-    lookups each: a p99 of tenths of a millisecond moves with whatever else the machine
-    does for a moment."""
-    results = [
-        await lookup_latencies(store, keys, samples=samples, seed=run) for run in range(runs)
-    ]
-    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
-
-
 SMALL_STREAM = 30_000
 """observations of the store the 10k-profile lookup figure is measured on: the generator's
 stream of that length, ~10k people seen ~3 times each like the full stream's, so the two
 figures compare profiles of one shape (a prefix of the full stream would hold people seen
 once, with fewer identifiers, and cheaper to look up whatever the store's size)"""
+LOOKUP_RUNS = 6
+"""runs of lookups at each size, taken in turns"""
 
 
-async def small_lookups(args: argparse.Namespace, rules: Rules) -> tuple[float, float, int]:
-    """(p50, p99, profiles) of lookups in a store of ~10k profiles (`SMALL_STREAM`)."""
-    with tempfile.TemporaryDirectory(prefix="c360-bench-small-", dir=args.tmp) as small_dir:
-        store = EmbeddedStore(Path(small_dir))
-        await store.open()
-        await ingest(
-            IdentityGraph(store, rules),
-            list(synthetic_stream(SMALL_STREAM, seed=args.seed)),
-            args.batch,
-        )
-        await store.settle()  # both lookups run with the copier idle
-        p50, p99 = await steady_latencies(store, sorted(store.profile_of), samples=args.samples)
-        profiles = len(store.members)
-        await store.close()
-    return p50, p99, profiles
+async def fill_small_store(args: argparse.Namespace, rules: Rules, small_dir: Path) -> int:
+    """Fill a store of ~10k profiles (`SMALL_STREAM`) in `small_dir`; return its profiles."""
+    store = EmbeddedStore(small_dir)
+    await store.open()
+    stream = list(synthetic_stream(SMALL_STREAM, seed=args.seed))
+    await ingest(IdentityGraph(store, rules), stream, args.batch)
+    profiles = len(store.members)
+    await store.close()
+    return profiles
+
+
+@dataclass
+class Latencies:
+    """Lookup latencies at the two sizes, in ms: each run's (p50, p99)."""
+
+    small: list[tuple[float, float]]
+    full: list[tuple[float, float]]
+
+    def median(self, runs: list[tuple[float, float]]) -> tuple[float, float]:
+        return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+    def ratios(self) -> list[float]:
+        """each pair of runs' p99 at full size over that at 10k"""
+        return [f[1] / s[1] for s, f in zip(self.small, self.full, strict=True)]
+
+
+async def paired_latencies(store: EmbeddedStore, small_dir: Path, samples: int) -> Latencies:
+    """Lookups in the full store (this process) and in the small one, run after run in
+    turns (small, full, full, small, ...). A p99 of tenths of a millisecond moves with
+    whatever else the machine does, and this machine's speed drifts by 10-30% over minutes:
+    measured minutes apart, the two sizes' ratio measured the drift as much as the size.
+    The small store is looked up in a process of its own (`lookup.py --on-request`), the
+    size a 10k-profile deployment has; both stores' copiers are idle."""
+    small = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).parent / "lookup.py"),
+        "--data-dir",
+        str(small_dir),
+        "--samples",
+        str(samples),
+        "--on-request",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    requests, replies = small.stdin, small.stdout
+    assert requests is not None and replies is not None
+    keys = sorted(store.profile_of)
+    found = Latencies([], [])
+
+    async def small_run(run: int) -> None:
+        requests.write(f"{run}\n".encode())
+        await requests.drain()
+        line = await replies.readline()
+        if not line:
+            raise RuntimeError("the small store's lookup process exited")
+        result = json.loads(line)
+        found.small.append((result["p50"], result["p99"]))
+
+    async def full_run(run: int) -> None:
+        found.full.append(await lookup_latencies(store, keys, samples=samples, seed=run))
+
+    try:
+        for run in range(LOOKUP_RUNS):
+            for measure in (small_run, full_run) if run % 2 == 0 else (full_run, small_run):
+                await measure(run)
+    finally:
+        requests.close()
+        await small.wait()
+    return found
 
 
 async def ingest(
@@ -168,11 +214,8 @@ async def run(args: argparse.Namespace) -> Path:
     start = time.perf_counter()
     stream = list(synthetic_stream(args.n, seed=args.seed))
     print(f"generated {len(stream):,} observations in {time.perf_counter() - start:.1f} s")
-    p50_small, p99_small, small_profiles = await small_lookups(args, rules)
-    print(
-        f"lookup at {small_profiles:,} profiles (a {SMALL_STREAM:,}-observation stream):"
-        f" p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms"
-    )
+    small_dir = Path(tempfile.mkdtemp(prefix="c360-bench-small-", dir=args.tmp))
+    small_profiles = await fill_small_store(args, rules, small_dir)
     data_dir = Path(tempfile.mkdtemp(prefix="c360-bench-", dir=args.tmp))
     store = EmbeddedStore(data_dir)
     await store.open()
@@ -183,6 +226,7 @@ async def run(args: argparse.Namespace) -> Path:
     await store.settle()
     took = acked + time.perf_counter() - start
     copier_cpu = cpu_seconds(copier.pid) if copier is not None else 0.0
+    copier_rss = child_rss_mb(store)  # before the lookups, during which it may exit idle
     rate = len(stream) / took
     paced = f" paced at {args.rate:,.0f} obs/s," if args.rate else ""
     print(
@@ -206,17 +250,23 @@ async def run(args: argparse.Namespace) -> Path:
         f" {took / total:,.1f}x with matrix building"
     )
 
-    keys = sorted(store.profile_of)
-    p50, p99 = await steady_latencies(store, keys, samples=args.samples)
+    found = await paired_latencies(store, small_dir, args.samples)
+    shutil.rmtree(small_dir)
+    (p50_small, p99_small), (p50, p99) = found.median(found.small), found.median(found.full)
     print(
-        f"lookup at {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms;"
-        f" p99 full/small {p99 / p99_small:.2f}"
+        f"lookups, {LOOKUP_RUNS} runs of {args.samples:,} at each size taken in turns (medians):"
+        f" at {small_profiles:,} profiles (a {SMALL_STREAM:,}-observation stream, a process of"
+        f" its own) p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms; at {len(store.members):,}"
+        f" profiles p50 {p50:.3f} ms, p99 {p99:.3f} ms; p99 full/small {p99 / p99_small:.2f}"
+        f" (pair by pair: {', '.join(f'{r:.2f}' for r in found.ratios())})"
     )
+    for name, runs in (("small", found.small), ("full", found.full)):
+        print(f"  p99 at {name} size, run by run: {', '.join(f'{r[1]:.3f}' for r in runs)} ms")
     current, peak = rss_and_peak_mb()
     print(
         f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory;"
         f" {rss_mb(field='RssFile'):,.0f} MB of it file pages the reader mapped);"
-        f" copier process {child_rss_mb(store):,.0f} MB"
+        f" copier process {copier_rss:,.0f} MB right after the ingest"
     )
     copier = store._copier
     try:

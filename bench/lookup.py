@@ -1,14 +1,20 @@
 """Profile lookup by identifier: `profile_ids` then `profiles`, one customer at a time.
 
 python bench/lookup.py --data-dir DIR     # an embedded store filled by bench/ingest.py
+python bench/lookup.py --data-dir DIR --on-request
+    # open the store, then for each seed read from standard input print one run's
+    # {"p50": ms, "p99": ms} as a JSON line: bench/ingest.py interleaves these runs with
+    # its own, so that both sizes are measured in the same moments
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,12 +51,19 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--on-request", action="store_true", help="runs on request (see above)")
     args = parser.parse_args()
     start = time.perf_counter()
     store = EmbeddedStore(args.data_dir)
     await store.open()
-    print(f"open (restart): {time.perf_counter() - start:.1f} s")
     keys = sorted(store.profile_of)
+    if args.on_request:
+        for line in sys.stdin:
+            p50, p99 = await lookup_latencies(store, keys, samples=args.samples, seed=int(line))
+            print(json.dumps({"p50": p50, "p99": p99}), flush=True)
+        await store.close()
+        return
+    print(f"open (restart): {time.perf_counter() - start:.1f} s")
     p50, p99 = await lookup_latencies(store, keys, samples=args.samples)
     print(f"lookup over {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     await store.close()

@@ -14,7 +14,9 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 from streams import observe, partition
 
+from identity_graph.adapters import embedded_journal
 from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
 from identity_graph.adapters.embedded_sql import AUDIT_FILE, AUDIT_SCHEMA
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import ApiKey, AuditEntry
@@ -81,6 +83,43 @@ async def test_a_data_dir_of_the_previous_version_opens_and_deduplicates(tmp_pat
         assert [e.name for e in events[new.profile_id].items] == ["Returned", "Bought", "Viewed"]
     finally:
         await store.close()
+
+
+def page_size(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+async def test_files_with_the_4k_pages_of_older_versions_keep_them_and_new_files_get_bigger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    with monkeypatch.context() as older:  # what every c360 before the page sizes made
+        older.setattr(embedded_journal, "TABLES_PAGE_SIZE", 4096)
+        older.setattr(embedded_journal, "JOURNAL_PAGE_SIZE", 4096)
+        store = EmbeddedStore(old_dir)
+        await store.open()
+        try:
+            graph = IdentityGraph(store, Rules.default())
+            await graph.ingest([observe("m1", "anonymous_id:a1", "email:p@x.io", t=1)])
+        finally:
+            await store.close()
+    for data_dir in (old_dir, new_dir):
+        store = EmbeddedStore(data_dir)
+        await store.open()
+        try:
+            graph = IdentityGraph(store, Rules.default())
+            await graph.ingest([observe("m2", "user_id:u1", "email:p@x.io", event="Paid", t=2)])
+            [pid] = store.members
+            [profile] = (await store.profiles([pid])).values()
+            assert {r.identifier.key for r in profile.identifiers} >= {"user_id:u1", "email:p@x.io"}
+            events = (await store.events([pid], first=5, after=None, types=None))[pid].items
+            assert [e.name for e in events] == ["Paid"]
+        finally:
+            await store.close()
+    assert page_size(old_dir / TABLES_FILE) == page_size(old_dir / JOURNAL_FILE) == 4096
+    assert page_size(new_dir / TABLES_FILE) == embedded_journal.TABLES_PAGE_SIZE == 16384
+    assert page_size(new_dir / JOURNAL_FILE) == embedded_journal.JOURNAL_PAGE_SIZE == 65536
 
 
 async def test_a_data_dir_that_is_not_a_database_is_refused_and_left_unlocked(

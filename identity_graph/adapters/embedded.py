@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +42,9 @@ import identity_graph
 from identity_graph.adapters.embedded_journal import (
     JOURNAL,
     JOURNAL_FILE,
+    JOURNAL_PAGE_SIZE,
     TABLES_FILE,
+    TABLES_PAGE_SIZE,
     WAITING,
     WROTE,
     connect,
@@ -126,6 +129,76 @@ def tune_gc() -> None:
 _PROFILE_ID = operator.attrgetter("profile_id")
 
 
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory's lock (one process per data dir); return its descriptor."""
+    fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        os.close(fd)
+        raise StoreUnavailable(
+            f"data directory {data_dir} is in use by another c360 process"
+        ) from e
+    return fd
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """A file `compact` rewrote: its size and page size before and after."""
+
+    name: str
+    bytes_before: int
+    bytes_after: int
+    page_size_before: int
+    page_size_after: int
+
+
+def compact(data_dir: Path) -> list[Compacted]:
+    """Rewrite the tables and journal files of a closed store (SQLite's `VACUUM`): gives
+    back the space of deleted rows, and brings files made by an older c360 to the page sizes
+    a new file gets (`TABLES_PAGE_SIZE`, `JOURNAL_PAGE_SIZE`). What a crash left in the
+    journal is copied first. Takes the data directory's lock, so it refuses while a server
+    has the store open; a crash midway leaves each file as it was or compacted (VACUUM
+    runs in one transaction)."""
+    if not (data_dir / TABLES_FILE).is_file():
+        raise StoreUnavailable(f"no embedded store in {data_dir}")
+    fd = lock_data_dir(data_dir)
+    try:
+        return _compact_files(data_dir)
+    except (sqlite3.Error, ValueError) as e:  # ValueError: a journal body it cannot read
+        raise StoreUnavailable(f"cannot compact the store in {data_dir}: {e}") from e
+    finally:
+        os.close(fd)
+
+
+def _compact_files(data_dir: Path) -> list[Compacted]:
+    with (
+        closing(connect_journal(data_dir / JOURNAL_FILE)) as journal,
+        closing(connect_tables_for_copy(data_dir / TABLES_FILE)) as tables,
+    ):
+        journal.execute(JOURNAL)
+        create_tables(tables)
+        copied = copy_all(journal, tables)
+        journal.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
+        return [
+            _vacuum(tables, data_dir / TABLES_FILE, TABLES_PAGE_SIZE),
+            _vacuum(journal, data_dir / JOURNAL_FILE, JOURNAL_PAGE_SIZE),
+        ]
+
+
+def _vacuum(db: sqlite3.Connection, path: Path, page_size: int) -> Compacted:
+    """Rewrite one file with `page_size` (which a WAL file can change only out of WAL mode)."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before = path.stat().st_size
+    [(old_page_size,)] = db.execute("PRAGMA page_size")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute(f"PRAGMA page_size={page_size}")
+    db.execute("VACUUM")
+    db.execute("PRAGMA journal_mode=WAL")
+    [(new_page_size,)] = db.execute("PRAGMA page_size")
+    return Compacted(path.name, before, path.stat().st_size, old_page_size, new_page_size)
+
+
 def _count_kinds(keys: Iterable[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for key in keys:
@@ -196,15 +269,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         if self._audit is not None:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            os.close(fd)
-            raise StoreUnavailable(
-                f"data directory {self.data_dir} is in use by another c360 process"
-            ) from e
-        self._lock_file = fd
+        self._lock_file = lock_data_dir(self.data_dir)
         try:
             self._open_files()
         except (sqlite3.Error, ValueError) as e:  # ValueError: a journal body it cannot read

@@ -260,8 +260,8 @@ def compact(data_dir: DataDirOption = None) -> None:
 
     Gives back the space of deleted rows, and brings a data directory made by an older
     c360 to the current page sizes (16 KB tables, 64 KB journal; copying into the tables
-    costs ~12% less CPU than with the 4 KB pages of before). Needs free disk space about
-    the size of the tables file while it runs.
+    costs ~12% less CPU than with the 4 KB pages of before). While it runs it needs free
+    disk space of up to twice the tables file (SQLite's VACUUM).
     """
     with failures():
         settings = settings_for("embedded", data_dir)

@@ -588,6 +588,52 @@ async def test_the_copier_lets_writes_gather_until_a_read_waits(tmp_path: Path) 
         await store.close()
 
 
+class QuietThenClosed(embedded_journal._Input):
+    """The store's side of the copier's input: nothing is said for `quiet` waits, then the
+    input closes. Records the copier's mark at each wait."""
+
+    def __init__(self, tables: sqlite3.Connection, quiet: int) -> None:
+        super().__init__()
+        self.tables = tables
+        self.quiet = quiet
+        self.marks: list[int] = []
+
+    def wait(self, timeout: float) -> None:
+        self.marks.append(embedded_journal.copied_mark(self.tables))
+        self.quiet -= 1
+        self.open = self.quiet > 0
+
+
+async def test_the_copier_copies_a_window_then_lets_the_rest_gather_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes that came while a window was copied are not chased with a smaller window at
+    once (each window rewrites most of the pages a full one does): they gather like any."""
+    monkeypatch.setattr(EmbeddedStore, "_start_copier", lambda self: None)
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    try:
+        graph = IdentityGraph(store, Rules.default())
+        for part in (stream(30)[:10], stream(30)[10:20], stream(30)[20:]):
+            await graph.ingest(part)  # three journal rows, none copied
+        journal = embedded_journal.connect_journal(tmp_path / "data" / JOURNAL_FILE)
+        tables = embedded_journal.connect_tables_for_copy(tmp_path / "data" / TABLES_FILE)
+        with closing(journal), closing(tables):
+            sizes = [n for (n,) in journal.execute("SELECT length(body) FROM journal ORDER BY seq")]
+            assert len(sizes) == 3
+            # the first two rows are a window, and due; the third alone is not
+            monkeypatch.setattr(embedded_journal, "MIN_COPY_BYTES", sizes[0] + sizes[1])
+            monkeypatch.setattr(embedded_journal, "MAX_COPY_BYTES", sizes[0] + sizes[1])
+            monkeypatch.setattr(embedded_journal, "MAX_COPY_DELAY", 3600.0)
+            said = QuietThenClosed(tables, quiet=3)
+            assert embedded_journal.copy_until_closed(journal, tables, said) == 0
+            assert said.marks == [2, 2, 2]  # the third waited until the input closed
+            assert embedded_journal.copied_mark(tables) == 3
+        await check_everything_readable(store, stream(30), await partition(store))
+    finally:
+        await store.close()
+
+
 async def half_written_then_copier_gone(
     store: EmbeddedStore, *, close_input: bool
 ) -> tuple[IdentityGraph, subprocess.Popen[bytes]]:

@@ -69,7 +69,8 @@ too: a copier that chased it at once (faster than ingest, it made ever smaller w
 25.4-26.4 CPU-s, and ingest was 5-10% slower beside it."""
 MAX_COPY_DELAY = 5.0
 """seconds uncopied writes wait for others before they are copied anyway (when no read
-waits for them, only a restart after a crash would have to copy them)"""
+waits for them, only a restart after a crash would have to copy them), counted from when
+the copier first saw them or, for writes left after a window, from the window's end"""
 POLL_SECONDS = 0.05
 RETRY_SECONDS = 1.0
 WROTE = b"\n"

@@ -1,12 +1,17 @@
-"""Making a fresh store of each adapter kind, for fixtures and property tests."""
+"""Making a fresh store of each adapter kind, for fixtures and property tests, and the
+embedded store's files as older versions made them."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
+from identity_graph.adapters import embedded_journal
 from identity_graph.adapters.embedded import EmbeddedStore
 from identity_graph.store import IdentityStore
 
@@ -32,3 +37,21 @@ async def make_store(kind: str, tmp_path: Path) -> IdentityStore:
         await store.wipe()
     await store.open()
     return store
+
+
+OLD_PAGE_SIZE = 4096
+"""the page size of every file c360 made before 16 KB tables and 64 KB journals"""
+
+
+@contextmanager
+def older_page_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Within it, new embedded files get the page size of older versions."""
+    with monkeypatch.context() as older:
+        older.setattr(embedded_journal, "TABLES_PAGE_SIZE", OLD_PAGE_SIZE)
+        older.setattr(embedded_journal, "JOURNAL_PAGE_SIZE", OLD_PAGE_SIZE)
+        yield
+
+
+def page_size(path: Path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])

@@ -3,13 +3,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+from stores import OLD_PAGE_SIZE, older_page_sizes, page_size
 from typer.testing import CliRunner
 
 import graph_api.cli
@@ -17,7 +16,6 @@ from graph_api.auth import hash_key
 from graph_api.cli import app
 from graph_api.masking import digest
 from graph_api.schema import export_schema
-from identity_graph.adapters import embedded_journal
 from identity_graph.adapters.embedded import GC_THRESHOLDS, EmbeddedStore
 from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
 
@@ -131,11 +129,6 @@ def test_rehash_after_the_hash_key_changes(tmp_path: Path) -> None:
     assert by_digest(tmp_path / "data", "old-key-" + "x" * 24, "a@x.io", "email") == {}
 
 
-def page_size(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as db:
-        return int(db.execute("PRAGMA page_size").fetchone()[0])
-
-
 def customer(data_dir: Path, key: str) -> tuple[set[str], dict[str, Any], list[str]]:
     """(identifiers, traits, event names) of the customer `key` belongs to."""
 
@@ -169,13 +162,11 @@ def test_compact_brings_an_older_data_dir_to_the_current_page_sizes_and_keeps_it
     ]
     file.write_text("".join(json.dumps(m) + "\n" for m in messages))
     data_dir = tmp_path / "data"
-    with monkeypatch.context() as older:  # the page size of every c360 before 16 KB tables
-        older.setattr(embedded_journal, "TABLES_PAGE_SIZE", 4096)
-        older.setattr(embedded_journal, "JOURNAL_PAGE_SIZE", 4096)
+    with older_page_sizes(monkeypatch):
         assert runner.invoke(app, ["import", str(file)], env=env(tmp_path)).exit_code == 0
     before = customer(data_dir, "user_id:u1")
     assert before == ({"user_id:u1", "anonymous_id:a1"}, {"plan": "pro"}, ["Paid"])
-    assert page_size(data_dir / TABLES_FILE) == page_size(data_dir / JOURNAL_FILE) == 4096
+    assert page_size(data_dir / TABLES_FILE) == page_size(data_dir / JOURNAL_FILE) == OLD_PAGE_SIZE
 
     result = runner.invoke(app, ["compact"], env=env(tmp_path))
     assert result.exit_code == 0, result.output

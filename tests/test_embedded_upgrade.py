@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
+from stores import OLD_PAGE_SIZE, older_page_sizes, page_size
 from streams import observe, partition
 
 from identity_graph.adapters import embedded_journal
@@ -85,18 +86,11 @@ async def test_a_data_dir_of_the_previous_version_opens_and_deduplicates(tmp_pat
         await store.close()
 
 
-def page_size(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as db:
-        return int(db.execute("PRAGMA page_size").fetchone()[0])
-
-
 async def test_files_with_the_4k_pages_of_older_versions_keep_them_and_new_files_get_bigger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
-    with monkeypatch.context() as older:  # what every c360 before the page sizes made
-        older.setattr(embedded_journal, "TABLES_PAGE_SIZE", 4096)
-        older.setattr(embedded_journal, "JOURNAL_PAGE_SIZE", 4096)
+    with older_page_sizes(monkeypatch):
         store = EmbeddedStore(old_dir)
         await store.open()
         try:
@@ -117,7 +111,7 @@ async def test_files_with_the_4k_pages_of_older_versions_keep_them_and_new_files
             assert [e.name for e in events] == ["Paid"]
         finally:
             await store.close()
-    assert page_size(old_dir / TABLES_FILE) == page_size(old_dir / JOURNAL_FILE) == 4096
+    assert page_size(old_dir / TABLES_FILE) == page_size(old_dir / JOURNAL_FILE) == OLD_PAGE_SIZE
     assert page_size(new_dir / TABLES_FILE) == embedded_journal.TABLES_PAGE_SIZE == 16384
     assert page_size(new_dir / JOURNAL_FILE) == embedded_journal.JOURNAL_PAGE_SIZE == 65536
 

@@ -171,15 +171,22 @@ def compact(data_dir: Path) -> list[Compacted]:
         os.close(fd)
 
 
+def recover(journal: sqlite3.Connection, tables: sqlite3.Connection) -> int:
+    """Make the tables (and the columns an older c360 lacks), copy into them what a crash
+    left in the journal, and drop it from the journal; return the tables' mark."""
+    journal.execute(JOURNAL)
+    create_tables(tables)
+    copied = copy_all(journal, tables)
+    journal.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
+    return copied
+
+
 def _compact_files(data_dir: Path) -> list[Compacted]:
     with (
         closing(connect_journal(data_dir / JOURNAL_FILE)) as journal,
         closing(connect_tables_for_copy(data_dir / TABLES_FILE)) as tables,
     ):
-        journal.execute(JOURNAL)
-        create_tables(tables)
-        copied = copy_all(journal, tables)
-        journal.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
+        recover(journal, tables)
         return [
             _vacuum(tables, data_dir / TABLES_FILE, TABLES_PAGE_SIZE),
             _vacuum(journal, data_dir / JOURNAL_FILE, JOURNAL_PAGE_SIZE),
@@ -278,15 +285,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     def _open_files(self) -> None:
         self._journal = connect_journal(self.data_dir / JOURNAL_FILE)
-        self._journal.execute(JOURNAL)
-        tables = connect_tables_for_copy(self.data_dir / TABLES_FILE)
-        try:
-            create_tables(tables)
-            # what a crash left in the journal goes into the tables before anything is read
-            self._acked = self._copied = copy_all(self._journal, tables)
-        finally:
-            tables.close()
-        self._journal.execute("DELETE FROM journal WHERE seq <= ?", (self._copied,))
+        # what a crash left in the journal goes into the tables before anything is read
+        with closing(connect_tables_for_copy(self.data_dir / TABLES_FILE)) as tables:
+            self._acked = self._copied = recover(self._journal, tables)
         self._audit = connect(self.data_dir / AUDIT_FILE)
         create_audit_tables(self._audit, self.data_dir / TABLES_FILE)
         self._audit_reader = connect(self.data_dir / AUDIT_FILE)

@@ -8,9 +8,10 @@ Prints observations/s (acknowledged, i.e. durable in the journal, and copied int
 tables by the copier process), the time of `scipy.sparse.csgraph.connected_components` on the
 same links and our ratio to it, the CPU time of this process and of the copier process
 during the ingest, lookup p50/p99 at ~10k profiles (a store of its own, its
-people seen as often as the full stream's, looked up in a process of its own) and at full
-size (runs at the two sizes taken in turns after the ingest, with the copiers idle), RSS of the
-store's process and of its copier after load, and the restart time of the store. Runs with
+people seen as often as the full stream's) and at full size, each store looked up in a
+process of its own that holds only it (runs at the two sizes taken in turns at the end,
+after the extra events if any, with no copier running), RSS of the store's process and of
+its copier after load, and the restart time of the store. Runs with
 the garbage-collector thresholds the server uses (`tune_gc`); `--default-gc` keeps
 CPython's. No assertions: the targets are in issue 2.
 """
@@ -38,7 +39,6 @@ from scipy.sparse.csgraph import connected_components
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lookup import lookup_latencies  # noqa: E402
 from restart import rss_mb  # noqa: E402
 from synthetic import synthetic_stream  # noqa: E402
 
@@ -107,15 +107,13 @@ LOOKUP_RUNS = 6
 """runs of lookups at each size, taken in turns"""
 
 
-async def fill_small_store(args: argparse.Namespace, rules: Rules, small_dir: Path) -> int:
-    """Fill a store of ~10k profiles (`SMALL_STREAM`) in `small_dir`; return its profiles."""
+async def fill_small_store(args: argparse.Namespace, rules: Rules, small_dir: Path) -> None:
+    """Fill a store of ~10k profiles (`SMALL_STREAM`) in `small_dir`."""
     store = EmbeddedStore(small_dir)
     await store.open()
     stream = list(synthetic_stream(SMALL_STREAM, seed=args.seed))
     await ingest(IdentityGraph(store, rules), stream, args.batch)
-    profiles = len(store.members)
     await store.close()
-    return profiles
 
 
 @dataclass
@@ -133,49 +131,82 @@ class Latencies:
         return [f[1] / s[1] for s, f in zip(self.small, self.full, strict=True)]
 
 
-async def paired_latencies(store: EmbeddedStore, small_dir: Path, samples: int) -> Latencies:
-    """Lookups in the full store (this process) and in the small one, run after run in
-    turns (small, full, full, small, ...). A p99 of tenths of a millisecond moves with
-    whatever else the machine does, and this machine's speed drifts by 10-30% over minutes:
-    measured minutes apart, the two sizes' ratio measured the drift as much as the size.
-    The small store is looked up in a process of its own (`lookup.py --on-request`), the
-    size a 10k-profile deployment has; both stores' copiers are idle."""
-    small = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__).parent / "lookup.py"),
-        "--data-dir",
-        str(small_dir),
-        "--samples",
-        str(samples),
-        "--on-request",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    requests, replies = small.stdin, small.stdout
-    assert requests is not None and replies is not None
-    keys = sorted(store.profile_of)
-    found = Latencies([], [])
+class LookupProcess:
+    """A store looked up in a process of its own (`lookup.py --on-request`), run by run."""
 
-    async def small_run(run: int) -> None:
-        requests.write(f"{run}\n".encode())
-        await requests.drain()
-        line = await replies.readline()
+    def __init__(self, process: asyncio.subprocess.Process, opened: dict[str, float]) -> None:
+        self.process = process
+        self.profiles = int(opened["profiles"])
+        self.open_seconds = opened["open"]
+
+    @classmethod
+    async def start(cls, data_dir: Path, samples: int) -> LookupProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).parent / "lookup.py"),
+            "--data-dir",
+            str(data_dir),
+            "--samples",
+            str(samples),
+            "--on-request",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process, await cls._reply(process))
+
+    @staticmethod
+    async def _reply(process: asyncio.subprocess.Process) -> dict[str, float]:
+        assert process.stdout is not None
+        line = await process.stdout.readline()
         if not line:
-            raise RuntimeError("the small store's lookup process exited")
-        result = json.loads(line)
-        found.small.append((result["p50"], result["p99"]))
+            raise RuntimeError(f"lookup process {process.pid} exited")
+        reply: dict[str, float] = json.loads(line)
+        return reply
 
-    async def full_run(run: int) -> None:
-        found.full.append(await lookup_latencies(store, keys, samples=samples, seed=run))
+    async def run(self, seed: int) -> tuple[float, float]:
+        """(p50, p99) in ms of one run of lookups."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{seed}\n".encode())
+        await self.process.stdin.drain()
+        reply = await self._reply(self.process)
+        return reply["p50"], reply["p99"]
 
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        await self.process.wait()
+
+
+async def paired_latencies(
+    small_dir: Path, full_dir: Path, samples: int
+) -> tuple[Latencies, LookupProcess, LookupProcess]:
+    """Lookups in the small store and in the full one, run after run in turns (small, full,
+    full, small, ...). A p99 of tenths of a millisecond moves with whatever else the machine
+    does, and this machine's speed drifts by 10-30% over minutes: measured minutes apart,
+    the two sizes' ratio measured the drift as much as the size.
+
+    Each store is looked up in a process of its own that opened it, as a deployment of that
+    size holds it: not in this one, which also holds the generated stream (gigabytes of
+    objects no server holds). Both are open before the first run, and no copier runs."""
+    small = await LookupProcess.start(small_dir, samples)
+    try:
+        full = await LookupProcess.start(full_dir, samples)
+    except BaseException:
+        await small.stop()
+        raise
+    found = Latencies([], [])
     try:
         for run in range(LOOKUP_RUNS):
-            for measure in (small_run, full_run) if run % 2 == 0 else (full_run, small_run):
-                await measure(run)
+            for process, runs in (
+                ((small, found.small), (full, found.full))
+                if run % 2 == 0
+                else ((full, found.full), (small, found.small))
+            ):
+                runs.append(await process.run(run))
     finally:
-        requests.close()
-        await small.wait()
-    return found
+        await small.stop()
+        await full.stop()
+    return found, small, full
 
 
 async def ingest(
@@ -215,7 +246,7 @@ async def run(args: argparse.Namespace) -> Path:
     stream = list(synthetic_stream(args.n, seed=args.seed))
     print(f"generated {len(stream):,} observations in {time.perf_counter() - start:.1f} s")
     small_dir = Path(tempfile.mkdtemp(prefix="c360-bench-small-", dir=args.tmp))
-    small_profiles = await fill_small_store(args, rules, small_dir)
+    await fill_small_store(args, rules, small_dir)
     data_dir = Path(tempfile.mkdtemp(prefix="c360-bench-", dir=args.tmp))
     store = EmbeddedStore(data_dir)
     await store.open()
@@ -250,18 +281,6 @@ async def run(args: argparse.Namespace) -> Path:
         f" {took / total:,.1f}x with matrix building"
     )
 
-    found = await paired_latencies(store, small_dir, args.samples)
-    shutil.rmtree(small_dir)
-    (p50_small, p99_small), (p50, p99) = found.median(found.small), found.median(found.full)
-    print(
-        f"lookups, {LOOKUP_RUNS} runs of {args.samples:,} at each size taken in turns (medians):"
-        f" at {small_profiles:,} profiles (a {SMALL_STREAM:,}-observation stream, a process of"
-        f" its own) p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms; at {len(store.members):,}"
-        f" profiles p50 {p50:.3f} ms, p99 {p99:.3f} ms; p99 full/small {p99 / p99_small:.2f}"
-        f" (pair by pair: {', '.join(f'{r:.2f}' for r in found.ratios())})"
-    )
-    for name, runs in (("small", found.small), ("full", found.full)):
-        print(f"  p99 at {name} size, run by run: {', '.join(f'{r[1]:.3f}' for r in runs)} ms")
     current, peak = rss_and_peak_mb()
     print(
         f"RSS after load: {current:,.0f} MB (peak {peak:,.0f} MB, stream held in memory;"
@@ -297,8 +316,22 @@ async def run(args: argparse.Namespace) -> Path:
         f"restart (close + open): {time.perf_counter() - start:.1f} s,"
         f" {len(store.members):,} profiles"
     )
-    await store.close()
+    await store.close()  # a data dir is open in one process at a time
     print(f"data dir {data_dir}: {dir_mb(data_dir):,.0f} MB")
+
+    found, small, full = await paired_latencies(small_dir, data_dir, args.samples)
+    shutil.rmtree(small_dir)
+    (p50_small, p99_small), (p50, p99) = found.median(found.small), found.median(found.full)
+    print(
+        f"lookups, {LOOKUP_RUNS} runs of {args.samples:,} at each size taken in turns, each"
+        f" size in a process of its own (medians): at {small.profiles:,} profiles (a"
+        f" {SMALL_STREAM:,}-observation stream) p50 {p50_small:.3f} ms, p99 {p99_small:.3f} ms;"
+        f" at {full.profiles:,} profiles p50 {p50:.3f} ms, p99 {p99:.3f} ms"
+        f" (opened in {full.open_seconds:.1f} s); p99 full/small {p99 / p99_small:.2f}"
+        f" (pair by pair: {', '.join(f'{r:.2f}' for r in found.ratios())})"
+    )
+    for name, runs in (("small", found.small), ("full", found.full)):
+        print(f"  p99 at {name} size, run by run: {', '.join(f'{r[1]:.3f}' for r in runs)} ms")
     return data_dir
 
 

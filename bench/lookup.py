@@ -2,9 +2,10 @@
 
 python bench/lookup.py --data-dir DIR     # an embedded store filled by bench/ingest.py
 python bench/lookup.py --data-dir DIR --on-request
-    # open the store, then for each seed read from standard input print one run's
-    # {"p50": ms, "p99": ms} as a JSON line: bench/ingest.py interleaves these runs with
-    # its own, so that both sizes are measured in the same moments
+    # open the store and print {"open": s, "profiles": n} as a JSON line, then for each
+    # seed read from standard input print one run's {"p50": ms, "p99": ms}: bench/ingest.py
+    # takes runs in a store of each size in turns, so that both are measured in the same
+    # moments
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ async def main() -> None:
     await store.open()
     keys = sorted(store.profile_of)
     if args.on_request:
+        opened = {"open": time.perf_counter() - start, "profiles": len(store.members)}
+        print(json.dumps(opened), flush=True)
         for line in sys.stdin:
             p50, p99 = await lookup_latencies(store, keys, samples=args.samples, seed=int(line))
             print(json.dumps({"p50": p50, "p99": p99}), flush=True)

@@ -266,9 +266,10 @@ async def run(args: argparse.Namespace) -> Path:
         f" batches of {args.batch}); CPU {cpu:.1f} s in this process, {copier_cpu:.1f} s in the"
         f" copier; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
+    (links,) = store._read().execute("SELECT count(*) FROM links").fetchone()
     print(
         f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
-        f" {store.graph.number_of_edges():,} links"
+        f" {links:,} links"
     )
 
     total, labelling, count = scipy_seconds(stream, rules)

@@ -11,11 +11,12 @@ from identity_graph.model import (
     Event,
     EventCategory,
     Identifier,
+    Link,
     MessageType,
     Observation,
 )
 from identity_graph.rules import Rules
-from identity_graph.store import IdentityStore, ProfileFilter
+from identity_graph.store import IdentityStore, ProfileFilter, WriteTx
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -79,8 +80,21 @@ def restrict(part: Partition, keys: Iterable[str]) -> set[frozenset[str]]:
     return {g & wanted for g in part.values() if g & wanted}
 
 
+async def profile_links(store: IdentityStore, pid: str) -> tuple[Link, ...]:
+    """The links the store holds for a current profile (its graph, as undo and split see it)."""
+
+    async def read(tx: WriteTx) -> tuple[Link, ...]:
+        graph = await tx.profile_graph(pid)
+        assert graph is not None, f"no current profile {pid}"
+        return graph.links
+
+    return await store.write(read)
+
+
 async def check_invariants(store: IdentityStore, rules: Rules, part: Partition) -> None:
-    """Every identifier in exactly one current profile; limits held; nothing blocked stored."""
+    """Every identifier in exactly one current profile; limits held; nothing blocked stored;
+    every link joins two identifiers of one profile (the embedded store looks for a link path
+    within one profile only)."""
     owners: Counter[str] = Counter(k for keys in part.values() for k in keys)
     assert all(n == 1 for n in owners.values()), [k for k, n in owners.items() if n > 1]
     assert all(part.values()), "a current profile without identifiers"
@@ -92,3 +106,5 @@ async def check_invariants(store: IdentityStore, rules: Rules, part: Partition) 
             assert n <= rules.limit(kind), f"{pid} holds {n} {kind} (limit {rules.limit(kind)})"
         blocked = [k for k in keys if rules.is_blocked(Identifier.from_key(k).value)]
         assert not blocked, blocked
+        across = [x for x in await profile_links(store, pid) if not {x.a, x.b} <= keys]
+        assert not across, f"links of {pid} leave it: {across}"

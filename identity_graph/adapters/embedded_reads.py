@@ -3,6 +3,7 @@ holds what they did."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,6 @@ class ProfileReads:
     members: dict[str, set[str]]
     profile_of: dict[str, str]
     created: dict[str, int]
-    graph: nx.Graph[str]
 
     async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
         """The reader, once the tables hold every write acknowledged before the call that
@@ -263,23 +263,33 @@ class ProfileReads:
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         owner = self.profile_of.get(a)
-        db = await self._fresh([owner] if owner is not None else None)
+        while True:
+            db = await self._fresh([owner] if owner is not None else None)
+            if self.profile_of.get(a) == owner:
+                break
+            owner = self.profile_of.get(a)  # a write moved it meanwhile: wait for that too
+        # a link always joins two identifiers of one profile: the path, if any, is in it
+        if owner is None or self.profile_of.get(b) != owner:
+            return None
+        graph: nx.Graph[str] = nx.Graph()
+        found: dict[tuple[str, str], tuple[str, str, int, str]] = {}
+        for chunk in chunks(sorted(self.members[owner]), 400):
+            for x, y, source, mid, at, rule in db.execute(
+                "SELECT a, b, source, message_id, observed_at, rule FROM links"
+                f" WHERE a IN ({qmarks(len(chunk))})",
+                chunk,
+            ):
+                found[x, y] = (source, mid, at, rule)
+                graph.add_edge(x, y)
         try:
-            nodes = nx.bidirectional_shortest_path(self.graph, a, b)
+            nodes = nx.bidirectional_shortest_path(graph, a, b)
         except (nx.NetworkXNoPath, nx.NodeNotFound):
             return None
         if len(nodes) - 1 > max_hops:
             return None
         path = []
-        for x, y in zip(nodes, nodes[1:], strict=False):
-            lo, hi = sorted((x, y))
-            row = db.execute(
-                "SELECT source, message_id, observed_at, rule FROM links WHERE a = ? AND b = ?",
-                (lo, hi),
-            ).fetchone()
-            if row is None:
-                return None
-            source, mid, at, rule = row
+        for x, y in itertools.pairwise(nodes):
+            source, mid, at, rule = found[min(x, y), max(x, y)]
             path.append(Link(x, y, source, mid, from_micros(at), rule))
         return path
 

@@ -47,8 +47,8 @@ class _TimeOrderedIds:
 
     Like UUIDv7, ids made later sort later, so new rows land at the end of the indexes
     keyed by them instead of on random pages. The random part is read from the OS 256 ids
-    at a time (one system call instead of one per id); safe across threads, and refilled in
-    a forked child.
+    at a time (one system call instead of one per id); safe across threads, and a forked
+    child reads its own (it must not repeat its parent's).
     """
 
     BLOCK = 256
@@ -57,14 +57,18 @@ class _TimeOrderedIds:
         self._lock = threading.Lock()
         self._hex = ""
         self._at = 0
-        self._pid = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        self._hex = ""
+        self._at = 0
 
     def __call__(self) -> str:
         with self._lock:
-            if self._at >= len(self._hex) or self._pid != os.getpid():
+            if self._at >= len(self._hex):
                 self._hex = os.urandom(10 * self.BLOCK).hex()
                 self._at = 0
-                self._pid = os.getpid()
             start = self._at
             self._at = start + 20
             return f"{time.time_ns() // 1_000_000:012x}{self._hex[start : start + 20]}"

@@ -1,0 +1,35 @@
+"""Profile, merge and conflict ids: time-ordered, and never repeated across a fork."""
+
+from __future__ import annotations
+
+import os
+
+from identity_graph.resolver import _TimeOrderedIds
+
+
+def test_ids_made_in_a_later_millisecond_sort_later_and_none_repeats() -> None:
+    make = _TimeOrderedIds()
+    ids = [make() for _ in range(3 * _TimeOrderedIds.BLOCK)]  # several blocks of random bits
+    times = [i[:12] for i in ids]
+    assert times == sorted(times)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    make = _TimeOrderedIds()
+    make()  # the parent holds a block of random bits when it forks
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id to the parent, then out without pytest's teardown
+        try:
+            os.write(write, make().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = make()
+    assert status == 0 and len(child) == 32
+    assert child[12:] != parent[12:]

@@ -140,7 +140,7 @@ class LookupProcess:
         self.open_seconds = opened["open"]
 
     @classmethod
-    async def start(cls, data_dir: Path, samples: int) -> LookupProcess:
+    async def start(cls, data_dir: Path, samples: int, default_gc: bool) -> LookupProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             str(Path(__file__).parent / "lookup.py"),
@@ -149,6 +149,7 @@ class LookupProcess:
             "--samples",
             str(samples),
             "--on-request",
+            *(["--default-gc"] if default_gc else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -178,7 +179,7 @@ class LookupProcess:
 
 
 async def paired_latencies(
-    small_dir: Path, full_dir: Path, samples: int
+    small_dir: Path, full_dir: Path, samples: int, default_gc: bool
 ) -> tuple[Latencies, LookupProcess, LookupProcess]:
     """Lookups in the small store and in the full one, run after run in turns (small, full,
     full, small, ...). A p99 of tenths of a millisecond moves with whatever else the machine
@@ -188,9 +189,9 @@ async def paired_latencies(
     Each store is looked up in a process of its own that opened it, as a deployment of that
     size holds it: not in this one, which also holds the generated stream (gigabytes of
     objects no server holds). Both are open before the first run, and no copier runs."""
-    small = await LookupProcess.start(small_dir, samples)
+    small = await LookupProcess.start(small_dir, samples, default_gc)
     try:
-        full = await LookupProcess.start(full_dir, samples)
+        full = await LookupProcess.start(full_dir, samples, default_gc)
     except BaseException:
         await small.stop()
         raise
@@ -320,7 +321,7 @@ async def run(args: argparse.Namespace) -> Path:
     await store.close()  # a data dir is open in one process at a time
     print(f"data dir {data_dir}: {dir_mb(data_dir):,.0f} MB")
 
-    found, small, full = await paired_latencies(small_dir, data_dir, args.samples)
+    found, small, full = await paired_latencies(small_dir, data_dir, args.samples, args.default_gc)
     shutil.rmtree(small_dir)
     (p50_small, p99_small), (p50, p99) = found.median(found.small), found.median(found.full)
     print(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded import EmbeddedStore, tune_gc
 from identity_graph.store import IdentityStore
 
 
@@ -53,7 +53,12 @@ async def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--on-request", action="store_true", help="runs on request (see above)")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep CPython's garbage-collector thresholds"
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        tune_gc()  # as the server does before it opens the store
     start = time.perf_counter()
     store = EmbeddedStore(args.data_dir)
     await store.open()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lookup import lookup_latencies
 
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded import EmbeddedStore, tune_gc
 
 
 def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
@@ -42,6 +42,7 @@ def rss_split() -> str:
 
 
 async def main(data_dir: Path) -> None:
+    tune_gc()  # as the server does before it opens the store
     before = rss_mb()
     start = time.perf_counter()
     store = EmbeddedStore(data_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +58,7 @@ class _TimeOrderedIds:
         self._lock = threading.Lock()
         self._hex = ""
         self._at = 0
-        os.register_at_fork(after_in_child=self._forget)
+        _ID_MAKERS.add(self)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()  # another thread may have held it at the fork
@@ -73,6 +74,16 @@ class _TimeOrderedIds:
             self._at = start + 20
             return f"{time.time_ns() // 1_000_000:012x}{self._hex[start : start + 20]}"
 
+
+_ID_MAKERS: weakref.WeakSet[_TimeOrderedIds] = weakref.WeakSet()
+
+
+def _forget_random_bits() -> None:
+    for ids in list(_ID_MAKERS):
+        ids._forget()
+
+
+os.register_at_fork(after_in_child=_forget_random_bits)
 
 new_id: NewId = _TimeOrderedIds()
 """a new id for a profile, merge or conflict: time-ordered, unguessable past its time"""

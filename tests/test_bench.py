@@ -35,7 +35,7 @@ def test_ingest_bench_prints_its_figures(tmp_path: Path) -> None:
         assert runs is not None and len(runs.group(1).split(", ")) == 6
     assert "500 more events" in out
     assert re.search(r"restart in a fresh process: open [\d.]+ s", out)
-    # the lookup processes exited with the bench, and the small store was removed
+    # the small store was removed; the full one is the data dir the bench names
     data_dir = re.search(r"data dir .*/(\S+):", out)
     assert data_dir is not None
     assert [p.name for p in tmp_path.iterdir()] == [data_dir.group(1)]

@@ -365,13 +365,16 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         """The reader, once the tables hold every write acknowledged before this call that
         touched the profiles `ids` (None: any profile). A bulk import keeps the copier
         busy; reads of the customers it does not touch need not wait for it."""
-        if ids is None:
-            await self._caught_up(self._acked)
-        else:
-            dirty = self._dirty
-            needed = max((dirty.get(pid, 0) for pid in ids), default=0)
-            await self._caught_up(max(needed, self._all_dirty))
+        await self._caught_up(self._acked if ids is None else self._last_write_to(ids))
         return self._read()
+
+    def _last_write_to(self, ids: Sequence[str]) -> int:
+        """The last uncopied write that touched the profiles `ids` (0 if none)."""
+        dirty = self._dirty
+        return max(max((dirty.get(pid, 0) for pid in ids), default=0), self._all_dirty)
+
+    def _copied_all_of(self, ids: Sequence[str]) -> bool:
+        return self._last_write_to(ids) <= self._copied
 
     async def ping(self) -> None:
         try:

@@ -42,6 +42,10 @@ class ProfileReads:
         touched the profiles `ids` (None: any profile)."""
         raise NotImplementedError
 
+    def _copied_all_of(self, ids: Sequence[str]) -> bool:
+        """Whether the tables hold every acknowledged write that touched the profiles `ids`."""
+        raise NotImplementedError
+
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
         db = await self._fresh(ids)
         wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
@@ -263,11 +267,14 @@ class ProfileReads:
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         owner = self.profile_of.get(a)
-        while True:
-            db = await self._fresh([owner] if owner is not None else None)
-            if self.profile_of.get(a) == owner:
+        while owner is not None:
+            db = await self._fresh([owner])
+            # memory moves with each acknowledged write, the tables when it is copied: wait
+            # until they agree on this profile, or the path could take links an undo or a
+            # split removed meanwhile
+            if self.profile_of.get(a) == owner and self._copied_all_of([owner]):
                 break
-            owner = self.profile_of.get(a)  # a write moved it meanwhile: wait for that too
+            owner = self.profile_of.get(a)
         # a link always joins two identifiers of one profile: the path, if any, is in it
         if owner is None or self.profile_of.get(b) != owner:
             return None

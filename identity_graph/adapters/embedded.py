@@ -60,7 +60,7 @@ from identity_graph.adapters.embedded_journal import (
     copy_all,
     encode,
 )
-from identity_graph.adapters.embedded_reads import ProfileReads
+from identity_graph.adapters.embedded_reads import ProfileReads, links_from
 from identity_graph.adapters.embedded_sql import (
     AUDIT_FILE,
     SQL_VARS,
@@ -82,7 +82,6 @@ from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import (
     ApiKey,
     AuditEntry,
-    Link,
     MergeRecord,
     Page,
 )
@@ -835,23 +834,15 @@ class _EmbeddedTx(WriteTx):
         keys = sorted(store.members[profile_id])
         db = await store._fresh()
         members: list[Member] = []
-        links: list[Link] = []
         for chunk in chunks(keys, 400):
-            marks = qmarks(len(chunk))
             members.extend(
                 Member(key, from_micros(first))
                 for key, first in db.execute(
-                    f"SELECT key, first_seen FROM identifiers WHERE key IN ({marks})", chunk
-                )
-            )
-            links.extend(
-                Link(a, b, source, mid, from_micros(at), rule)
-                for a, b, source, mid, at, rule in db.execute(
-                    "SELECT a, b, source, message_id, observed_at, rule FROM links"
-                    f" WHERE a IN ({marks})",
+                    f"SELECT key, first_seen FROM identifiers WHERE key IN ({qmarks(len(chunk))})",
                     chunk,
                 )
             )
+        links = links_from(db, keys)
         return ProfileGraph(
             profile_id, from_micros(store.created[profile_id]), tuple(members), tuple(links)
         )

@@ -30,6 +30,22 @@ from identity_graph.model import (
 from identity_graph.store import ProfileFilter, event_cursor, parse_event_cursor
 
 
+def links_from(db: sqlite3.Connection, keys: Sequence[str]) -> list[Link]:
+    """The stored links whose lower end (`a`, the smaller key) is one of `keys`: all the
+    links of a profile, given its identifiers (a link never leaves its profile)."""
+    links: list[Link] = []
+    for chunk in chunks(keys, 400):
+        links.extend(
+            Link(a, b, source, mid, from_micros(at), rule)
+            for a, b, source, mid, at, rule in db.execute(
+                "SELECT a, b, source, message_id, observed_at, rule FROM links"
+                f" WHERE a IN ({qmarks(len(chunk))})",
+                chunk,
+            )
+        )
+    return links
+
+
 class ProfileReads:
     """Read methods of `EmbeddedStore` (the port's customer-data reads)."""
 
@@ -278,16 +294,8 @@ class ProfileReads:
         # a link always joins two identifiers of one profile: the path, if any, is in it
         if owner is None or self.profile_of.get(b) != owner:
             return None
-        graph: nx.Graph[str] = nx.Graph()
-        found: dict[tuple[str, str], tuple[str, str, int, str]] = {}
-        for chunk in chunks(sorted(self.members[owner]), 400):
-            for x, y, source, mid, at, rule in db.execute(
-                "SELECT a, b, source, message_id, observed_at, rule FROM links"
-                f" WHERE a IN ({qmarks(len(chunk))})",
-                chunk,
-            ):
-                found[x, y] = (source, mid, at, rule)
-                graph.add_edge(x, y)
+        found = {(x.a, x.b): x for x in links_from(db, sorted(self.members[owner]))}
+        graph: nx.Graph[str] = nx.Graph(list(found))
         try:
             nodes = nx.bidirectional_shortest_path(graph, a, b)
         except (nx.NetworkXNoPath, nx.NodeNotFound):
@@ -296,8 +304,8 @@ class ProfileReads:
             return None
         path = []
         for x, y in itertools.pairwise(nodes):
-            source, mid, at, rule = found[min(x, y), max(x, y)]
-            path.append(Link(x, y, source, mid, from_micros(at), rule))
+            stored = found[min(x, y), max(x, y)]
+            path.append(stored._replace(a=x, b=y))  # in the path's direction
         return path
 
     # --- audit and keys -------------------------------------------------------------

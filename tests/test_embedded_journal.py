@@ -212,7 +212,7 @@ async def write(mode: str, data_dir: Path) -> None:
     if mode == "uncopied":
         assert store._copier is None
         members = {pid: sorted(keys) for pid, keys in store.members.items()}
-        print(json.dumps({"partition": members, "seq": store._acked}), flush=True)
+        print(json.dumps({"partition": members, "seq": store._seq}), flush=True)
     else:
         assert store._copier is not None
         print(json.dumps({"copier": store._copier.pid}), flush=True)
@@ -473,7 +473,7 @@ async def test_closing_with_a_stalled_copier_kills_it_without_a_second_wait(
     await store.close()
     assert copier.returncode == -signal.SIGKILL
     assert waits[0] == 0.0
-    assert mark(store.data_dir) < store._acked
+    assert mark(store.data_dir) < store._seq
     reopened = EmbeddedStore(tmp_path / "data")
     await reopened.open()  # copies what the killed copier left
     try:
@@ -551,7 +551,7 @@ async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
 
 def copied_by(store: EmbeddedStore, deadline: float) -> bool:
     """Whether the tables hold every acknowledged write by `deadline` (polled)."""
-    while mark(store.data_dir) < store._acked:
+    while mark(store.data_dir) < store._seq:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -573,13 +573,13 @@ async def test_the_copier_lets_writes_gather_until_a_read_waits(tmp_path: Path) 
         await asyncio.sleep(0.2)
         outcomes = await graph.ingest(stream(6)[1:])
         await asyncio.sleep(MAX_COPY_DELAY / 8)  # long enough to copy six observations
-        assert mark(store.data_dir) < store._acked  # but they gather
+        assert mark(store.data_dir) < store._seq  # but they gather
         pids = sorted({o.profile_id for o in outcomes if o.profile_id is not None})
         traits = await asyncio.wait_for(store.traits(pids), timeout=MAX_COPY_DELAY / 2)
         assert {t.message_id for values in traits.values() for t in values} >= {
             o.message_id for o in stream(6)[1:]
         }
-        assert mark(store.data_dir) == store._acked
+        assert mark(store.data_dir) == store._seq
         await graph.ingest(stream(12)[6:])
         # no read waits: the copier copies them once the delay is up
         assert await asyncio.to_thread(copied_by, store, time.monotonic() + MAX_COPY_DELAY + 10)
@@ -647,7 +647,7 @@ async def half_written_then_copier_gone(
     if close_input:
         copier.stdin.close()
     assert await asyncio.to_thread(copier.wait, 10) == 0
-    assert mark(store.data_dir) == store._acked
+    assert mark(store.data_dir) == store._seq
     return graph, copier
 
 
@@ -701,7 +701,7 @@ async def test_a_read_restarts_a_copier_for_a_write_left_uncopied(tmp_path: Path
         # a write that lands while no copier runs (one was killed, or failed to start) ...
         store.copier_allowed = False
         await graph.ingest(stream(12)[6:])
-        assert mark(store.data_dir) < store._acked
+        assert mark(store.data_dir) < store._seq
         # ... is copied for the first read that waits for it
         store.copier_allowed = True
         await check_another_copier_copied(store, copier)

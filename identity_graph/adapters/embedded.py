@@ -1,11 +1,17 @@
 """The embedded store: who belongs together in process, made durable by SQLite.
 
 A write is acknowledged once it is in the journal (`journal.sqlite3`, WAL,
-synchronous=FULL): one row per write holding every row it adds to the tables. Only then is
-it applied in memory, so a crash at any moment leaves acknowledged writes and nothing
-half-made. A copier process (`embedded_journal`) copies journalled writes into the query
-tables (`c360.sqlite3`), many per transaction; the store deletes the journal rows it
-copied, and at start copies what a crash left. The audit log and API keys live in a file
+synchronous=FULL): one row per write holding every row it adds to the tables, so a crash at
+any moment leaves acknowledged writes and nothing half-made. Writes commit in groups (group
+commit): a write is planned and applied in memory at once, under the write lock, and its row
+joins the group the journal commits next, in one transaction and one fsync, while later
+writes are planned against it. Concurrent small writes (a tracking call each) then share an
+fsync instead of queueing for one each. A write that arrives while a group commits waits for
+the next; if the journal fails, every write of the failed group and after it fails, and
+memory is rebuilt from what the journal and tables hold. A copier process
+(`embedded_journal`) copies journalled writes into the query tables (`c360.sqlite3`), many
+per transaction; the store deletes the journal rows it copied, and at start copies what a
+crash left. The audit log and API keys live in a file
 of their own (`audit.sqlite3`), written by this process directly, so an audited read never
 waits for a copy.
 
@@ -17,9 +23,13 @@ identifiers of one profile, so no question needs the whole graph; holding all of
 networkx took half the store's memory and half its start (385 of 828 MB and 2.4 of 4.7 s
 at 345k profiles), and ~2 µs of each ingested observation.
 
-Reads of the tables wait until every write acknowledged before the read began is in them,
-so a caller always reads its own writes. Ingest waits while more than `MAX_BACKLOG`
-observations are not yet in the tables.
+Reads of the tables wait until every write applied before the read began is in them, so a
+caller always reads its own writes. A read may see a write whose group is still being
+committed (for a few milliseconds); only if that commit then fails does it see a write that
+is undone (as with Redis's append-only file, which applies a command before its fsync). A
+write that changes nothing (a message seen before) is acknowledged once what it found is in
+the journal. Ingest waits while more than `MAX_BACKLOG` observations are not yet in the
+tables.
 
 Data is kept in rows per identifier (events, traits, consent) with `secure_delete` on, so
 one person's data can be physically erased without rewriting anyone else's; the journal
@@ -230,6 +240,16 @@ class _Journalled:
     """observations it holds (at least 1), counted against `MAX_BACKLOG`"""
 
 
+@dataclass(slots=True)
+class _Group:
+    """Writes applied in memory whose journal rows commit in one transaction."""
+
+    rows: list[tuple[int, bytes]]
+    """(sequence number, body) of each write"""
+    committed: asyncio.Future[None]
+    """done once the rows are in the journal; the writes are acknowledged then"""
+
+
 class EmbeddedStore(ProfileReads, IdentityStore):
     """The partition in process, durable through SQLite in `data_dir`. One process per data
     dir."""
@@ -259,8 +279,22 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self.redirect: dict[str, str] = {}
         self._kind_counts: dict[str, dict[str, int]] = {}
         """kind counts of the profiles with many members, kept up to date as they change"""
-        self._acked = 0
-        """sequence number of the last acknowledged write"""
+        self._seq = 0
+        """sequence number of the last write applied in memory (in the journal, and
+        acknowledged, once `_durable` reaches it)"""
+        self._durable = 0
+        """sequence number of the last write in the journal"""
+        self._group: _Group | None = None
+        """the writes applied in memory whose journal rows wait for the next commit"""
+        self._committing: _Group | None = None
+        """the group being committed"""
+        self._flusher: asyncio.Task[None] | None = None
+        """commits the groups, one after another, while there are any"""
+        self._failed: Exception | None = None
+        """why the journal last failed, until memory is rebuilt from what it holds"""
+        self._rebuilding: asyncio.Task[None] | None = None
+        self.commits = 0
+        """journal transactions so far (a group of writes each)"""
         self._copied = 0
         """sequence number of the last write known to be in the tables"""
         self._pending: list[_Journalled] = []
@@ -291,7 +325,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._journal = connect_journal(self.data_dir / JOURNAL_FILE)
         # what a crash left in the journal goes into the tables before anything is read
         with closing(connect_tables_for_copy(self.data_dir / TABLES_FILE)) as tables:
-            self._acked = self._copied = recover(self._journal, tables)
+            self._seq = self._durable = self._copied = recover(self._journal, tables)
         self._audit = connect(self.data_dir / AUDIT_FILE)
         create_audit_tables(self._audit, self.data_dir / TABLES_FILE)
         self._audit_reader = connect(self.data_dir / AUDIT_FILE)
@@ -328,10 +362,12 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def close(self) -> None:
         async with self._lock:
+            if self._flusher is not None:
+                await asyncio.wait([self._flusher])
             wait = STALL_SECONDS
             if self._marks is not None and self._copier is not None:
                 try:
-                    await self._caught_up(self._acked)
+                    await self._caught_up(self._durable)
                 except StoreUnavailable:
                     wait = 0.0  # it made no progress for a whole stall: a restart copies the rest
             await self._stop_copier(wait)
@@ -364,7 +400,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         """The reader, once the tables hold every write acknowledged before this call that
         touched the profiles `ids` (None: any profile). A bulk import keeps the copier
         busy; reads of the customers it does not touch need not wait for it."""
-        await self._caught_up(self._acked if ids is None else self._last_write_to(ids))
+        await self._caught_up(self._seq if ids is None else self._last_write_to(ids))
         return self._read()
 
     def _last_write_to(self, ids: Sequence[str]) -> int:
@@ -475,12 +511,13 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     async def settle(self) -> None:
         """Wait until the tables hold every acknowledged write (the reads do it anyway;
         benchmarks and tests use it to time or watch the tables alone)."""
-        await self._caught_up(self._acked)
+        await self._caught_up(self._seq)
 
     async def _caught_up(self, seq: int) -> None:
-        """Wait until the tables hold write `seq`."""
+        """Wait until the tables hold write `seq`, or, if the journal failed to hold it,
+        every write it does hold."""
         if self._copied < seq:
-            await self._wait_for_copier(lambda: self._copied >= seq)
+            await self._wait_for_copier(lambda: self._copied >= min(seq, self._seq))
 
     async def _room(self) -> None:
         """Wait while the backlog of uncopied observations is full."""
@@ -492,47 +529,116 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         async with self._lock:
             self._audit_db()  # raises if the store is not open
+            if self._failed is not None:
+                await self._rebuild_memory()
             await self._room()
             self.round_trips += 1
             tx = _EmbeddedTx(self)
             result = await work(tx)
             if tx.pending:
-                await self._commit_and_apply(tx.pending)
-            return result
-
-    async def _commit_and_apply(self, batches: list[ChangeSet]) -> None:
-        """Journal in a worker thread, then apply in memory: even if the caller is cancelled
-        meanwhile, memory follows what the journal holds."""
-        seq = self._acked + 1
-        body = encode([change_rows(c) for c in batches])
-        commit = asyncio.ensure_future(asyncio.to_thread(self._append, seq, body, self._copied))
+                committed = self._apply_and_queue(tx.pending)
+            else:
+                # what it found (a message seen before, say) must be in the journal too
+                latest = self._group or self._committing
+                if latest is None:
+                    return result
+                committed = latest.committed
         try:
-            await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            await asyncio.wait([commit])
-            if commit.exception() is None:
-                self._applied(seq, batches)
-            raise
-        except sqlite3.Error as e:
+            # a cancelled caller's write still commits: it is in memory and in the group
+            await asyncio.shield(committed)
+        except Exception as e:  # noqa: BLE001 - whatever failed the commit fails the write
             raise StoreUnavailable(f"embedded store write failed: {e}") from e
-        self._applied(seq, batches)
+        return result
 
-    def _append(self, seq: int, body: bytes, copied: int) -> None:
-        """Add a write to the journal, dropping the rows already copied (in a worker thread)."""
+    def _apply_and_queue(self, batches: list[ChangeSet]) -> asyncio.Future[None]:
+        """Apply a write in memory and add its journal row to the next group; return the
+        group's commit, which the write is acknowledged after."""
+        if self._failed is not None:  # the journal failed while this write was planned
+            raise StoreUnavailable(f"embedded store write failed: {self._failed}")
+        seq = self._seq + 1
+        body = encode([change_rows(c) for c in batches])
+        self._applied(seq, batches)
+        group = self._group
+        if group is None:
+            group = self._group = _Group([], asyncio.get_running_loop().create_future())
+        group.rows.append((seq, body))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return group.committed
+
+    async def _flush(self) -> None:
+        """Commit the groups, each in one transaction, until none is left."""
+        while self._group is not None:
+            group = self._committing = self._group
+            self._group = None
+            try:
+                await asyncio.to_thread(self._append, group.rows, self._copied)
+            except Exception as e:  # noqa: BLE001 - memory holds what the journal does not
+                self._journal_failed(group, e)
+                return
+            finally:
+                self._committing = None
+            self._durable = group.rows[-1][0]
+            self.commits += 1
+            group.committed.set_result(None)
+            self._start_copier()
+            self._wake_copier()
+
+    def _journal_failed(self, group: _Group, error: Exception) -> None:
+        """Fail the writes of `group` and of every group after it (they were planned against
+        it), and have memory rebuilt from what the journal holds."""
+        self._failed = error
+        self._seq = self._durable  # reads wait for the tables to hold the journal, no more
+        failed = [group] if self._group is None else [group, self._group]
+        self._group = None
+        for each in failed:
+            each.committed.set_exception(error)
+            each.committed.exception()  # a cancelled writer's is not retrieved otherwise
+        self._rebuilding = asyncio.ensure_future(self._rebuild_after_failure())
+
+    async def _rebuild_after_failure(self) -> None:
+        async with self._lock:
+            if self._failed is not None and self._audit is not None:
+                try:
+                    await self._rebuild_memory()
+                except StoreUnavailable:
+                    pass  # the next write tries again, and fails with the reason
+
+    async def _rebuild_memory(self) -> None:
+        """Drop from memory the writes the journal failed to hold (with the write lock):
+        once the tables hold every journalled write, rebuild memory from them."""
+        failed_from = self._durable + 1
+        await self._caught_up(self._durable)
+        self._pending = [p for p in self._pending if p.seq < failed_from]
+        self._pending_messages = {m: pid for p in self._pending for m, pid in p.messages}
+        self._backlog = sum(p.weight for p in self._pending)
+        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq < failed_from}
+        self._all_dirty = min(self._all_dirty, self._durable)
+        self.profile_of, self.members, self.created = {}, {}, {}
+        self.redirect, self._kind_counts = {}, {}
+        try:
+            self._load()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot rebuild the embedded store's memory: {e}") from e
+        self._failed = None
+
+    def _append(self, rows: list[tuple[int, bytes]], copied: int) -> None:
+        """Add a group of writes to the journal in one transaction, dropping the rows
+        already copied (in a worker thread)."""
         db = self._journal
         if db is None:
             raise sqlite3.ProgrammingError("the embedded store is closed")
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
-            db.execute("INSERT INTO journal (seq, body) VALUES (?, ?)", (seq, body))
+            db.executemany("INSERT INTO journal (seq, body) VALUES (?, ?)", rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
     def _applied(self, seq: int, batches: list[ChangeSet]) -> None:
-        """A journalled write: apply it in memory, and hand it to the copier."""
+        """Apply a write in memory, and count it for the copier."""
         for changes in batches:
             self._apply_in_memory(changes)
         messages = [(m, pid) for changes in batches for m, pid, _ in changes.messages]
@@ -551,9 +657,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 dirty[pid] = seq
             for merge in changes.merges:
                 dirty[merge.survivor] = dirty[merge.absorbed] = seq
-        self._acked = seq
-        self._start_copier()
-        self._wake_copier()
+        self._seq = seq
         self._last_write = time.monotonic()
         if self._idle_check is None:
             self._idle_check = asyncio.get_running_loop().call_later(

@@ -1,0 +1,167 @@
+"""Group commit in the embedded store: concurrent writes share a journal transaction, a
+write is acknowledged only once its group is in the journal, and a failed group commit fails
+its writes and every write planned against them, leaving memory as the journal holds it."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from streams import check_invariants, observe, partition
+
+from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.errors import StoreUnavailable
+from identity_graph.rules import Rules
+from identity_graph.service import IdentityGraph
+
+WRITERS = 40
+
+
+def memory_partition(store: EmbeddedStore) -> dict[str, frozenset[str]]:
+    return {pid: frozenset(keys) for pid, keys in store.members.items()}
+
+
+async def test_concurrent_small_writes_share_commits_and_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    # each person is seen twice, by two writers at once: the second write merges into the first
+    observations = [
+        observe(f"m{n}", f"anonymous_id:a{n}", f"email:p{n % (WRITERS // 2)}@x.io", event="Seen")
+        for n in range(WRITERS)
+    ]
+    outcomes = await asyncio.gather(*(graph.ingest([o]) for o in observations))
+    assert [o.status for [o] in outcomes] == ["applied"] * WRITERS
+    # writes planned while a group commits share the next commit
+    assert 1 <= store.commits <= WRITERS // 4
+    before = memory_partition(store)
+    assert len(before) == WRITERS // 2
+    await store.close()
+
+    reopened = EmbeddedStore(tmp_path / "data")
+    await reopened.open()
+    try:
+        part = await partition(reopened)
+        assert part == before
+        await check_invariants(reopened, Rules.default(), part)
+        again = await IdentityGraph(reopened, Rules.default()).ingest(observations)
+        assert {o.status for o in again} == {"duplicate"}
+    finally:
+        await reopened.close()
+
+
+class HeldJournal(EmbeddedStore):
+    """The embedded store whose journal commit number `hold_at` waits until the test lets it
+    go on (`release`), then fails with a disk error if `fail`."""
+
+    hold_at = 2
+    fail = True
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.calls = 0
+        self.in_commit = threading.Event()
+        self.release = threading.Event()
+
+    def _append(self, rows: list[tuple[int, bytes]], copied: int) -> None:
+        self.calls += 1
+        if self.calls == self.hold_at:
+            self.in_commit.set()
+            self.release.wait(30)
+            if self.fail:
+                raise sqlite3.OperationalError("disk I/O error")
+        super()._append(rows, copied)
+
+
+async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
+    tmp_path: Path,
+) -> None:
+    store = HeldJournal(tmp_path / "data")
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    try:
+        first = observe("m0", "anonymous_id:a0", "email:x@x.io", traits={"plan": "pro"})
+        await graph.ingest([first])
+        kept = memory_partition(store)
+
+        # a write whose group commit will fail, and, while it commits, writes planned on it
+        failing = observe("m1", "anonymous_id:a1", "user_id:u1", event="Signed up")
+        failing_write = asyncio.ensure_future(graph.ingest([failing]))
+        await asyncio.to_thread(store.in_commit.wait, 30)
+        # a retry of it finds its message id and changes nothing, but must not be
+        # acknowledged as a duplicate before the first write is in the journal
+        retry = asyncio.ensure_future(graph.ingest([failing]))
+        planned_on_it = [
+            observe("m2", "user_id:u1", "email:x@x.io"),  # merges into the failing write's profile
+            observe("m3", "anonymous_id:a3", event="Clicked"),
+        ]
+        later_writes = [asyncio.ensure_future(graph.ingest([o])) for o in planned_on_it]
+        for _ in range(30_000):  # until all are planned (the lock is first come, first served)
+            if store._group is not None and len(store._group.rows) == len(planned_on_it):
+                break
+            await asyncio.sleep(0.001)
+        assert "user_id:u1" in store.profile_of, "the failing write is applied in memory"
+        store.release.set()
+
+        for write in (failing_write, retry, *later_writes):
+            with pytest.raises(StoreUnavailable, match="disk I/O error"):
+                await asyncio.wait_for(write, 30)
+        # memory is rebuilt from the journal: none of the failed writes is in it
+        assert store._rebuilding is not None
+        await asyncio.wait_for(store._rebuilding, 30)
+        assert memory_partition(store) == kept
+        assert "user_id:u1" not in store.profile_of
+        assert "anonymous_id:a3" not in store.profile_of
+        part = await partition(store)
+        assert part == kept
+        await check_invariants(store, Rules.default(), part)
+
+        # the store goes on: the failed writes can be sent again, and are applied
+        again = await graph.ingest([failing, *planned_on_it])
+        assert [o.status for o in again] == ["applied"] * 3
+        merged = memory_partition(store)
+        await store.close()
+        reopened = EmbeddedStore(tmp_path / "data")
+        await reopened.open()
+        try:
+            assert await partition(reopened) == merged
+            events = await reopened.events(list(merged), first=10, after=None, types=None)
+            assert sorted(e.message_id for p in events.values() for e in p.items) == ["m1", "m3"]
+        finally:
+            await reopened.close()
+    finally:
+        store.release.set()
+        await store.close()
+
+
+async def test_a_writer_cancelled_while_its_group_commits_is_still_written(
+    tmp_path: Path,
+) -> None:
+    store = HeldJournal(tmp_path / "data")
+    store.hold_at, store.fail = 1, False
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    try:
+        write = asyncio.ensure_future(graph.ingest([observe("m0", "email:x@x.io")]))
+        await asyncio.to_thread(store.in_commit.wait, 30)
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        store.release.set()
+        # the cancelled write was applied and its group commits: it is acknowledged state
+        again = await graph.ingest([observe("m0", "email:x@x.io")])
+        assert again[0].status == "duplicate"
+        await store.close()
+        reopened = EmbeddedStore(tmp_path / "data")
+        await reopened.open()
+        try:
+            assert (await reopened.profile_ids(["email:x@x.io"])).keys() == {"email:x@x.io"}
+        finally:
+            await reopened.close()
+    finally:
+        await store.close()

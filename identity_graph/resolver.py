@@ -137,12 +137,23 @@ def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifie
     >>> [i.key for i in usable_identifiers(obs, Rules.default())]
     ['user_id:u1']
     """
-    is_blocked = rules.is_blocked
-    kept = [i for i in observation.identifiers if not is_blocked(i.value, i.kind)]
+    junk = rules.junk
+    everywhere = junk[None]
+    kept = []
+    for i in observation.identifiers:
+        values, patterns = junk.get(i.kind, everywhere)
+        lowered = i.value.lower()
+        if lowered in values:
+            continue
+        for pattern in patterns:
+            if pattern.search(lowered):
+                break
+        else:
+            kept.append(i)
     if len(kept) < 2:
         return kept
-    kinds = rules.kinds
-    ranked = {(kinds[i.kind].priority, i.kind, i.value): i for i in kept}
+    priority = rules.priorities
+    ranked = {(priority[i.kind], i.kind, i.value): i for i in kept}
     return [ranked[rank] for rank in sorted(ranked)]
 
 

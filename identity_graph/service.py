@@ -96,7 +96,7 @@ class IdentityGraph:
         for observation in observations:
             self.check(observation)
         usable = [usable_identifiers(o, self.rules) for o in observations]
-        keys = sorted({i.key for kept in usable for i in kept})
+        keys = list({i.key for kept in usable for i in kept})  # the store orders its locks
         message_ids = [o.message_id for o in observations]
 
         async def work(tx: WriteTx) -> list[Outcome]:

@@ -33,6 +33,8 @@ MAX_EXPLAIN_HOPS = 50
 MAX_IDENTIFIERS = 100
 """identifiers one observation may carry; more is a malformed message, not a person"""
 SOURCE = re.compile(r"[A-Za-z0-9_.:/@-]{1,64}")
+MAX_SOURCES_KNOWN = 1024
+"""well-formed sources remembered, so that most observations skip the pattern"""
 
 
 def utcnow() -> datetime:
@@ -69,6 +71,8 @@ class IdentityGraph:
         self.clock = clock
         self.make_id = make_id
         self.digest = digest
+        self._sources: set[str] = set()
+        """sources already found well-formed (a deployment has a few)"""
 
     def check(self, observation: Observation) -> None:
         """Raise `MalformedObservation` if the observation cannot be ingested."""
@@ -76,16 +80,20 @@ class IdentityGraph:
             raise MalformedObservation("messageId must be 1 to 200 characters")
         if observation.timestamp.tzinfo is None:
             raise MalformedObservation("timestamp must carry a time zone")
-        if not SOURCE.fullmatch(observation.source):
-            raise MalformedObservation(
-                "source must be 1 to 64 letters, digits or _ . : / @ - characters"
-            )
+        if observation.source not in self._sources:
+            if not SOURCE.fullmatch(observation.source):
+                raise MalformedObservation(
+                    "source must be 1 to 64 letters, digits or _ . : / @ - characters"
+                )
+            if len(self._sources) < MAX_SOURCES_KNOWN:
+                self._sources.add(observation.source)
         if len(observation.identifiers) > MAX_IDENTIFIERS:
             raise MalformedObservation(
                 f"an observation may carry at most {MAX_IDENTIFIERS} identifiers"
             )
+        kinds = self.rules.kinds
         for identifier in observation.identifiers:
-            if identifier.kind not in self.rules.kinds:
+            if identifier.kind not in kinds:
                 raise MalformedObservation(f"unknown identifier kind {identifier.kind!r}")
         for purpose in observation.consent:
             if purpose not in PURPOSES:

@@ -16,6 +16,7 @@ from identity_graph.adapters.embedded import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
+from identity_graph.store import WriteTx
 
 WRITERS = 40
 
@@ -106,11 +107,27 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
                 break
             await asyncio.sleep(0.001)
         assert "user_id:u1" in store.profile_of, "the failing write is applied in memory"
+        # a read waiting for the failing write to reach the tables
+        explain = asyncio.ensure_future(
+            store.link_path("anonymous_id:a1", "user_id:u1", max_hops=5)
+        )
+        # a write holding the lock while the commit fails: what it planned on is gone
+        failed = asyncio.Event()
+
+        async def planned_across_the_failure(tx: WriteTx) -> None:
+            await tx.snapshot(["user_id:u1"], message_ids=["m4"])
+            await failed.wait()
+
+        across = asyncio.ensure_future(store.write(planned_across_the_failure))
         store.release.set()
 
         for write in (failing_write, retry, *later_writes):
             with pytest.raises(StoreUnavailable, match="disk I/O error"):
                 await asyncio.wait_for(write, 30)
+        failed.set()
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
+            await asyncio.wait_for(across, 30)
+        assert await asyncio.wait_for(explain, 30) is None
         # memory is rebuilt from the journal: none of the failed writes is in it
         assert store._rebuilding is not None
         await asyncio.wait_for(store._rebuilding, 30)

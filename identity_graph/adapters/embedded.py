@@ -110,7 +110,7 @@ T = TypeVar("T")
 _COUNTS_KEPT_FROM = 32
 """profiles with at least this many identifiers keep their kind counts in memory"""
 MAX_BACKLOG = 250_000
-"""observations acknowledged but not yet in the tables before ingest waits"""
+"""observations applied but not yet in the tables before ingest waits"""
 STALL_SECONDS = 60.0
 """how long a read or write waits for a copier that makes no progress before failing"""
 COPIER_IDLE_SECONDS = 10.0
@@ -345,24 +345,33 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             self._lock_file = None
 
     def _load(self) -> None:
+        """Read the partition from the tables; memory is replaced once all of it is read."""
         db = self._read()
-        for pid, created, merged_into in db.execute(
+        created: dict[str, int] = {}
+        members: dict[str, set[str]] = {}
+        redirect: dict[str, str] = {}
+        profile_of: dict[str, str] = {}
+        for pid, made, merged_into in db.execute(
             "SELECT id, created_at, merged_into FROM profiles"
         ):
-            self.created[pid] = created
+            created[pid] = made
             if merged_into is None:
-                self.members[pid] = set()
+                members[pid] = set()
             else:
-                self.redirect[pid] = merged_into
-        members = self.members
-        profile_of = self.profile_of
+                redirect[pid] = merged_into
         for key, pid in db.execute("SELECT key, profile_id FROM identifiers"):
             profile_of[key] = pid
             members[pid].add(key)
+        self.created, self.members, self.redirect = created, members, redirect
+        self.profile_of, self._kind_counts = profile_of, {}
 
     async def close(self) -> None:
         async with self._lock:
-            if self._flusher is not None:
+            while self._group is not None or (
+                self._flusher is not None and not self._flusher.done()
+            ):
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = asyncio.ensure_future(self._flush())
                 await asyncio.wait([self._flusher])
             wait = STALL_SECONDS
             if self._marks is not None and self._copier is not None:
@@ -397,7 +406,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         return self._audit_reader
 
     async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
-        """The reader, once the tables hold every write acknowledged before this call that
+        """The reader, once the tables hold every write applied before this call that
         touched the profiles `ids` (None: any profile). A bulk import keeps the copier
         busy; reads of the customers it does not touch need not wait for it."""
         await self._caught_up(self._seq if ids is None else self._last_write_to(ids))
@@ -409,7 +418,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         return max(max((dirty.get(pid, 0) for pid in ids), default=0), self._all_dirty)
 
     def _copied_all_of(self, ids: Sequence[str]) -> bool:
-        return self._last_write_to(ids) <= self._copied
+        return min(self._last_write_to(ids), self._seq) <= self._copied
 
     async def ping(self) -> None:
         try:
@@ -509,7 +518,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             delay = min(delay * 2, 0.02)
 
     async def settle(self) -> None:
-        """Wait until the tables hold every acknowledged write (the reads do it anyway;
+        """Wait until the tables hold every applied write (the reads do it anyway;
         benchmarks and tests use it to time or watch the tables alone)."""
         await self._caught_up(self._seq)
 
@@ -535,6 +544,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             self.round_trips += 1
             tx = _EmbeddedTx(self)
             result = await work(tx)
+            if self._failed is not None:  # the journal failed while this write was planned
+                raise StoreUnavailable(f"embedded store write failed: {self._failed}")
             if tx.pending:
                 committed = self._apply_and_queue(tx.pending)
             else:
@@ -553,8 +564,6 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     def _apply_and_queue(self, batches: list[ChangeSet]) -> asyncio.Future[None]:
         """Apply a write in memory and add its journal row to the next group; return the
         group's commit, which the write is acknowledged after."""
-        if self._failed is not None:  # the journal failed while this write was planned
-            raise StoreUnavailable(f"embedded store write failed: {self._failed}")
         seq = self._seq + 1
         body = encode([change_rows(c) for c in batches])
         self._applied(seq, batches)
@@ -581,14 +590,23 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             self._durable = group.rows[-1][0]
             self.commits += 1
             group.committed.set_result(None)
-            self._start_copier()
+            try:
+                self._start_copier()
+            except OSError:
+                pass  # no process to spare now: a read that needs the copier starts it
             self._wake_copier()
 
     def _journal_failed(self, group: _Group, error: Exception) -> None:
         """Fail the writes of `group` and of every group after it (they were planned against
         it), and have memory rebuilt from what the journal holds."""
         self._failed = error
-        self._seq = self._durable  # reads wait for the tables to hold the journal, no more
+        # reads and writes wait for the tables to hold what the journal holds, no more
+        durable = self._seq = self._durable
+        self._pending = [p for p in self._pending if p.seq <= durable]
+        self._pending_messages = {m: pid for p in self._pending for m, pid in p.messages}
+        self._backlog = sum(p.weight for p in self._pending)
+        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq <= durable}
+        self._all_dirty = min(self._all_dirty, durable)
         failed = [group] if self._group is None else [group, self._group]
         self._group = None
         for each in failed:
@@ -606,16 +624,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def _rebuild_memory(self) -> None:
         """Drop from memory the writes the journal failed to hold (with the write lock):
-        once the tables hold every journalled write, rebuild memory from them."""
-        failed_from = self._durable + 1
+        once the tables hold every journalled write, rebuild memory from them. Until that
+        succeeds, memory stays as it was and writes fail."""
         await self._caught_up(self._durable)
-        self._pending = [p for p in self._pending if p.seq < failed_from]
-        self._pending_messages = {m: pid for p in self._pending for m, pid in p.messages}
-        self._backlog = sum(p.weight for p in self._pending)
-        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq < failed_from}
-        self._all_dirty = min(self._all_dirty, self._durable)
-        self.profile_of, self.members, self.created = {}, {}, {}
-        self.redirect, self._kind_counts = {}, {}
         try:
             self._load()
         except sqlite3.Error as e:
@@ -666,8 +677,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     def _close_idle_copier(self) -> None:
         """Close the copier's input once no write came for `copier_idle_seconds`: it copies
-        what is left and exits, giving its page cache back. Closing from here, after the
-        last write was journalled, leaves no write uncopied; the next write starts another."""
+        what is left and exits, giving its page cache back. This leaves no write uncopied:
+        a group committed after it (the last write's, if its commit took that long) starts
+        another copier, as the next write's does."""
         self._idle_check = None
         quiet = time.monotonic() - self._last_write
         if quiet < self.copier_idle_seconds:

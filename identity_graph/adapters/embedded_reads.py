@@ -54,12 +54,12 @@ class ProfileReads:
     created: dict[str, int]
 
     async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
-        """The reader, once the tables hold every write acknowledged before the call that
+        """The reader, once the tables hold every write applied before the call that
         touched the profiles `ids` (None: any profile)."""
         raise NotImplementedError
 
     def _copied_all_of(self, ids: Sequence[str]) -> bool:
-        """Whether the tables hold every acknowledged write that touched the profiles `ids`."""
+        """Whether the tables hold every applied write that touched the profiles `ids`."""
         raise NotImplementedError
 
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
@@ -285,7 +285,7 @@ class ProfileReads:
         owner = self.profile_of.get(a)
         while owner is not None:
             db = await self._fresh([owner])
-            # memory moves with each acknowledged write, the tables when it is copied: wait
+            # memory moves with each applied write, the tables when it is copied: wait
             # until they agree on this profile, or the path could take links an undo or a
             # split removed meanwhile
             if self.profile_of.get(a) == owner and self._copied_all_of([owner]):

@@ -182,3 +182,65 @@ async def test_a_writer_cancelled_while_its_group_commits_is_still_written(
             await reopened.close()
     finally:
         await store.close()
+
+
+class FlakyJournal(EmbeddedStore):
+    """The embedded store whose journal commits numbered in `failing` fail with a full disk,
+    counting how often memory is loaded from the tables."""
+
+    def __init__(self, data_dir: Path, failing: set[int]) -> None:
+        super().__init__(data_dir)
+        self.failing = failing
+        self.calls = 0
+        self.loads = 0
+
+    def _append(self, rows: list[tuple[int, bytes]], copied: int) -> None:
+        self.calls += 1
+        if self.calls in self.failing:
+            raise sqlite3.OperationalError("database or disk is full")
+        super()._append(rows, copied)
+
+    def _load(self) -> None:
+        self.loads += 1
+        super()._load()
+
+
+async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_alone(
+    tmp_path: Path,
+) -> None:
+    store = FlakyJournal(tmp_path / "data", failing={2, 3, 4})
+    await store.open()
+    graph = IdentityGraph(store, Rules.default())
+    try:
+        await graph.ingest([observe("m0", "email:x@x.io")])
+        assert store.loads == 1  # at open
+        with pytest.raises(StoreUnavailable, match="disk is full"):
+            await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
+        assert store._rebuilding is not None
+        await asyncio.wait_for(store._rebuilding, 30)
+        assert store.loads == 2  # memory had the failed write: rebuilt once
+        kept = memory_partition(store)
+        # until a commit succeeds, each write is journalled before memory takes it
+        for _ in range(2):
+            with pytest.raises(StoreUnavailable, match="disk is full"):
+                await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
+            assert memory_partition(store) == kept
+        assert store.loads == 2
+        [outcome] = await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
+        assert outcome.status == "applied" and "user_id:u1" in store.profile_of
+        # and then writes commit in groups again
+        commits = store.commits
+        await asyncio.gather(
+            *(graph.ingest([observe(f"n{n}", f"anonymous_id:a{n}")]) for n in range(10))
+        )
+        assert store.commits - commits < 10
+        part = memory_partition(store)
+        await store.close()
+        reopened = EmbeddedStore(tmp_path / "data")
+        await reopened.open()
+        try:
+            assert await partition(reopened) == part
+        finally:
+            await reopened.close()
+    finally:
+        await store.close()

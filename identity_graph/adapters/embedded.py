@@ -293,6 +293,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._failed: Exception | None = None
         """why the journal last failed, until memory is rebuilt from what it holds"""
         self._rebuilding: asyncio.Task[None] | None = None
+        self._careful = False
+        """after a failed commit, until one succeeds: journal each write before applying it"""
         self.commits = 0
         """journal transactions so far (a group of writes each)"""
         self._copied = 0
@@ -546,6 +548,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             result = await work(tx)
             if self._failed is not None:  # the journal failed while this write was planned
                 raise StoreUnavailable(f"embedded store write failed: {self._failed}")
+            if tx.pending and self._careful:
+                await self._journal_then_apply(tx.pending)
+                return result
             if tx.pending:
                 committed = self._apply_and_queue(tx.pending)
             else:
@@ -587,19 +592,46 @@ class EmbeddedStore(ProfileReads, IdentityStore):
                 return
             finally:
                 self._committing = None
-            self._durable = group.rows[-1][0]
-            self.commits += 1
             group.committed.set_result(None)
-            try:
-                self._start_copier()
-            except OSError:
-                pass  # no process to spare now: a read that needs the copier starts it
-            self._wake_copier()
+            self._journalled(group.rows[-1][0])
+
+    def _journalled(self, seq: int) -> None:
+        """The journal holds the writes up to `seq`: hand them to the copier."""
+        self._durable = seq
+        self.commits += 1
+        self._careful = False
+        try:
+            self._start_copier()
+        except OSError:
+            pass  # no process to spare now: a read that needs the copier starts it
+        self._wake_copier()
+
+    async def _journal_then_apply(self, batches: list[ChangeSet]) -> None:
+        """Journal a write alone and only then apply it in memory (with the write lock), as
+        writes are after a failed commit until one succeeds: a journal that keeps failing (a
+        full disk) then fails each write and leaves memory alone, instead of making memory
+        be rebuilt after each."""
+        seq = self._seq + 1
+        rows = [(seq, encode([change_rows(c) for c in batches]))]
+        commit = asyncio.ensure_future(asyncio.to_thread(self._append, rows, self._copied))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])
+            if commit.exception() is None:
+                self._applied(seq, batches)
+                self._journalled(seq)
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever failed the commit fails the write
+            raise StoreUnavailable(f"embedded store write failed: {e}") from e
+        self._applied(seq, batches)
+        self._journalled(seq)
 
     def _journal_failed(self, group: _Group, error: Exception) -> None:
         """Fail the writes of `group` and of every group after it (they were planned against
         it), and have memory rebuilt from what the journal holds."""
         self._failed = error
+        self._careful = True
         # reads and writes wait for the tables to hold what the journal holds, no more
         durable = self._seq = self._durable
         self._pending = [p for p in self._pending if p.seq <= durable]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,3 +55,14 @@ def older_page_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def page_size(path: Path) -> int:
     with closing(sqlite3.connect(path)) as db:
         return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+@asynccontextmanager
+async def reopened(data_dir: Path) -> AsyncIterator[EmbeddedStore]:
+    """The embedded store in `data_dir` opened anew, as after a restart; closed after."""
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -6,6 +6,7 @@ import asyncio
 import random
 from pathlib import Path
 
+from stores import reopened
 from streams import check_invariants, observe, partition
 
 from identity_graph.adapters.embedded import EmbeddedStore
@@ -68,12 +69,8 @@ async def test_concurrent_writers_keep_the_invariants(tmp_path: Path) -> None:
     assert sorted(stored) == sorted(tracked)
     await store.close()
 
-    reopened = EmbeddedStore(tmp_path / "data")
-    await reopened.open()
-    try:
-        assert await partition(reopened) == part
-    finally:
-        await reopened.close()
+    async with reopened(tmp_path / "data") as restarted:
+        assert await partition(restarted) == part
 
 
 async def test_concurrent_merges_undos_and_splits(tmp_path: Path) -> None:
@@ -110,9 +107,5 @@ async def test_concurrent_merges_undos_and_splits(tmp_path: Path) -> None:
         "email:late@x.io",
     }
     await store.close()
-    reopened = EmbeddedStore(tmp_path / "data")
-    await reopened.open()
-    try:
-        assert await partition(reopened) == part
-    finally:
-        await reopened.close()
+    async with reopened(tmp_path / "data") as restarted:
+        assert await partition(restarted) == part

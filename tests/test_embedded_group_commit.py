@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from stores import reopened
 from streams import check_invariants, observe, partition
 
 from identity_graph.adapters.embedded import EmbeddedStore
@@ -44,16 +45,12 @@ async def test_concurrent_small_writes_share_commits_and_survive_a_restart(
     assert len(before) == WRITERS // 2
     await store.close()
 
-    reopened = EmbeddedStore(tmp_path / "data")
-    await reopened.open()
-    try:
-        part = await partition(reopened)
+    async with reopened(tmp_path / "data") as restarted:
+        part = await partition(restarted)
         assert part == before
-        await check_invariants(reopened, Rules.default(), part)
-        again = await IdentityGraph(reopened, Rules.default()).ingest(observations)
+        await check_invariants(restarted, Rules.default(), part)
+        again = await IdentityGraph(restarted, Rules.default()).ingest(observations)
         assert {o.status for o in again} == {"duplicate"}
-    finally:
-        await reopened.close()
 
 
 class HeldJournal(EmbeddedStore):
@@ -143,14 +140,10 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
         assert [o.status for o in again] == ["applied"] * 3
         merged = memory_partition(store)
         await store.close()
-        reopened = EmbeddedStore(tmp_path / "data")
-        await reopened.open()
-        try:
-            assert await partition(reopened) == merged
-            events = await reopened.events(list(merged), first=10, after=None, types=None)
+        async with reopened(tmp_path / "data") as restarted:
+            assert await partition(restarted) == merged
+            events = await restarted.events(list(merged), first=10, after=None, types=None)
             assert sorted(e.message_id for p in events.values() for e in p.items) == ["m1", "m3"]
-        finally:
-            await reopened.close()
     finally:
         store.release.set()
         await store.close()
@@ -174,12 +167,8 @@ async def test_a_writer_cancelled_while_its_group_commits_is_still_written(
         again = await graph.ingest([observe("m0", "email:x@x.io")])
         assert again[0].status == "duplicate"
         await store.close()
-        reopened = EmbeddedStore(tmp_path / "data")
-        await reopened.open()
-        try:
-            assert (await reopened.profile_ids(["email:x@x.io"])).keys() == {"email:x@x.io"}
-        finally:
-            await reopened.close()
+        async with reopened(tmp_path / "data") as restarted:
+            assert (await restarted.profile_ids(["email:x@x.io"])).keys() == {"email:x@x.io"}
     finally:
         await store.close()
 
@@ -236,11 +225,7 @@ async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_a
         assert store.commits - commits < 10
         part = memory_partition(store)
         await store.close()
-        reopened = EmbeddedStore(tmp_path / "data")
-        await reopened.open()
-        try:
-            assert await partition(reopened) == part
-        finally:
-            await reopened.close()
+        async with reopened(tmp_path / "data") as restarted:
+            assert await partition(restarted) == part
     finally:
         await store.close()

@@ -770,6 +770,25 @@ async def test_restarting_the_copier_closes_the_old_ones_pipe(tmp_path: Path) ->
         await store.close()
 
 
+async def test_no_copier_starts_once_the_store_stops_its_copier(tmp_path: Path) -> None:
+    """A read waiting for the tables while the store closes must not start a copier that
+    outlives the store (reads start one when they find none running)."""
+    store = EmbeddedStore(tmp_path / "data")
+    await store.open()
+    await IdentityGraph(store, Rules.default()).ingest([observe("m1", "email:a@x.io")])
+    assert store._copier is not None
+    await store._stop_copier()  # as close() does, before it closes the files
+    store._start_copier()  # what a waiting read does meanwhile
+    assert store._copier is None
+    await store.close()
+    await store.open()  # and a store opened again starts copiers again
+    try:
+        await IdentityGraph(store, Rules.default()).ingest([observe("m2", "email:b@x.io")])
+        assert store._copier is not None
+    finally:
+        await store.close()
+
+
 async def test_audit_entries_and_keys_are_written_while_a_copy_holds_the_tables(
     tmp_path: Path,
 ) -> None:

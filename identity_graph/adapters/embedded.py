@@ -309,12 +309,15 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         """the last uncopied write that moved identifiers between profiles one by one (an
         undo or a split) or stored consent: reads of any profile wait for it"""
         self._copier: subprocess.Popen[bytes] | None = None
+        self._closing = False
+        """the store is closing: no copier is started any more"""
 
     # --- life cycle ----------------------------------------------------------------
 
     async def open(self) -> None:
         if self._audit is not None:
             return
+        self._closing = False
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = lock_data_dir(self.data_dir)
         try:
@@ -435,7 +438,10 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     def _start_copier(self) -> None:
         """Start the copier process unless one runs with its input open (a copier whose
-        input was closed copies what it finds, then exits: a later write needs another)."""
+        input was closed copies what it finds, then exits: a later write needs another),
+        and unless the store is closing (a read waiting meanwhile would leave one running)."""
+        if self._closing:
+            return
         old = self._copier
         if old is not None:
             if old.poll() is None and old.stdin is not None and not old.stdin.closed:
@@ -464,7 +470,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             pass  # it has wake-ups queued already, or it exited and is restarted on demand
 
     async def _stop_copier(self, wait: float = STALL_SECONDS) -> None:
-        """Close the copier's input and give it `wait` seconds to finish, then kill it."""
+        """Close the copier's input and give it `wait` seconds to finish, then kill it; no
+        copier starts after this (the store is closing)."""
+        self._closing = True
         if self._idle_check is not None:
             self._idle_check.cancel()
             self._idle_check = None

@@ -137,19 +137,7 @@ def usable_identifiers(observation: Observation, rules: Rules) -> list[Identifie
     >>> [i.key for i in usable_identifiers(obs, Rules.default())]
     ['user_id:u1']
     """
-    junk = rules.junk
-    everywhere = junk[None]
-    kept = []
-    for i in observation.identifiers:
-        values, patterns = junk.get(i.kind, everywhere)
-        lowered = i.value.lower()
-        if lowered in values:
-            continue
-        for pattern in patterns:
-            if pattern.search(lowered):
-                break
-        else:
-            kept.append(i)
+    kept = rules.unblocked(observation.identifiers)
     if len(kept) < 2:
         return kept
     priority = rules.priorities

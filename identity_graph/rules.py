@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any
 
 from identity_graph.config_text import locate
 from identity_graph.errors import RulesError
+from identity_graph.model import Identifier
 
 BUILTIN_KINDS: dict[str, tuple[int, int]] = {
     "user_id": (1, 1),
@@ -94,14 +95,25 @@ class Rules:
 
     def is_blocked(self, value: str, kind: str | None = None) -> bool:
         """Whether a value is junk, for every kind or (given `kind`) for that kind."""
-        values, patterns = self.junk.get(kind, self.junk[None])
-        lowered = value.lower()
-        if lowered in values:
-            return True
-        for pattern in patterns:
-            if pattern.search(lowered):
-                return True
-        return False
+        return not self.unblocked([Identifier(kind or "", value)])
+
+    def unblocked(self, identifiers: Iterable[Identifier]) -> list[Identifier]:
+        """The identifiers whose values are not junk for their kind, in order (the
+        resolver's hot path: one call per observation, not one per identifier)."""
+        junk = self.junk
+        everywhere = junk[None]
+        kept = []
+        for i in identifiers:
+            values, patterns = junk.get(i.kind, everywhere)
+            lowered = i.value.lower()
+            if lowered in values:
+                continue
+            for pattern in patterns:
+                if pattern.search(lowered):
+                    break
+            else:
+                kept.append(i)
+        return kept
 
     @cached_property
     def junk(self) -> dict[str | None, tuple[frozenset[str], tuple[re.Pattern[str], ...]]]:

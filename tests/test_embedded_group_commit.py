@@ -53,16 +53,17 @@ async def test_concurrent_small_writes_share_commits_and_survive_a_restart(
         assert {o.status for o in again} == {"duplicate"}
 
 
-class HeldJournal(EmbeddedStore):
+class ScriptedJournal(EmbeddedStore):
     """The embedded store whose journal commit number `hold_at` waits until the test lets it
-    go on (`release`), then fails with a disk error if `fail`."""
+    go on (`release`), and whose commits numbered in `failing` fail with a disk error;
+    it counts how often memory is loaded from the tables."""
 
-    hold_at = 2
-    fail = True
-
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, hold_at: int = 0, failing: set[int]) -> None:
         super().__init__(data_dir)
+        self.hold_at = hold_at
+        self.failing = failing
         self.calls = 0
+        self.loads = 0
         self.in_commit = threading.Event()
         self.release = threading.Event()
 
@@ -71,15 +72,19 @@ class HeldJournal(EmbeddedStore):
         if self.calls == self.hold_at:
             self.in_commit.set()
             self.release.wait(30)
-            if self.fail:
-                raise sqlite3.OperationalError("disk I/O error")
+        if self.calls in self.failing:
+            raise sqlite3.OperationalError("disk I/O error")
         super()._append(rows, copied)
+
+    def _load(self) -> None:
+        self.loads += 1
+        super()._load()
 
 
 async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
     tmp_path: Path,
 ) -> None:
-    store = HeldJournal(tmp_path / "data")
+    store = ScriptedJournal(tmp_path / "data", hold_at=2, failing={2})
     await store.open()
     graph = IdentityGraph(store, Rules.default())
     try:
@@ -152,8 +157,7 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
 async def test_a_writer_cancelled_while_its_group_commits_is_still_written(
     tmp_path: Path,
 ) -> None:
-    store = HeldJournal(tmp_path / "data")
-    store.hold_at, store.fail = 1, False
+    store = ScriptedJournal(tmp_path / "data", hold_at=1, failing=set())
     await store.open()
     graph = IdentityGraph(store, Rules.default())
     try:
@@ -173,37 +177,16 @@ async def test_a_writer_cancelled_while_its_group_commits_is_still_written(
         await store.close()
 
 
-class FlakyJournal(EmbeddedStore):
-    """The embedded store whose journal commits numbered in `failing` fail with a full disk,
-    counting how often memory is loaded from the tables."""
-
-    def __init__(self, data_dir: Path, failing: set[int]) -> None:
-        super().__init__(data_dir)
-        self.failing = failing
-        self.calls = 0
-        self.loads = 0
-
-    def _append(self, rows: list[tuple[int, bytes]], copied: int) -> None:
-        self.calls += 1
-        if self.calls in self.failing:
-            raise sqlite3.OperationalError("database or disk is full")
-        super()._append(rows, copied)
-
-    def _load(self) -> None:
-        self.loads += 1
-        super()._load()
-
-
 async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_alone(
     tmp_path: Path,
 ) -> None:
-    store = FlakyJournal(tmp_path / "data", failing={2, 3, 4})
+    store = ScriptedJournal(tmp_path / "data", failing={2, 3, 4})
     await store.open()
     graph = IdentityGraph(store, Rules.default())
     try:
         await graph.ingest([observe("m0", "email:x@x.io")])
         assert store.loads == 1  # at open
-        with pytest.raises(StoreUnavailable, match="disk is full"):
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
             await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
         assert store._rebuilding is not None
         await asyncio.wait_for(store._rebuilding, 30)
@@ -211,7 +194,7 @@ async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_a
         kept = memory_partition(store)
         # until a commit succeeds, each write is journalled before memory takes it
         for _ in range(2):
-            with pytest.raises(StoreUnavailable, match="disk is full"):
+            with pytest.raises(StoreUnavailable, match="disk I/O error"):
                 await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
             assert memory_partition(store) == kept
         assert store.loads == 2

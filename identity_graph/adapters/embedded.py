@@ -577,16 +577,19 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     def _apply_and_queue(self, batches: list[ChangeSet]) -> asyncio.Future[None]:
         """Apply a write in memory and add its journal row to the next group; return the
         group's commit, which the write is acknowledged after."""
-        seq = self._seq + 1
-        body = encode([change_rows(c) for c in batches])
+        seq, _ = row = self._journal_row(batches)
         self._applied(seq, batches)
         group = self._group
         if group is None:
             group = self._group = _Group([], asyncio.get_running_loop().create_future())
-        group.rows.append((seq, body))
+        group.rows.append(row)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return group.committed
+
+    def _journal_row(self, batches: list[ChangeSet]) -> tuple[int, bytes]:
+        """The next write's sequence number, and its journal body: every row it adds."""
+        return self._seq + 1, encode([change_rows(c) for c in batches])
 
     async def _flush(self) -> None:
         """Commit the groups, each in one transaction, until none is left."""
@@ -619,9 +622,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         writes are after a failed commit until one succeeds: a journal that keeps failing (a
         full disk) then fails each write and leaves memory alone, instead of making memory
         be rebuilt after each."""
-        seq = self._seq + 1
-        rows = [(seq, encode([change_rows(c) for c in batches]))]
-        commit = asyncio.ensure_future(asyncio.to_thread(self._append, rows, self._copied))
+        seq, _ = row = self._journal_row(batches)
+        commit = asyncio.ensure_future(asyncio.to_thread(self._append, [row], self._copied))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:

@@ -179,15 +179,15 @@ def baseline_app(data_dir: Path, *, cached: bool) -> Starlette:
 
 def c360_app(mode: str, data_dir: Path, key: str) -> Starlette:
     if mode == "c360-noext":
-        import graph_api.pii as pii
+        import graph_api.access.pii as pii
 
         def plain_field(*, category: Any = None, classified_by: Any = None, **kwargs: Any) -> Any:
             return strawberry.field(**kwargs)
 
         pii.pii_field = plain_field  # before any graph_api.types module binds it
     import graph_api.app as app_module
-    from graph_api.audit import AuditReads
-    from graph_api.pii import PiiGuard
+    from graph_api.access.audit import AuditReads
+    from graph_api.access.pii import PiiGuard
     from graph_api.settings import Secret, Settings
 
     if mode in ("c360-off", "c360-noext"):

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from identity_graph.adapters.embedded import EmbeddedStore, tune_gc
+from identity_graph.adapters.embedded.store import EmbeddedStore, tune_gc
 from identity_graph.store import IdentityStore
 
 

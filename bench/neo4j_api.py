@@ -45,9 +45,9 @@ from neo4j_ingest import naive_run  # noqa: E402
 from sales_context import QUERY as SALES_QUERY  # noqa: E402
 
 from graph_api.app import create_app  # noqa: E402
-from graph_api.segment import SegmentMapper  # noqa: E402
 from graph_api.settings import Secret, Settings  # noqa: E402
-from identity_graph.adapters.neo4j import Neo4jStore  # noqa: E402
+from graph_api.tracking.segment import SegmentMapper  # noqa: E402
+from identity_graph.adapters.neo4j.store import Neo4jStore  # noqa: E402
 from identity_graph.model import Observation  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import synthetic_stream  # noqa: E402
 
-from identity_graph.adapters.neo4j import Neo4jStore  # noqa: E402
+from identity_graph.adapters.neo4j.store import Neo4jStore  # noqa: E402
 from identity_graph.codec import to_micros  # noqa: E402
 from identity_graph.model import Observation  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lookup import lookup_latencies
 
-from identity_graph.adapters.embedded import EmbeddedStore, tune_gc
+from identity_graph.adapters.embedded.store import EmbeddedStore, tune_gc
 
 
 def rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:

@@ -130,7 +130,7 @@ def observations(customers: int) -> Iterator[Any]:
 
 
 async def load(data_dir: Path, customers: int, batch: int, sample: list[int]) -> None:
-    from identity_graph.adapters.embedded import EmbeddedStore
+    from identity_graph.adapters.embedded.store import EmbeddedStore
     from identity_graph.rules import Rules
     from identity_graph.service import IdentityGraph
 

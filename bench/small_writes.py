@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic import synthetic_stream  # noqa: E402
 
-from identity_graph.adapters.embedded import EmbeddedStore, tune_gc  # noqa: E402
+from identity_graph.adapters.embedded.store import EmbeddedStore, tune_gc  # noqa: E402
 from identity_graph.model import Observation  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
 from identity_graph.service import IdentityGraph  # noqa: E402

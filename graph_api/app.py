@@ -18,14 +18,15 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from graph_api import metrics, tracking
-from graph_api.auth import AuthError, Principal
+from graph_api import metrics
+from graph_api.access.auth import AuthError, Principal
 from graph_api.context import Context
 from graph_api.loaders import Loaders
 from graph_api.schema import build_schema
 from graph_api.services import Services, build_services
 from graph_api.settings import Settings
-from identity_graph.adapters.embedded import tune_gc
+from graph_api.tracking import endpoints as tracking
+from identity_graph.adapters.embedded.store import tune_gc
 from identity_graph.errors import StoreUnavailable
 
 log = logging.getLogger("c360.api")

@@ -17,7 +17,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graph_api.importer import (
+from graph_api.access.policy import PolicyError
+from graph_api.services import Services, build_services
+from graph_api.settings import STORES, ConfigError, Settings
+from graph_api.tracking.importer import (
     Importer,
     ImportReport,
     csv_rows,
@@ -25,12 +28,9 @@ from graph_api.importer import (
     jsonl_rows,
     parse_mapping,
 )
-from graph_api.policy import PolicyError
-from graph_api.segment import SegmentMapper
-from graph_api.services import Services, build_services
-from graph_api.settings import STORES, ConfigError, Settings
-from identity_graph.adapters.embedded import compact as compact_data_dir
-from identity_graph.adapters.embedded import tune_gc
+from graph_api.tracking.segment import SegmentMapper
+from identity_graph.adapters.embedded.store import compact as compact_data_dir
+from identity_graph.adapters.embedded.store import tune_gc
 from identity_graph.errors import IdentityGraphError
 from identity_graph.store import ProfileFilter
 
@@ -133,7 +133,7 @@ def serve(
 
 
 async def load_demo(services: Services) -> str:
-    from graph_api import demo
+    from graph_api.tracking import demo
 
     existing = await services.store.list_profiles(first=1, after=None, where=ProfileFilter())
     if existing.total == 0:

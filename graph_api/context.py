@@ -9,9 +9,9 @@ import strawberry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from graph_api.auth import Principal
+from graph_api.access.auth import Principal
+from graph_api.access.pii import Access
 from graph_api.loaders import Loaders
-from graph_api.pii import Access
 from graph_api.services import Services
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from graph_api.auth import AuthError
+from graph_api.access.auth import AuthError
 from identity_graph.errors import (
     IdentityGraphError,
     InvalidIdentifier,

@@ -15,13 +15,13 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graph_api import described, limits
-from graph_api.audit import AuditReads
-from graph_api.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES, require
+from graph_api.access.audit import AuditReads
+from graph_api.access.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES, require
+from graph_api.access.pii import access_mode, require_clear
+from graph_api.access.policy import Mode
 from graph_api.context import Info
 from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
 from graph_api.metrics import count_ingest
-from graph_api.pii import access_mode, require_clear
-from graph_api.policy import Mode
 from graph_api.settings import Settings
 from graph_api.types.api_key import ApiKeyCreated
 from graph_api.types.audit_entry import AuditConnection

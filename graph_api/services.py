@@ -7,12 +7,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from graph_api.audit import AuditWriter
-from graph_api.auth import Authenticator
-from graph_api.masking import digest
-from graph_api.policy import Policy
+from graph_api.access.audit import AuditWriter
+from graph_api.access.auth import Authenticator
+from graph_api.access.masking import digest
+from graph_api.access.policy import Policy
 from graph_api.settings import ConfigError, Settings
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
@@ -40,7 +40,7 @@ class Services:
 
 def build_store(settings: Settings) -> IdentityStore:
     if settings.store == "neo4j":
-        from identity_graph.adapters.neo4j import Neo4jStore
+        from identity_graph.adapters.neo4j.store import Neo4jStore
 
         password = settings.neo4j_password.get()
         return Neo4jStore(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from identity_graph.adapters import embedded_journal
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded import journal as embedded_journal
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.store import IdentityStore
 
 
@@ -30,7 +30,7 @@ async def make_store(kind: str, tmp_path: Path) -> IdentityStore:
     if kind == "embedded":
         store: IdentityStore = EmbeddedStore(tmp_path / "data")
     else:
-        from identity_graph.adapters.neo4j import Neo4jStore
+        from identity_graph.adapters.neo4j.store import Neo4jStore
 
         store = Neo4jStore(neo4j_uri(), auth=None, database="neo4j")
         await store.open()

@@ -12,12 +12,12 @@ from stores import OLD_PAGE_SIZE, older_page_sizes, page_size
 from typer.testing import CliRunner
 
 import graph_api.cli
-from graph_api.auth import hash_key
+from graph_api.access.auth import hash_key
+from graph_api.access.masking import digest
 from graph_api.cli import app
-from graph_api.masking import digest
 from graph_api.schema import export_schema
-from identity_graph.adapters.embedded import GC_THRESHOLDS, EmbeddedStore
-from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
+from identity_graph.adapters.embedded.journal import JOURNAL_FILE, TABLES_FILE
+from identity_graph.adapters.embedded.store import GC_THRESHOLDS, EmbeddedStore
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from streams import check_invariants, observe, partition
 
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.model import Observation
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph

@@ -13,7 +13,7 @@ import pytest
 from stores import reopened
 from streams import check_invariants, observe, partition
 
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph

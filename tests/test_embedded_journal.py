@@ -32,10 +32,11 @@ from typing import Any
 import pytest
 from streams import Partition, check_invariants, observe, partition
 
-from identity_graph.adapters import embedded, embedded_journal
-from identity_graph.adapters.embedded import EmbeddedStore
-from identity_graph.adapters.embedded_journal import JOURNAL_FILE, MAX_COPY_DELAY, TABLES_FILE
-from identity_graph.adapters.embedded_sql import STATEMENTS, Rows
+from identity_graph.adapters.embedded import journal as embedded_journal
+from identity_graph.adapters.embedded import store as embedded
+from identity_graph.adapters.embedded.journal import JOURNAL_FILE, MAX_COPY_DELAY, TABLES_FILE
+from identity_graph.adapters.embedded.sql import STATEMENTS, Rows
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import ApiKey, AuditEntry, Observation
 from identity_graph.rules import Rules
@@ -368,7 +369,7 @@ def run_copiers(data_dir: Path, count: int) -> list[int]:
     """Run `count` copier processes at once, their standard input closed (each copies what
     it finds, then exits); return their exit codes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "identity_graph.adapters.embedded_journal", str(data_dir)]
+    command = [sys.executable, "-m", "identity_graph.adapters.embedded.journal", str(data_dir)]
     procs = [
         subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env, cwd=ROOT) for _ in range(count)
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streams import observe
 
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 

@@ -15,10 +15,10 @@ import pytest
 from stores import OLD_PAGE_SIZE, older_page_sizes, page_size
 from streams import observe, partition
 
-from identity_graph.adapters import embedded_journal
-from identity_graph.adapters.embedded import EmbeddedStore
-from identity_graph.adapters.embedded_journal import JOURNAL_FILE, TABLES_FILE
-from identity_graph.adapters.embedded_sql import AUDIT_FILE, AUDIT_SCHEMA
+from identity_graph.adapters.embedded import journal as embedded_journal
+from identity_graph.adapters.embedded.journal import JOURNAL_FILE, TABLES_FILE
+from identity_graph.adapters.embedded.sql import AUDIT_FILE, AUDIT_SCHEMA
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import ApiKey, AuditEntry
 from identity_graph.rules import Rules

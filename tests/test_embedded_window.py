@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streams import observe
 
-from identity_graph.adapters import embedded
-from identity_graph.adapters.embedded import EmbeddedStore
-from identity_graph.adapters.embedded_sql import Rows, WindowWriter, create_tables, write_rows
+from identity_graph.adapters.embedded import store as embedded
+from identity_graph.adapters.embedded.sql import Rows, WindowWriter, create_tables, write_rows
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.model import ConsentStatus, MergeKind
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from graph_api.importer import Importer, csv_rows, detect_format, jsonl_rows, parse_mapping
-from graph_api.segment import SegmentMapper
-from identity_graph.adapters.embedded import EmbeddedStore
+from graph_api.tracking.importer import Importer, csv_rows, detect_format, jsonl_rows, parse_mapping
+from graph_api.tracking.segment import SegmentMapper
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -89,7 +89,7 @@ def test_mapping_and_format_errors_are_clear() -> None:
 
 
 async def test_demo_data_is_deterministic_and_exercises_the_rules(graph: IdentityGraph) -> None:
-    from graph_api import demo
+    from graph_api.tracking import demo
 
     raw = demo.messages(300, seed=3)
     assert raw == demo.messages(300, seed=3)

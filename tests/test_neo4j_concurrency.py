@@ -14,7 +14,7 @@ import pytest
 from neo4j import AsyncGraphDatabase
 from streams import check_invariants, groups, observe, partition
 
-from identity_graph.adapters.neo4j import Neo4jStore
+from identity_graph.adapters.neo4j.store import Neo4jStore
 from identity_graph.model import ConsentStatus, Observation
 from identity_graph.resolver import Outcome
 from identity_graph.rules import Rules

@@ -18,7 +18,7 @@ import pytest
 from neo4j import AsyncGraphDatabase
 from streams import observe
 
-from identity_graph.adapters.neo4j import Neo4jStore
+from identity_graph.adapters.neo4j.store import Neo4jStore
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import Observation
 from identity_graph.rules import Rules

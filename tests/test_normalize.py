@@ -75,7 +75,7 @@ MODULES = [
     "identity_graph.normalize",
     "identity_graph.resolver",
     "identity_graph.survivorship",
-    "graph_api.masking",
+    "graph_api.access.masking",
 ]
 
 

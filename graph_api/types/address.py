@@ -5,8 +5,8 @@ from typing import Any
 
 import strawberry
 
-from graph_api.categories import PiiCategory
-from graph_api.pii import pii_field
+from graph_api.access.categories import PiiCategory
+from graph_api.access.pii import pii_field
 
 
 def text(value: Any) -> str | None:

@@ -8,8 +8,8 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
-from graph_api.categories import PiiClassifier
-from graph_api.pii import pii_field
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.pii import pii_field
 from graph_api.types.page_info import PageInfo
 from identity_graph.model import EventCategory as DomainCategory
 from identity_graph.model import MessageType, Page, StoredEvent

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import strawberry
 
-from graph_api.categories import PiiClassifier
-from graph_api.pii import pii_field
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.pii import pii_field
 from identity_graph.model import Identifier as DomainIdentifier
 from identity_graph.model import IdentifierRecord
 from identity_graph.normalize import normalize

@@ -5,8 +5,8 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from graph_api.categories import PiiClassifier
-from graph_api.pii import pii_field
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.pii import pii_field
 from identity_graph.model import TraitValue as DomainTraitValue
 
 

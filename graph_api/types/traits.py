@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from graph_api.categories import PiiCategory, PiiClassifier
-from graph_api.pii import pii_field
+from graph_api.access.categories import PiiCategory, PiiClassifier
+from graph_api.access.pii import pii_field
 from graph_api.types.address import Address, text
 
 RESERVED = frozenset(

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from graph_api.app import create_app
 from graph_api.services import Services
 from graph_api.settings import Settings
-from identity_graph.adapters.embedded import GC_THRESHOLDS
+from identity_graph.adapters.embedded.store import GC_THRESHOLDS
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import TraitValue
 from tests.api.conftest import ADMIN_KEY, Api, codes

@@ -21,7 +21,7 @@ from stores import neo4j_uri
 
 from graph_api.app import create_app
 from graph_api.settings import Secret, Settings
-from identity_graph.adapters.neo4j import Neo4jStore
+from identity_graph.adapters.neo4j.store import Neo4jStore
 
 pytestmark = pytest.mark.neo4j
 

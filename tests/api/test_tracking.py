@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from graph_api.app import create_app
 from graph_api.services import Services, build_services
 from graph_api.settings import Settings
-from identity_graph.adapters.embedded import EmbeddedStore
+from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.model import ConsentStatus, EventCategory
 
 RULES = "[kinds.crm_id]\nlimit = 1\n"

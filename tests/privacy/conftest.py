@@ -20,10 +20,10 @@ import jwt
 import pytest
 from starlette.applications import Starlette
 
+from graph_api.access.categories import PiiCategory, PiiClassifier
+from graph_api.access.masking import keyed_hash, mask
+from graph_api.access.policy import Mode, Policy
 from graph_api.app import create_app
-from graph_api.categories import PiiCategory, PiiClassifier
-from graph_api.masking import keyed_hash, mask
-from graph_api.policy import Mode, Policy
 from graph_api.schema import export_schema
 from graph_api.settings import Secret, Settings
 from tests.api.conftest import ADMIN_KEY, JWT_SECRET, Api

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from graph_api.categories import PiiClassifier
-from graph_api.policy import Mode
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.policy import Mode
 from tests.api.conftest import Api, codes
 from tests.privacy.conftest import (
     READERS,

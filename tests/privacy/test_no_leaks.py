@@ -19,8 +19,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from graph_api.access.policy import Mode
 from graph_api.app import create_app
-from graph_api.policy import Mode
 from tests.api.conftest import Api
 from tests.privacy.conftest import IDENTIFY, TRACK, make_settings, policy, token
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from graph_api.masking import keyed_hash
+from graph_api.access.masking import keyed_hash
 from tests.api.conftest import Api, codes
 from tests.privacy.conftest import HASH_KEY, IDENTIFIERS, TRAITS, Seeded, token
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from graph_api.access.auth import hash_key
+from graph_api.access.categories import PiiCategory
+from graph_api.access.policy import Mode, Policy, PolicyError
 from graph_api.app import create_app
-from graph_api.auth import hash_key
-from graph_api.categories import PiiCategory
-from graph_api.policy import Mode, Policy, PolicyError
 from graph_api.services import build_services
 from identity_graph.model import ApiKey
 from tests.api.conftest import Api, codes

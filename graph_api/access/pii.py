@@ -14,10 +14,10 @@ import strawberry
 from strawberry.extensions import FieldExtension
 from strawberry.schema_directive import Location
 
-from graph_api.categories import PiiCategory, PiiClassifier
+from graph_api.access.categories import PiiCategory, PiiClassifier
+from graph_api.access.masking import keyed_hash, mask
+from graph_api.access.policy import Mode, Policy
 from graph_api.errors import ApiError
-from graph_api.masking import keyed_hash, mask
-from graph_api.policy import Mode, Policy
 
 if TYPE_CHECKING:
     from strawberry.types.field import StrawberryField

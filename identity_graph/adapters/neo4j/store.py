@@ -35,8 +35,8 @@ from neo4j.exceptions import (
     TransientError,
 )
 
-from identity_graph.adapters import neo4j_cypher as q
-from identity_graph.adapters.neo4j_rows import (
+from identity_graph.adapters.neo4j import cypher as q
+from identity_graph.adapters.neo4j.rows import (
     api_key_from_row,
     audit_from_row,
     changes_to_rows,

@@ -10,7 +10,7 @@ from typing import Any
 
 import networkx as nx
 
-from identity_graph.adapters.embedded_sql import chunks, merge_from_row, qmarks
+from identity_graph.adapters.embedded.sql import chunks, merge_from_row, qmarks
 from identity_graph.codec import dumps, from_micros, loads
 from identity_graph.model import (
     ConsentRecord,

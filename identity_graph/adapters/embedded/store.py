@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import identity_graph
-from identity_graph.adapters.embedded_journal import (
+from identity_graph.adapters.embedded.journal import (
     JOURNAL,
     JOURNAL_FILE,
     JOURNAL_PAGE_SIZE,
@@ -70,8 +70,8 @@ from identity_graph.adapters.embedded_journal import (
     copy_all,
     encode,
 )
-from identity_graph.adapters.embedded_reads import ProfileReads, links_from
-from identity_graph.adapters.embedded_sql import (
+from identity_graph.adapters.embedded.reads import ProfileReads, links_from
+from identity_graph.adapters.embedded.sql import (
     AUDIT_FILE,
     SQL_VARS,
     change_rows,
@@ -452,7 +452,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
         self._copier = subprocess.Popen(
-            [sys.executable, "-m", "identity_graph.adapters.embedded_journal", str(self.data_dir)],
+            [sys.executable, "-m", "identity_graph.adapters.embedded.journal", str(self.data_dir)],
             stdin=subprocess.PIPE,
             env=env,
         )

@@ -28,7 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from graph_api.categories import PiiCategory
+from graph_api.access.categories import PiiCategory
 from identity_graph.config_text import locate
 
 

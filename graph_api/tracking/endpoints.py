@@ -19,9 +19,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from graph_api.auth import INGEST_ROLES, AuthError, Principal, require
+from graph_api.access.auth import INGEST_ROLES, AuthError, Principal, require
 from graph_api.metrics import count_ingest
-from graph_api.segment import (
+from graph_api.tracking.segment import (
     CALLS,
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,

@@ -3,7 +3,7 @@
 A write is acknowledged once its rows are one row of the journal (`journal.sqlite3`).
 The copier runs as a child process of the store,
 
-    python -m identity_graph.adapters.embedded_journal DATA_DIR
+    python -m identity_graph.adapters.embedded.journal DATA_DIR
 
 so that SQLite's work on the tables runs on another core than the resolver, and never
 waits for the parent's interpreter lock. It copies every journal row past the tables' mark
@@ -38,7 +38,7 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from identity_graph.adapters.embedded_sql import (
+from identity_graph.adapters.embedded.sql import (
     JsonText,
     Rows,
     WindowWriter,
@@ -253,7 +253,7 @@ def _due(size: int, said: _Input, since: float | None) -> bool:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m identity_graph.adapters.embedded_journal DATA_DIR", file=sys.stderr)
+        print("usage: python -m identity_graph.adapters.embedded.journal DATA_DIR", file=sys.stderr)
         return 2
     # what the copier holds is acyclic: without the collector, holding a window's rows
     # costs nothing (with it, decoding took three times as long)

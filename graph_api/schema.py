@@ -107,7 +107,7 @@ class Query:
         context = info.context
         require(context.principal, ADMIN_ROLES, "read the audit log")
         size = limits.page_size(first, context.services.settings)
-        page = await context.services.store.audit_log(
+        page = await context.services.records.audit_log(
             first=size, after=after, customer_id=str(customer_id) if customer_id else None
         )
         return AuditConnection.from_domain(page)

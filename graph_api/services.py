@@ -13,6 +13,7 @@ from graph_api.access.masking import digest
 from graph_api.access.policy import Policy
 from graph_api.settings import ConfigError, Settings
 from identity_graph.adapters.embedded.store import EmbeddedStore
+from identity_graph.records import AccessRecords
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
@@ -23,6 +24,8 @@ class Services:
     settings: Settings
     rules: Rules
     store: IdentityStore
+    records: AccessRecords
+    """API keys and the audit log: the store's `records`, over the same database"""
     graph: IdentityGraph
     auth: Authenticator
     policy: Policy = field(default_factory=Policy.default)
@@ -33,22 +36,26 @@ class Services:
     """records clear reads of personal data, one store write per group of requests"""
 
     def __post_init__(self) -> None:
-        self.audit = AuditWriter(self.store)
+        self.audit = AuditWriter(self.records)
         if not self.hash_key:
             self.hash_key = self.settings.hash_key.get().encode("utf-8")
 
 
-def build_store(settings: Settings) -> IdentityStore:
+def build_stores(settings: Settings) -> tuple[IdentityStore, AccessRecords]:
+    """The identity store the settings name, and its access records (same database; they
+    open and close with the store)."""
     if settings.store == "neo4j":
         from identity_graph.adapters.neo4j.store import Neo4jStore
 
         password = settings.neo4j_password.get()
-        return Neo4jStore(
+        neo4j = Neo4jStore(
             settings.neo4j_uri,
             auth=(settings.neo4j_user, password) if password else None,
             database=settings.neo4j_database,
         )
-    return EmbeddedStore(settings.data_dir)
+        return neo4j, neo4j.records
+    embedded = EmbeddedStore(settings.data_dir)
+    return embedded, embedded.records
 
 
 def hash_key_for(settings: Settings) -> bytes:
@@ -78,14 +85,15 @@ def build_services(settings: Settings) -> Services:
     rules = Rules.load(settings.rules_file)
     policy = Policy.load(settings.policy_file)
     hash_key = hash_key_for(settings)
-    store = build_store(settings)
+    store, records = build_stores(settings)
 
     return Services(
         settings=settings,
         rules=rules,
         store=store,
+        records=records,
         graph=IdentityGraph(store, rules, digest=functools.partial(digest, hash_key)),
-        auth=Authenticator(settings, store),
+        auth=Authenticator(settings, records),
         policy=policy,
         hash_key=hash_key,
     )

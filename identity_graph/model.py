@@ -186,26 +186,6 @@ class ConsentRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: str
-    at: datetime
-    principal: str
-    role: str
-    customer_id: str
-    fields: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: str
-    key_hash: str
-    role: str
-    name: str | None
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a keyset-paginated listing; `cursor` continues after the last item."""
 

@@ -17,8 +17,6 @@ from identity_graph.codec import to_micros
 from identity_graph.errors import InvalidOperation
 from identity_graph.model import (
     JSON,
-    ApiKey,
-    AuditEntry,
     ConsentRecord,
     ConsentStatus,
     Link,
@@ -249,30 +247,6 @@ class IdentityStore(ABC):
     @abstractmethod
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         """The shortest chain of links from identifier `a` to `b`, in order; None if none."""
-
-    # --- audit and keys --------------------------------------------------------------
-
-    @abstractmethod
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        """Durably record audit entries."""
-
-    @abstractmethod
-    async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
-    ) -> Page[AuditEntry]:
-        """Audit entries, newest first, optionally for one customer."""
-
-    @abstractmethod
-    async def put_api_key(self, key: ApiKey) -> None:
-        """Store an API key record (its hash only)."""
-
-    @abstractmethod
-    async def api_key(self, key_hash: str) -> ApiKey | None:
-        """The API key record with this hash, revoked or not."""
-
-    @abstractmethod
-    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
-        """Revoke a key by id; False if there is no such key."""
 
 
 def event_cursor(event: StoredEvent) -> str:

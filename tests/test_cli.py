@@ -89,7 +89,7 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> 
         store = EmbeddedStore(tmp_path / "data")
         await store.open()
         try:
-            record = await store.api_key(hash_key(key))
+            record = await store.records.api_key(hash_key(key))
             return None if record is None else record.role
         finally:
             await store.close()

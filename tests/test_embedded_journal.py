@@ -38,7 +38,8 @@ from identity_graph.adapters.embedded.journal import JOURNAL_FILE, MAX_COPY_DELA
 from identity_graph.adapters.embedded.sql import STATEMENTS, Rows
 from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import ApiKey, AuditEntry, Observation
+from identity_graph.model import Observation
+from identity_graph.records import ApiKey, AuditEntry
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -799,11 +800,13 @@ async def test_audit_entries_and_keys_are_written_while_a_copy_holds_the_tables(
         with closing(sqlite3.connect(tmp_path / "data" / TABLES_FILE, timeout=0)) as copy:
             copy.execute("BEGIN IMMEDIATE")  # as a copy window holds the tables' write lock
             at = datetime(2024, 5, 1, tzinfo=UTC)
-            await store.append_audit([AuditEntry("e1", at, "ops", "support", "c1", ("email",))])
-            await store.put_api_key(ApiKey("k1", "h1", "support", None, at))
-            page = await store.audit_log(first=5, after=None, customer_id="c1")
+            await store.records.append_audit(
+                [AuditEntry("e1", at, "ops", "support", "c1", ("email",))]
+            )
+            await store.records.put_api_key(ApiKey("k1", "h1", "support", None, at))
+            page = await store.records.audit_log(first=5, after=None, customer_id="c1")
             assert [e.id for e in page.items] == ["e1"]
-            assert await store.revoke_api_key("k1", at=at)
+            assert await store.records.revoke_api_key("k1", at=at)
             copy.execute("ROLLBACK")
     finally:
         await store.close()

@@ -20,7 +20,7 @@ from identity_graph.adapters.embedded.journal import JOURNAL_FILE, TABLES_FILE
 from identity_graph.adapters.embedded.sql import AUDIT_FILE, AUDIT_SCHEMA
 from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import ApiKey, AuditEntry
+from identity_graph.records import ApiKey, AuditEntry
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 
@@ -157,8 +157,8 @@ async def test_the_audit_log_and_keys_move_from_the_tables_file_once(
     store = EmbeddedStore(tmp_path)
     await store.open()
     try:
-        await store.append_audit(entries)
-        await store.put_api_key(key)
+        await store.records.append_audit(entries)
+        await store.records.put_api_key(key)
     finally:
         await store.close()
     move_audit_to_tables_file(tmp_path, keep_copy=crashed_midway)
@@ -167,10 +167,10 @@ async def test_the_audit_log_and_keys_move_from_the_tables_file_once(
         store = EmbeddedStore(tmp_path)
         await store.open()
         try:
-            page = await store.audit_log(first=10, after=None, customer_id=None)
+            page = await store.records.audit_log(first=10, after=None, customer_id=None)
             assert [e.id for e in page.items] == ["a2", "a1", "a0"]
             assert page.items[0] == entries[2] and page.total == 3
-            assert await store.api_key("hash-1") == key
+            assert await store.records.api_key("hash-1") == key
         finally:
             await store.close()
         with closing(sqlite3.connect(tmp_path / "c360.sqlite3")) as db:

@@ -13,8 +13,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import AuditEntry
-from identity_graph.store import IdentityStore
+from identity_graph.records import AccessRecords, AuditEntry
 
 log = logging.getLogger("c360.audit")
 
@@ -37,8 +36,8 @@ class AuditWriter:
     durable, so the audit costs one store write per group, not one per request.
     """
 
-    def __init__(self, store: IdentityStore) -> None:
-        self.store = store
+    def __init__(self, records: AccessRecords) -> None:
+        self.records = records
         self._pending: list[AuditEntry] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -57,7 +56,7 @@ class AuditWriter:
             batch, waiters = self._pending, self._waiters
             self._pending, self._waiters = [], []
             try:
-                await self.store.append_audit(batch)
+                await self.records.append_audit(batch)
             except BaseException as e:
                 failure = e if isinstance(e, Exception) else StoreUnavailable("audit write stopped")
                 for waiter in waiters:

@@ -21,8 +21,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from graph_api.settings import Settings
-from identity_graph.model import ApiKey
-from identity_graph.store import IdentityStore
+from identity_graph.records import AccessRecords, ApiKey
 
 ROLES = frozenset({"admin", "support", "sales", "marketing", "analyst", "ingest"})
 READ_ROLES = ROLES - {"ingest"}
@@ -76,9 +75,9 @@ def check_role(role: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, store: IdentityStore) -> None:
+    def __init__(self, settings: Settings, records: AccessRecords) -> None:
         self.settings = settings
-        self.store = store
+        self.records = records
         self._jwks: jwt.PyJWKSet | None = None
 
     async def from_bearer(self, request: HTTPConnection) -> Principal:
@@ -115,21 +114,21 @@ class Authenticator:
         check_role(role)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         record = ApiKey(uuid.uuid4().hex, hash_key(key), role, name, datetime.now(UTC))
-        await self.store.put_api_key(record)
+        await self.records.put_api_key(record)
         return key, record
 
     async def seed_key(self, key: str, role: str, name: str) -> None:
         """Store a key chosen by the operator (`C360_BOOTSTRAP_ADMIN_KEY`), once."""
         digest = hash_key(key)
-        if await self.store.api_key(digest) is None:
+        if await self.records.api_key(digest) is None:
             key_id = "bootstrap-" + digest[:16]
-            await self.store.put_api_key(ApiKey(key_id, digest, role, name, datetime.now(UTC)))
+            await self.records.put_api_key(ApiKey(key_id, digest, role, name, datetime.now(UTC)))
 
     async def revoke_key(self, key_id: str) -> bool:
-        return await self.store.revoke_api_key(key_id, at=datetime.now(UTC))
+        return await self.records.revoke_api_key(key_id, at=datetime.now(UTC))
 
     async def _from_key(self, key: str) -> Principal:
-        record = await self.store.api_key(hash_key(key))
+        record = await self.records.api_key(hash_key(key))
         if record is None or record.revoked_at is not None:
             raise AuthError(401, "INVALID_TOKEN", "unknown or revoked API key")
         if record.role not in ROLES:

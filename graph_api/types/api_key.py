@@ -4,7 +4,7 @@ from datetime import datetime
 
 import strawberry
 
-from identity_graph.model import ApiKey
+from identity_graph.records import ApiKey
 
 
 @strawberry.type(description="A new API key. `key` is shown this once; only its hash is stored.")

@@ -7,8 +7,8 @@ from datetime import datetime
 import strawberry
 
 from graph_api.types.page_info import PageInfo
-from identity_graph.model import AuditEntry as DomainAuditEntry
 from identity_graph.model import Page
+from identity_graph.records import AuditEntry as DomainAuditEntry
 
 
 @strawberry.type(description="One request's clear reads of one customer's personal data.")

@@ -9,7 +9,8 @@ import pytest
 from streams import T0, observe
 
 from identity_graph.errors import InvalidOperation, MalformedObservation
-from identity_graph.model import ApiKey, AuditEntry, Identifier
+from identity_graph.model import Identifier
+from identity_graph.records import ApiKey, AuditEntry
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
 
@@ -21,12 +22,12 @@ def _entry(n: int, customer: str) -> AuditEntry:
 
 
 async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
-    await store.append_audit([_entry(n, "p1" if n % 2 else "p2") for n in range(5)])
-    await store.append_audit([])
-    await store.append_audit([_entry(5, "p1")])
+    await store.records.append_audit([_entry(n, "p1" if n % 2 else "p2") for n in range(5)])
+    await store.records.append_audit([])
+    await store.records.append_audit([_entry(5, "p1")])
     seen, cursor = [], None
     while True:
-        page = await store.audit_log(first=2, after=cursor, customer_id=None)
+        page = await store.records.audit_log(first=2, after=cursor, customer_id=None)
         assert page.total == 6
         assert page.more is (page.cursor is not None)
         seen.extend(page.items)
@@ -35,25 +36,25 @@ async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
             break
     assert [e.id for e in seen] == ["a5", "a4", "a3", "a2", "a1", "a0"]
     assert seen[0] == _entry(5, "p1")
-    page = await store.audit_log(first=10, after=None, customer_id="p1")
+    page = await store.records.audit_log(first=10, after=None, customer_id="p1")
     assert [e.id for e in page.items] == ["a5", "a3", "a1"] and page.total == 3
     assert not page.more
-    counted = await store.audit_log(first=0, after=None, customer_id="p1")
+    counted = await store.records.audit_log(first=0, after=None, customer_id="p1")
     assert (counted.items, counted.total, counted.more) == ((), 3, True)
     with pytest.raises(InvalidOperation):
-        await store.audit_log(first=2, after="not-a-cursor", customer_id=None)
+        await store.records.audit_log(first=2, after="not-a-cursor", customer_id=None)
 
 
 async def test_api_keys_put_get_revoke(store: IdentityStore) -> None:
     key = ApiKey("k1", "hash-1", "support", "desk", T0)
-    await store.put_api_key(key)
-    assert await store.api_key("hash-1") == key
-    assert await store.api_key("hash-2") is None
+    await store.records.put_api_key(key)
+    assert await store.records.api_key("hash-1") == key
+    assert await store.records.api_key("hash-2") is None
     later = T0 + timedelta(days=1)
-    assert await store.revoke_api_key("k1", at=later) is True
-    assert await store.revoke_api_key("k1", at=later + timedelta(days=1)) is False
-    assert await store.revoke_api_key("nope", at=later) is False
-    revoked = await store.api_key("hash-1")
+    assert await store.records.revoke_api_key("k1", at=later) is True
+    assert await store.records.revoke_api_key("k1", at=later + timedelta(days=1)) is False
+    assert await store.records.revoke_api_key("nope", at=later) is False
+    revoked = await store.records.api_key("hash-1")
     assert revoked is not None and revoked.revoked_at == later
 
 

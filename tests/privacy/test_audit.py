@@ -149,7 +149,7 @@ async def test_a_read_that_cannot_be_audited_is_withheld(
     async def broken(entries: Any) -> None:
         raise failure
 
-    monkeypatch.setattr(app.state.services.store, "append_audit", broken)
+    monkeypatch.setattr(app.state.services.records, "append_audit", broken)
     selection = "id traits { email firstName custom }"
     response = await api.post(READ % selection, {"id": seeded.customer_id}, key=token("support"))
     assert response.status_code == status

@@ -15,7 +15,7 @@ from graph_api.access.categories import PiiCategory
 from graph_api.access.policy import Mode, Policy, PolicyError
 from graph_api.app import create_app
 from graph_api.services import build_services
-from identity_graph.model import ApiKey
+from identity_graph.records import ApiKey
 from tests.api.conftest import Api, codes
 from tests.privacy.conftest import TRAITS, Seeded, make_settings, seed, token
 
@@ -160,7 +160,7 @@ async def test_an_api_key_without_a_known_role_gets_403(
 ) -> None:
     key = f"c360_no-role-key-{role}"
     record = ApiKey(f"k-{role}", hash_key(key), role, "broken", datetime.now(UTC))
-    await app.state.services.store.put_api_key(record)
+    await app.state.services.records.put_api_key(record)
     response = await api.post(READ, {"id": seeded.customer_id}, key=key)
     assert response.status_code == 403
     assert codes(response.json()["errors"]) == ["FORBIDDEN"]

@@ -89,12 +89,8 @@ from identity_graph.codec import (
     to_micros,
 )
 from identity_graph.errors import InvalidOperation, StoreUnavailable
-from identity_graph.model import (
-    ApiKey,
-    AuditEntry,
-    MergeRecord,
-    Page,
-)
+from identity_graph.model import MergeRecord, Page
+from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 from identity_graph.store import (
     ChangeSet,
     IdentityStore,
@@ -250,7 +246,7 @@ class _Group:
     """done once the rows are in the journal; the writes are acknowledged then"""
 
 
-class EmbeddedStore(ProfileReads, IdentityStore):
+class EmbeddedStore(ProfileReads, IdentityStore, AccessRecords):
     """The partition in process, durable through SQLite in `data_dir`. One process per data
     dir."""
 
@@ -313,6 +309,11 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         """the store is closing: no copier is started any more"""
 
     # --- life cycle ----------------------------------------------------------------
+
+    @property
+    def records(self) -> AccessRecords:
+        """API keys and the audit log, in this store's database."""
+        return self
 
     async def open(self) -> None:
         if self._audit is not None:

@@ -14,8 +14,6 @@ from identity_graph.codec import (
     to_micros,
 )
 from identity_graph.model import (
-    ApiKey,
-    AuditEntry,
     ConsentRecord,
     ConsentStatus,
     EventCategory,
@@ -26,6 +24,7 @@ from identity_graph.model import (
     MessageType,
     StoredEvent,
 )
+from identity_graph.records import ApiKey, AuditEntry
 from identity_graph.store import ChangeSet
 
 Row = dict[str, Any]

@@ -53,8 +53,6 @@ from identity_graph.codec import (
 )
 from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
-    ApiKey,
-    AuditEntry,
     ConsentRecord,
     Identifier,
     IdentifierRecord,
@@ -66,6 +64,7 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
+from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 from identity_graph.store import (
     ChangeSet,
     IdentityStore,
@@ -82,7 +81,7 @@ from identity_graph.store import (
 T = TypeVar("T")
 
 
-class Neo4jStore(IdentityStore):
+class Neo4jStore(IdentityStore, AccessRecords):
     """An identity store in Neo4j; several processes may share one database."""
 
     def __init__(
@@ -104,6 +103,11 @@ class Neo4jStore(IdentityStore):
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
 
     # --- life cycle ----------------------------------------------------------------
+
+    @property
+    def records(self) -> AccessRecords:
+        """API keys and the audit log, in this store's database."""
+        return self
 
     async def open(self) -> None:
         if self._driver is not None:

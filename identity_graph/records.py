@@ -1,0 +1,65 @@
+"""The access-records port: API keys and the audit log of clear reads.
+
+Not identity: who called and what they read. Kept apart from `IdentityStore` so that each
+port says one thing; every adapter implements both, over the same database, and exposes its
+records as `store.records` (opened and closed with the store).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from identity_graph.model import Page
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One clear read: who (principal, role), when, whose data and which fields."""
+
+    id: str
+    at: datetime
+    principal: str
+    role: str
+    customer_id: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's record; the key itself is never stored, only its hash."""
+
+    id: str
+    key_hash: str
+    role: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class AccessRecords(ABC):
+    """API keys and audit entries. Every method is safe to call concurrently."""
+
+    @abstractmethod
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Durably record audit entries."""
+
+    @abstractmethod
+    async def audit_log(
+        self, *, first: int, after: str | None, customer_id: str | None
+    ) -> Page[AuditEntry]:
+        """Audit entries, newest first, optionally for one customer."""
+
+    @abstractmethod
+    async def put_api_key(self, key: ApiKey) -> None:
+        """Store an API key record (its hash only)."""
+
+    @abstractmethod
+    async def api_key(self, key_hash: str) -> ApiKey | None:
+        """The API key record with this hash, revoked or not."""
+
+    @abstractmethod
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
+        """Revoke a key by id; False if there is no such key."""

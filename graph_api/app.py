@@ -19,14 +19,14 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from graph_api import metrics
-from graph_api.access.auth import AuthError, Principal
+from graph_api.access.auth import Principal
 from graph_api.context import Context
+from graph_api.errors import C360Error, PayloadTooLarge, code_of, public_message, status_of
 from graph_api.loaders import Loaders
 from graph_api.schema import build_schema
-from graph_api.services import Services, build_services
+from graph_api.services import Services, build_services, tune_runtime
 from graph_api.settings import Settings
 from graph_api.tracking import endpoints as tracking
-from identity_graph.adapters.embedded.store import tune_gc
 from identity_graph.errors import StoreUnavailable
 
 log = logging.getLogger("c360.api")
@@ -57,12 +57,10 @@ class GraphQLView(GraphQL[Context, None]):
         response: Response
         try:
             response = await self.run(request)
-        except AuthError as e:
-            response = error_response(e.status, e.code, e.message)
+        except (C360Error, StoreUnavailable) as e:
+            response = error_response(status_of(e), code_of(e) or "INTERNAL", public_message(e))
         except HTTPException as e:
             response = error_response(e.status_code, "BAD_REQUEST", e.reason)
-        except StoreUnavailable as e:
-            response = error_response(503, e.code, "the store is unavailable; try again later")
         await response(scope, receive, send)
 
     async def process_result(
@@ -98,10 +96,6 @@ class GraphQLView(GraphQL[Context, None]):
         )
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Answer 413 to a request whose body passes `limit` bytes, declared or streamed."""
 
@@ -126,7 +120,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise BodyTooLarge
+                    raise PayloadTooLarge(f"request body larger than {self.limit} bytes")
             return message
 
         async def watch_send(message: Message) -> None:
@@ -136,7 +130,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, watch_send)
-        except BodyTooLarge:
+        except PayloadTooLarge:
             if started:
                 raise
             await self._refuse(scope, receive, send)
@@ -170,7 +164,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # here, not in `c360 serve`, so that a server started by plain uvicorn gets it too
-        tune_gc()
+        tune_runtime()
         await shared.store.open()
         try:
             key = shared.settings.bootstrap_admin_key

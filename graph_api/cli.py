@@ -17,9 +17,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graph_api.access.policy import PolicyError
-from graph_api.services import Services, build_services
-from graph_api.settings import STORES, ConfigError, Settings
+from graph_api.errors import C360Error, CliError
+from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
+from graph_api.settings import STORES, Settings
 from graph_api.tracking.importer import (
     Importer,
     ImportReport,
@@ -29,8 +29,6 @@ from graph_api.tracking.importer import (
     parse_mapping,
 )
 from graph_api.tracking.segment import SegmentMapper
-from identity_graph.adapters.embedded.store import compact as compact_data_dir
-from identity_graph.adapters.embedded.store import tune_gc
 from identity_graph.errors import IdentityGraphError
 from identity_graph.store import ProfileFilter
 
@@ -57,15 +55,11 @@ DataDirOption = Annotated[
 ]
 
 
-class CliError(Exception):
-    """A failure the user can fix; printed as one line."""
-
-
 @contextmanager
 def failures() -> Iterator[None]:
     try:
         yield
-    except (CliError, ConfigError, PolicyError, IdentityGraphError, ValueError, OSError) as e:
+    except (C360Error, IdentityGraphError, ValueError, OSError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -124,7 +118,7 @@ def serve(
     with failures():
         settings = settings_for(store, data_dir)
         if demo:
-            tune_gc()  # the app's lifespan sets it too, but the demo loads before the app runs
+            tune_runtime()  # the app's lifespan sets it too, but the demo loads before the app runs
             key = with_services(settings, load_demo)
             out.print(f"GraphiQL: [bold]http://{host}:{port}/graphql[/bold]")
             out.print(f"Admin key (shown once): [bold]{key}[/bold]", highlight=False)
@@ -171,7 +165,7 @@ def import_file(
 ) -> None:
     """Import a file; bad rows are reported and skipped, good rows are ingested."""
     with failures():
-        tune_gc()
+        tune_runtime()
         fmt = detect_format(file, format)
         if not file.is_file():
             raise CliError(f"no such file: {file}")

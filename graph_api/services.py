@@ -1,4 +1,9 @@
-"""The service objects one app instance shares; the store is chosen here and nowhere else."""
+"""The composition root: the service objects one app instance shares.
+
+The only module that names a concrete adapter: the store is chosen here, and what the app
+and the CLI need of the embedded adapter itself (tuning the collector, compacting a data
+directory) is reached through here.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import functools
 import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from graph_api.access.audit import AuditWriter
 from graph_api.access.auth import Authenticator
 from graph_api.access.masking import digest
 from graph_api.access.policy import Policy
-from graph_api.settings import ConfigError, Settings
-from identity_graph.adapters.embedded.store import EmbeddedStore
+from graph_api.errors import ConfigError
+from graph_api.settings import Settings
+from identity_graph.adapters.embedded.store import Compacted, EmbeddedStore, compact, tune_gc
 from identity_graph.records import AccessRecords
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
@@ -97,3 +104,13 @@ def build_services(settings: Settings) -> Services:
         policy=policy,
         hash_key=hash_key,
     )
+
+
+def tune_runtime() -> None:
+    """Tune the garbage collector for a process that holds a large store in memory."""
+    tune_gc()
+
+
+def compact_data_dir(data_dir: Path) -> list[Compacted]:
+    """Rewrite an embedded data directory's files (server stopped); see `c360 compact`."""
+    return compact(data_dir)

@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class ConfigError(Exception):
-    """A setting with a value c360 cannot start with."""
+from graph_api.errors import ConfigError
 
 
 class Secret:

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from graph_api.tracking.segment import SegmentError, SegmentMapper, event_category
+from graph_api.errors import SegmentError
+from graph_api.tracking.segment import SegmentMapper, event_category
 from identity_graph.model import ConsentStatus, EventCategory, Identifier, MessageType
 from identity_graph.rules import Rules
 

@@ -20,6 +20,7 @@ from typing import Any
 import jwt
 from starlette.requests import HTTPConnection
 
+from graph_api.errors import forbidden, invalid_token, unauthenticated
 from graph_api.settings import Settings
 from identity_graph.records import AccessRecords, ApiKey
 
@@ -38,24 +39,6 @@ class Principal:
     roles: frozenset[str]
     kind: str
     """`api_key` or `jwt`"""
-
-
-class AuthError(Exception):
-    """Missing or bad credentials (401) or a principal without the needed role (403)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def unauthenticated(message: str = "missing credentials") -> AuthError:
-    return AuthError(401, "UNAUTHENTICATED", message)
-
-
-def forbidden(message: str) -> AuthError:
-    return AuthError(403, "FORBIDDEN", message)
 
 
 def require(principal: Principal, allowed: Iterable[str], action: str) -> None:
@@ -87,7 +70,7 @@ class Authenticator:
             raise unauthenticated("missing Authorization: Bearer credentials")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise AuthError(401, "INVALID_TOKEN", "expected Authorization: Bearer <token>")
+            raise invalid_token("expected Authorization: Bearer <token>")
         if token.count(".") == 2 and not token.startswith(KEY_PREFIX):
             return self._from_jwt(token)
         return await self._from_key(token)
@@ -99,11 +82,11 @@ class Authenticator:
         if not header:
             raise unauthenticated("missing Authorization: Basic credentials (the write key)")
         if scheme.lower() != "basic":
-            raise AuthError(401, "INVALID_TOKEN", "expected Authorization: Basic <write key>")
+            raise invalid_token("expected Authorization: Basic <write key>")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as e:
-            raise AuthError(401, "INVALID_TOKEN", "malformed Basic credentials") from e
+            raise invalid_token("malformed Basic credentials") from e
         user, _, _ = decoded.partition(":")
         if not user:
             raise unauthenticated("the write key (Basic user name) is empty")
@@ -130,7 +113,7 @@ class Authenticator:
     async def _from_key(self, key: str) -> Principal:
         record = await self.records.api_key(hash_key(key))
         if record is None or record.revoked_at is not None:
-            raise AuthError(401, "INVALID_TOKEN", "unknown or revoked API key")
+            raise invalid_token("unknown or revoked API key")
         if record.role not in ROLES:
             raise forbidden("the API key carries no known role")
         return Principal(f"key:{record.id}", frozenset({record.role}), "api_key")
@@ -157,9 +140,9 @@ class Authenticator:
                     options={"require": ["exp", "sub"]},
                 )
             else:
-                raise AuthError(401, "INVALID_TOKEN", "JWTs are not accepted by this server")
+                raise invalid_token("JWTs are not accepted by this server")
         except jwt.PyJWTError as e:
-            raise AuthError(401, "INVALID_TOKEN", f"invalid token: {e}") from e
+            raise invalid_token(f"invalid token: {e}") from e
         roles = _roles(claims.get(self.settings.jwt_roles_claim))
         unknown = roles - ROLES
         if unknown:
@@ -177,7 +160,7 @@ class Authenticator:
         for key in keys:
             if kid is None or key.key_id == kid:
                 return key.key
-        raise AuthError(401, "INVALID_TOKEN", "no key in the JWKS matches the token's kid")
+        raise invalid_token("no key in the JWKS matches the token's kid")
 
 
 def _roles(claim: object) -> frozenset[str]:

@@ -29,11 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from graph_api.access.categories import PiiCategory
+from graph_api.errors import PolicyError
 from identity_graph.config_text import locate
-
-
-class PolicyError(Exception):
-    """A policy file c360 refuses to start with; the message names the line at fault."""
 
 
 class Mode(StrEnum):

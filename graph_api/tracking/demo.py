@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from graph_api.errors import SegmentError
 from graph_api.tracking.importer import Importer, ImportReport, Row
-from graph_api.tracking.segment import SegmentError, SegmentMapper
+from graph_api.tracking.segment import SegmentMapper
 from identity_graph.service import IdentityGraph
 
 FIRST = tuple(

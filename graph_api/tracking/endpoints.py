@@ -19,13 +19,20 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from graph_api.access.auth import INGEST_ROLES, AuthError, Principal, require
+from graph_api.access.auth import INGEST_ROLES, Principal, require
+from graph_api.errors import (
+    AuthError,
+    PayloadTooLarge,
+    SegmentError,
+    code_of,
+    public_message,
+    status_of,
+)
 from graph_api.metrics import count_ingest
 from graph_api.tracking.segment import (
     CALLS,
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
-    SegmentError,
     SegmentMapper,
     encoded_size,
 )
@@ -33,10 +40,6 @@ from identity_graph.errors import IdentityGraphError, StoreUnavailable
 from identity_graph.model import Observation
 
 SOURCE = "segment"
-
-
-class TooLarge(Exception):
-    pass
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -48,13 +51,13 @@ def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise TooLarge
+        raise PayloadTooLarge("too large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge
+            raise PayloadTooLarge("too large")
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").lower() == "gzip":
@@ -64,7 +67,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
         except zlib.error as e:
             raise ValueError("the body is not valid gzip") from e
         if len(body) > limit or inflater.unconsumed_tail:
-            raise TooLarge
+            raise PayloadTooLarge("too large")
     return body
 
 
@@ -110,11 +113,10 @@ def _observations(request: Request, call: str, body: dict[str, Any]) -> list[Obs
 async def _ingest(request: Request, observations: list[Observation]) -> JSONResponse | None:
     try:
         outcomes = await request.app.state.services.graph.ingest(observations)
-    except StoreUnavailable as e:
-        return _error(503, e.code, "the store is unavailable; retry later")
     except IdentityGraphError as e:
-        count_ingest("rejected", SOURCE, len(observations))
-        return _error(400, e.code, str(e))
+        if not isinstance(e, StoreUnavailable):
+            count_ingest("rejected", SOURCE, len(observations))
+        return _error(status_of(e), e.code, public_message(e))
     for status, outcome in (("applied", "accepted"), ("duplicate", "duplicate")):
         count_ingest(outcome, SOURCE, sum(1 for o in outcomes if o.status == status))
     count_ingest("dropped", SOURCE, sum(1 for o in outcomes if o.status == "dropped"))
@@ -131,7 +133,7 @@ def endpoint(call: str) -> Any:
                 principal = await _authenticate(request, None)
             try:
                 body = json.loads(await _read_body(request, limit))
-            except TooLarge:
+            except PayloadTooLarge:
                 kind = "a batch" if call == "batch" else "a message"
                 return _error(413, "PAYLOAD_TOO_LARGE", f"{kind} may be at most {limit // 1024} KB")
             except ValueError:
@@ -139,10 +141,8 @@ def endpoint(call: str) -> Any:
             if principal is None:
                 write_key = body.get("writeKey") if isinstance(body, dict) else None
                 principal = await _authenticate(request, write_key)
-        except AuthError as e:
-            return _error(e.status, e.code, e.message)
-        except StoreUnavailable as e:
-            return _error(503, e.code, "the store is unavailable; retry later")
+        except (AuthError, StoreUnavailable) as e:
+            return _error(status_of(e), code_of(e) or "INTERNAL", public_message(e))
         if not isinstance(body, dict):
             count_ingest("rejected", SOURCE)
             return _error(400, "MALFORMED_JSON", "the body must be a JSON object")
@@ -151,8 +151,7 @@ def endpoint(call: str) -> Any:
         except SegmentError as e:
             batch = body.get("batch") if call == "batch" else None
             count_ingest("rejected", SOURCE, len(batch) if isinstance(batch, list) else 1)
-            status = 413 if e.code == "MESSAGE_TOO_LARGE" else 400
-            return _error(status, **e.to_json())
+            return _error(e.status, **e.to_json())
         failure = await _ingest(request, observations)
         return failure or JSONResponse({"success": True})
 

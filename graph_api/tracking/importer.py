@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from graph_api.errors import SegmentError
 from graph_api.metrics import count_ingest
-from graph_api.tracking.segment import SegmentError, SegmentMapper, parse_time
+from graph_api.tracking.segment import SegmentMapper, parse_time
 from identity_graph.errors import IdentityGraphError, StoreUnavailable
 from identity_graph.model import Identifier, MessageType, Observation
 from identity_graph.service import IdentityGraph

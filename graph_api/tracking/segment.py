@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from graph_api.errors import SegmentError
 from identity_graph.errors import InvalidIdentifier, UnknownKind
 from identity_graph.model import (
     ConsentStatus,
@@ -76,28 +77,6 @@ CONSENT_CATEGORIES: Mapping[str, str] = {
 }
 """Segment `context.consent.categoryPreferences` names (lower-cased, spaces and hyphens as
 underscores) -> c360 purposes. Categories not listed are ignored."""
-
-
-class SegmentError(Exception):
-    """A message that cannot be accepted; `field` names where, `index` which message."""
-
-    def __init__(
-        self, code: str, message: str, *, field: str | None = None, index: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.index = index
-
-    def to_json(self) -> dict[str, Any]:
-        where = "" if self.index is None else f"message {self.index}: "
-        error: dict[str, Any] = {"code": self.code, "message": where + self.message}
-        if self.index is not None:
-            error["message_index"] = self.index
-        if self.field is not None:
-            error["field"] = self.field
-        return error
 
 
 def event_category(call: str, name: str | None) -> EventCategory:

@@ -12,8 +12,9 @@ from starlette.applications import Starlette
 
 from graph_api.access.auth import hash_key
 from graph_api.access.categories import PiiCategory
-from graph_api.access.policy import Mode, Policy, PolicyError
+from graph_api.access.policy import Mode, Policy
 from graph_api.app import create_app
+from graph_api.errors import PolicyError
 from graph_api.services import build_services
 from identity_graph.records import ApiKey
 from tests.api.conftest import Api, codes

@@ -55,7 +55,7 @@ def rss_and_peak_mb() -> tuple[float, float]:
 
 def child_rss_mb(store: EmbeddedStore) -> float:
     """Resident set size of the store's copier process in MB (0 if it is not running)."""
-    copier = store._copier
+    copier = store._copier.process
     if copier is None or copier.poll() is not None:
         return 0.0
     return rss_mb(copier.pid)
@@ -254,7 +254,7 @@ async def run(args: argparse.Namespace) -> Path:
     graph = IdentityGraph(store, rules)
     acked, cpu = await ingest(graph, stream, args.batch, args.rate)
     start = time.perf_counter()
-    copier = store._copier
+    copier = store._copier.process
     await store.settle()
     took = acked + time.perf_counter() - start
     copier_cpu = cpu_seconds(copier.pid) if copier is not None else 0.0
@@ -269,7 +269,8 @@ async def run(args: argparse.Namespace) -> Path:
     )
     (links,) = store._read().execute("SELECT count(*) FROM links").fetchone()
     print(
-        f"store: {len(store.members):,} profiles, {len(store.profile_of):,} identifiers,"
+        f"store: {len(store.partition.members):,} profiles,"
+        f" {len(store.partition.profile_of):,} identifiers,"
         f" {links:,} links"
     )
 
@@ -289,7 +290,7 @@ async def run(args: argparse.Namespace) -> Path:
         f" {rss_mb(field='RssFile'):,.0f} MB of it file pages the reader mapped);"
         f" copier process {copier_rss:,.0f} MB right after the ingest"
     )
-    copier = store._copier
+    copier = store._copier.process
     try:
         if copier is not None:
             await asyncio.to_thread(copier.wait, store.copier_idle_seconds + 30)
@@ -316,7 +317,7 @@ async def run(args: argparse.Namespace) -> Path:
     await store.open()
     print(
         f"restart (close + open): {time.perf_counter() - start:.1f} s,"
-        f" {len(store.members):,} profiles"
+        f" {len(store.partition.members):,} profiles"
     )
     await store.close()  # a data dir is open in one process at a time
     print(f"data dir {data_dir}: {dir_mb(data_dir):,.0f} MB")

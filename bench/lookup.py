@@ -62,9 +62,9 @@ async def main() -> None:
     start = time.perf_counter()
     store = EmbeddedStore(args.data_dir)
     await store.open()
-    keys = sorted(store.profile_of)
+    keys = sorted(store.partition.profile_of)
     if args.on_request:
-        opened = {"open": time.perf_counter() - start, "profiles": len(store.members)}
+        opened = {"open": time.perf_counter() - start, "profiles": len(store.partition.members)}
         print(json.dumps(opened), flush=True)
         for line in sys.stdin:
             p50, p99 = await lookup_latencies(store, keys, samples=args.samples, seed=int(line))
@@ -73,7 +73,9 @@ async def main() -> None:
         return
     print(f"open (restart): {time.perf_counter() - start:.1f} s")
     p50, p99 = await lookup_latencies(store, keys, samples=args.samples)
-    print(f"lookup over {len(store.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+    print(
+        f"lookup over {len(store.partition.members):,} profiles: p50 {p50:.3f} ms, p99 {p99:.3f} ms"
+    )
     await store.close()
 
 

@@ -49,11 +49,11 @@ async def main(data_dir: Path) -> None:
     await store.open()
     took = time.perf_counter() - start
     print(
-        f"restart in a fresh process: open {took:.1f} s; {len(store.members):,} profiles,"
-        f" {len(store.profile_of):,} identifiers; RSS {rss_mb():,.0f} MB"
+        f"restart in a fresh process: open {took:.1f} s; {len(store.partition.members):,} profiles,"
+        f" {len(store.partition.profile_of):,} identifiers; RSS {rss_mb():,.0f} MB"
         f" ({before:,.0f} MB before opening)"
     )
-    keys = sorted(store.profile_of)
+    keys = sorted(store.partition.profile_of)
     for run in range(3):
         p50, p99 = await lookup_latencies(store, keys, samples=20_000, seed=run)
         print(f"  lookups in that process, run {run + 1}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")

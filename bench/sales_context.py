@@ -158,8 +158,8 @@ async def load(data_dir: Path, customers: int, batch: int, sample: list[int]) ->
     took = time.perf_counter() - started
     print(
         f"loaded {customers:,} customers, {done:,} observations in {took:.0f} s"
-        f" ({done / took:,.0f} obs/s); {len(store.members):,} profiles,"
-        f" {len(store.profile_of):,} identifiers"
+        f" ({done / took:,.0f} obs/s); {len(store.partition.members):,} profiles,"
+        f" {len(store.partition.profile_of):,} identifiers"
     )
     await write_baseline(store, rules, sample, data_dir / "baseline.json")
     await store.close()
@@ -171,7 +171,7 @@ async def write_baseline(store: Any, rules: Any, sample: list[int], path: Path) 
 
     out: dict[str, Any] = {}
     for i in sample:
-        pid = store.profile_of[f"email:{email_of(i)}"]
+        pid = store.partition.profile_of[f"email:{email_of(i)}"]
         profile = (await store.profiles([pid]))[pid]
         traits = {
             k: v.value for k, v in current_traits((await store.traits([pid]))[pid], rules).items()

@@ -23,7 +23,7 @@ WRITERS = 40
 
 
 def memory_partition(store: EmbeddedStore) -> dict[str, frozenset[str]]:
-    return {pid: frozenset(keys) for pid, keys in store.members.items()}
+    return {pid: frozenset(keys) for pid, keys in store.partition.members.items()}
 
 
 async def test_concurrent_small_writes_share_commits_and_survive_a_restart(
@@ -67,14 +67,18 @@ class ScriptedJournal(EmbeddedStore):
         self.in_commit = threading.Event()
         self.release = threading.Event()
 
-    def _append(self, rows: list[tuple[int, bytes]], copied: int) -> None:
-        self.calls += 1
-        if self.calls == self.hold_at:
-            self.in_commit.set()
-            self.release.wait(30)
-        if self.calls in self.failing:
-            raise sqlite3.OperationalError("disk I/O error")
-        super()._append(rows, copied)
+        append = self._groups.append
+
+        def scripted_append(rows: list[tuple[int, bytes]], copied: int) -> None:
+            self.calls += 1
+            if self.calls == self.hold_at:
+                self.in_commit.set()
+                self.release.wait(30)
+            if self.calls in self.failing:
+                raise sqlite3.OperationalError("disk I/O error")
+            append(rows, copied)
+
+        self._groups.append = scripted_append  # type: ignore[method-assign]
 
     def _load(self) -> None:
         self.loads += 1
@@ -105,10 +109,12 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
         ]
         later_writes = [asyncio.ensure_future(graph.ingest([o])) for o in planned_on_it]
         for _ in range(30_000):  # until all are planned (the lock is first come, first served)
-            if store._group is not None and len(store._group.rows) == len(planned_on_it):
+            if store._groups.group is not None and len(store._groups.group.rows) == len(
+                planned_on_it
+            ):
                 break
             await asyncio.sleep(0.001)
-        assert "user_id:u1" in store.profile_of, "the failing write is applied in memory"
+        assert "user_id:u1" in store.partition.profile_of, "the failing write is applied in memory"
         # a read waiting for the failing write to reach the tables
         explain = asyncio.ensure_future(
             store.link_path("anonymous_id:a1", "user_id:u1", max_hops=5)
@@ -131,11 +137,11 @@ async def test_a_failed_group_commit_fails_its_writes_and_those_planned_on_them(
             await asyncio.wait_for(across, 30)
         assert await asyncio.wait_for(explain, 30) is None
         # memory is rebuilt from the journal: none of the failed writes is in it
-        assert store._rebuilding is not None
-        await asyncio.wait_for(store._rebuilding, 30)
+        assert store._groups.rebuilding is not None
+        await asyncio.wait_for(store._groups.rebuilding, 30)
         assert memory_partition(store) == kept
-        assert "user_id:u1" not in store.profile_of
-        assert "anonymous_id:a3" not in store.profile_of
+        assert "user_id:u1" not in store.partition.profile_of
+        assert "anonymous_id:a3" not in store.partition.profile_of
         part = await partition(store)
         assert part == kept
         await check_invariants(store, Rules.default(), part)
@@ -188,8 +194,8 @@ async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_a
         assert store.loads == 1  # at open
         with pytest.raises(StoreUnavailable, match="disk I/O error"):
             await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
-        assert store._rebuilding is not None
-        await asyncio.wait_for(store._rebuilding, 30)
+        assert store._groups.rebuilding is not None
+        await asyncio.wait_for(store._groups.rebuilding, 30)
         assert store.loads == 2  # memory had the failed write: rebuilt once
         kept = memory_partition(store)
         # until a commit succeeds, each write is journalled before memory takes it
@@ -199,7 +205,7 @@ async def test_a_journal_that_keeps_failing_fails_each_write_and_leaves_memory_a
             assert memory_partition(store) == kept
         assert store.loads == 2
         [outcome] = await graph.ingest([observe("m1", "email:x@x.io", "user_id:u1")])
-        assert outcome.status == "applied" and "user_id:u1" in store.profile_of
+        assert outcome.status == "applied" and "user_id:u1" in store.partition.profile_of
         # and then writes commit in groups again
         commits = store.commits
         await asyncio.gather(

@@ -32,8 +32,9 @@ from typing import Any
 import pytest
 from streams import Partition, check_invariants, observe, partition
 
+from identity_graph.adapters.embedded import backlog as embedded_backlog
+from identity_graph.adapters.embedded import copier as embedded_copier
 from identity_graph.adapters.embedded import journal as embedded_journal
-from identity_graph.adapters.embedded import store as embedded
 from identity_graph.adapters.embedded.journal import JOURNAL_FILE, MAX_COPY_DELAY, TABLES_FILE
 from identity_graph.adapters.embedded.sql import STATEMENTS, Rows
 from identity_graph.adapters.embedded.store import EmbeddedStore
@@ -53,9 +54,17 @@ class GatedStore(EmbeddedStore):
 
     copier_allowed = True
 
-    def _start_copier(self) -> None:
-        if self.copier_allowed:
-            super()._start_copier()
+    def __init__(
+        self, data_dir: Path, *, copier_idle_seconds: float = embedded_copier.COPIER_IDLE_SECONDS
+    ) -> None:
+        super().__init__(data_dir, copier_idle_seconds=copier_idle_seconds)
+        start = self._copier.start
+
+        def gated_start() -> None:
+            if self.copier_allowed:
+                start()
+
+        self._copier.start = gated_start  # type: ignore[method-assign]
 
 
 def stream(count: int = 90) -> list[Observation]:
@@ -212,12 +221,12 @@ async def write(mode: str, data_dir: Path) -> None:
         for obs in batch:
             print(obs.message_id, flush=True)
     if mode == "uncopied":
-        assert store._copier is None
-        members = {pid: sorted(keys) for pid, keys in store.members.items()}
-        print(json.dumps({"partition": members, "seq": store._seq}), flush=True)
+        assert store._copier.process is None
+        members = {pid: sorted(keys) for pid, keys in store.partition.members.items()}
+        print(json.dumps({"partition": members, "seq": store._backlog.applied}), flush=True)
     else:
-        assert store._copier is not None
-        print(json.dumps({"copier": store._copier.pid}), flush=True)
+        assert store._copier.process is not None
+        print(json.dumps({"copier": store._copier.process.pid}), flush=True)
     await asyncio.to_thread(sys.stdin.read)  # until killed
 
 
@@ -285,7 +294,7 @@ async def fill_journal(data_dir: Path, observations: list[Observation]) -> Parti
     graph = IdentityGraph(store, Rules.default())
     for obs in observations:
         await graph.ingest([obs])
-    part = {pid: frozenset(keys) for pid, keys in store.members.items()}
+    part = {pid: frozenset(keys) for pid, keys in store.partition.members.items()}
     await store.close()
     assert journal_seqs(data_dir) == list(range(1, len(observations) + 1))
     assert mark(data_dir) == 0
@@ -389,21 +398,21 @@ def run_copiers(data_dir: Path, count: int) -> list[int]:
 async def test_ingest_waits_while_the_backlog_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "MAX_BACKLOG", 5)
+    monkeypatch.setattr(embedded_backlog, "MAX_BACKLOG", 5)
     store = EmbeddedStore(tmp_path / "data")
     await store.open()
     try:
         full = 0
         after_wait: list[int] = []
-        room = store._room
+        room = store._copier.room
 
         async def watched_room() -> None:
             nonlocal full
-            full += store._backlog > embedded.MAX_BACKLOG
+            full += store._backlog.weight > embedded_backlog.MAX_BACKLOG
             await room()
-            after_wait.append(store._backlog)
+            after_wait.append(store._backlog.weight)
 
-        monkeypatch.setattr(store, "_room", watched_room)
+        monkeypatch.setattr(store._copier, "room", watched_room)
         observations = stream(120)
         graph = IdentityGraph(store, Rules.default())
         outcomes = await asyncio.wait_for(
@@ -413,7 +422,7 @@ async def test_ingest_waits_while_the_backlog_is_full(
         assert full > 0, "the backlog never filled: nothing was tested"
         assert max(after_wait) <= 5
         part = await partition(store)
-        assert store._backlog == 0 and store._pending == []
+        assert store._backlog.weight == 0 and store._backlog.pending == []
         await check_everything_readable(store, observations, part)
     finally:
         await store.close()
@@ -425,7 +434,7 @@ async def test_ingest_waits_while_the_backlog_is_full(
 async def test_reads_fail_while_the_copier_makes_no_progress_then_recover(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(embedded, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(embedded_copier, "STALL_SECONDS", 0.5)
     store = GatedStore(tmp_path / "data")
     store.copier_allowed = False
     await store.open()
@@ -440,10 +449,10 @@ async def test_reads_fail_while_the_copier_makes_no_progress_then_recover(
         with pytest.raises(StoreUnavailable, match="no progress"):
             await asyncio.wait_for(store.events(pids, first=10, after=None, types=None), timeout=5)
         assert time.monotonic() - started < 2.5
-        assert store._copier is None
+        assert store._copier.process is None
 
         store.copier_allowed = True
-        monkeypatch.setattr(embedded, "STALL_SECONDS", 5.0)  # the copier's start-up is slow
+        monkeypatch.setattr(embedded_copier, "STALL_SECONDS", 5.0)  # the copier's start-up is slow
         traits = await asyncio.wait_for(store.traits(pids), timeout=10)
         assert {t.message_id for values in traits.values() for t in values} == {
             o.message_id for o in observations
@@ -457,11 +466,11 @@ async def test_closing_with_a_stalled_copier_kills_it_without_a_second_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Close waits one stall for the copier to catch up, not a second for it to exit."""
-    monkeypatch.setattr(embedded, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(embedded_copier, "STALL_SECONDS", 0.5)
     store = EmbeddedStore(tmp_path / "data")
     await store.open()
     await IdentityGraph(store, Rules.default()).ingest(stream(6))
-    copier = store._copier
+    copier = store._copier.process
     assert copier is not None
     waits: list[float | None] = []
     wait = copier.wait
@@ -475,7 +484,7 @@ async def test_closing_with_a_stalled_copier_kills_it_without_a_second_wait(
     await store.close()
     assert copier.returncode == -signal.SIGKILL
     assert waits[0] == 0.0
-    assert mark(store.data_dir) < store._seq
+    assert mark(store.data_dir) < store._backlog.applied
     reopened = EmbeddedStore(tmp_path / "data")
     await reopened.open()  # copies what the killed copier left
     try:
@@ -489,14 +498,14 @@ async def test_reads_of_customers_no_pending_write_touched_do_not_wait(
 ) -> None:
     """Read-your-writes per customer: a read waits for the uncopied writes that touched the
     customers it reads, not for a bulk import of others."""
-    monkeypatch.setattr(embedded, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(embedded_copier, "STALL_SECONDS", 0.5)
     store = GatedStore(tmp_path / "data")
     await store.open()
     try:
         graph = IdentityGraph(store, Rules.default())
         [settled] = await graph.ingest([observe("a1", "user_id:a", traits={"plan": "pro"})])
         await store.settle()
-        copier = store._copier
+        copier = store._copier.process
         assert copier is not None
         store.copier_allowed = False
         copier.kill()
@@ -516,7 +525,7 @@ async def test_reads_of_customers_no_pending_write_touched_do_not_wait(
         store.copier_allowed = True
         await store.settle()
         store.copier_allowed = False
-        copier = store._copier
+        copier = store._copier.process
         assert copier is not None
         copier.kill()
         copier.wait()
@@ -527,7 +536,7 @@ async def test_reads_of_customers_no_pending_write_touched_do_not_wait(
         with pytest.raises(StoreUnavailable, match="no progress"):
             await asyncio.wait_for(store.traits([pending.profile_id]), timeout=5)
         store.copier_allowed = True
-        monkeypatch.setattr(embedded, "STALL_SECONDS", 5.0)
+        monkeypatch.setattr(embedded_copier, "STALL_SECONDS", 5.0)
         traits = await asyncio.wait_for(store.traits([pending.profile_id]), timeout=10)
         assert sorted(t.value for t in traits[pending.profile_id]) == ["free", "pro"]
     finally:
@@ -542,18 +551,18 @@ async def test_the_copier_exits_when_the_store_closes(tmp_path: Path) -> None:
     await store.open()
     try:
         await IdentityGraph(store, Rules.default()).ingest(stream(6))
-        copier = store._copier
+        copier = store._copier.process
         assert copier is not None and copier.poll() is None
         assert parent_of(copier.pid) == os.getpid()
     finally:
         await store.close()
-    assert store._copier is None
+    assert store._copier.process is None
     assert copier.returncode == 0
 
 
 def copied_by(store: EmbeddedStore, deadline: float) -> bool:
     """Whether the tables hold every acknowledged write by `deadline` (polled)."""
-    while mark(store.data_dir) < store._seq:
+    while mark(store.data_dir) < store._backlog.applied:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -575,13 +584,13 @@ async def test_the_copier_lets_writes_gather_until_a_read_waits(tmp_path: Path) 
         await asyncio.sleep(0.2)
         outcomes = await graph.ingest(stream(6)[1:])
         await asyncio.sleep(MAX_COPY_DELAY / 8)  # long enough to copy six observations
-        assert mark(store.data_dir) < store._seq  # but they gather
+        assert mark(store.data_dir) < store._backlog.applied  # but they gather
         pids = sorted({o.profile_id for o in outcomes if o.profile_id is not None})
         traits = await asyncio.wait_for(store.traits(pids), timeout=MAX_COPY_DELAY / 2)
         assert {t.message_id for values in traits.values() for t in values} >= {
             o.message_id for o in stream(6)[1:]
         }
-        assert mark(store.data_dir) == store._seq
+        assert mark(store.data_dir) == store._backlog.applied
         await graph.ingest(stream(12)[6:])
         # no read waits: the copier copies them once the delay is up
         assert await asyncio.to_thread(copied_by, store, time.monotonic() + MAX_COPY_DELAY + 10)
@@ -611,7 +620,7 @@ async def test_the_copier_copies_a_window_then_lets_the_rest_gather_again(
 ) -> None:
     """Writes that came while a window was copied are not chased with a smaller window at
     once (each window rewrites most of the pages a full one does): they gather like any."""
-    monkeypatch.setattr(EmbeddedStore, "_start_copier", lambda self: None)
+    monkeypatch.setattr(embedded_copier.Copier, "start", lambda self: None)
     store = EmbeddedStore(tmp_path / "data")
     await store.open()
     try:
@@ -644,12 +653,12 @@ async def half_written_then_copier_gone(
     Either way it copied everything first."""
     graph = IdentityGraph(store, Rules.default())
     await graph.ingest(stream(12)[:6])
-    copier = store._copier
+    copier = store._copier.process
     assert copier is not None and copier.stdin is not None
     if close_input:
         copier.stdin.close()
     assert await asyncio.to_thread(copier.wait, 10) == 0
-    assert mark(store.data_dir) == store._seq
+    assert mark(store.data_dir) == store._backlog.applied
     return graph, copier
 
 
@@ -657,7 +666,7 @@ async def check_another_copier_copied(store: EmbeddedStore, old: subprocess.Pope
     """The tables hold all of `stream(12)` (reading them starts a copier if none runs), and
     a copier other than `old` copied it."""
     await check_everything_readable(store, stream(12), await partition(store))
-    assert store._copier is not None and store._copier is not old
+    assert store._copier.process is not None and store._copier.process is not old
 
 
 @pytest.mark.parametrize("close_input", [True, False], ids=["input closed", "idle"])
@@ -669,7 +678,7 @@ async def test_an_exited_copier_is_restarted_by_the_next_write(
     try:
         graph, copier = await half_written_then_copier_gone(store, close_input=close_input)
         await store.ping()  # everything was copied: a health check starts no copier
-        assert store._copier is copier
+        assert store._copier.process is copier
         await graph.ingest(stream(12)[6:])
         await check_another_copier_copied(store, copier)
     finally:
@@ -681,13 +690,13 @@ async def test_a_write_while_a_closed_copier_finishes_starts_another(tmp_path: P
     await store.open()
     graph = IdentityGraph(store, Rules.default())
     await graph.ingest(stream(12)[:6])
-    old = store._copier
+    old = store._copier.process
     assert old is not None and old.stdin is not None
     os.kill(old.pid, signal.SIGSTOP)  # closed, but still alive when the next write lands
     try:
         old.stdin.close()
         await graph.ingest(stream(12)[6:])
-        assert store._copier is not None and store._copier.poll() is None
+        assert store._copier.process is not None and store._copier.process.poll() is None
         await check_another_copier_copied(store, old)
     finally:
         os.kill(old.pid, signal.SIGCONT)
@@ -703,7 +712,7 @@ async def test_a_read_restarts_a_copier_for_a_write_left_uncopied(tmp_path: Path
         # a write that lands while no copier runs (one was killed, or failed to start) ...
         store.copier_allowed = False
         await graph.ingest(stream(12)[6:])
-        assert mark(store.data_dir) < store._seq
+        assert mark(store.data_dir) < store._backlog.applied
         # ... is copied for the first read that waits for it
         store.copier_allowed = True
         await check_another_copier_copied(store, copier)
@@ -738,7 +747,7 @@ async def kill_the_copier_and_write_again(store: EmbeddedStore) -> subprocess.Po
     observations = stream(12)
     graph = IdentityGraph(store, Rules.default())
     await graph.ingest(observations[:6])
-    copier = store._copier
+    copier = store._copier.process
     assert copier is not None
     copier.kill()
     assert await asyncio.to_thread(copier.wait, 5) == -signal.SIGKILL
@@ -753,7 +762,7 @@ async def test_a_killed_copier_is_restarted(tmp_path: Path) -> None:
         copier = await kill_the_copier_and_write_again(store)
         assert copier.stdin is not None
         copier.stdin.close()  # the store leaves it open: see the next test
-        assert store._copier is not None and store._copier.poll() is None
+        assert store._copier.process is not None and store._copier.process.poll() is None
         await check_another_copier_copied(store, copier)
     finally:
         await store.close()
@@ -778,15 +787,15 @@ async def test_no_copier_starts_once_the_store_stops_its_copier(tmp_path: Path) 
     store = EmbeddedStore(tmp_path / "data")
     await store.open()
     await IdentityGraph(store, Rules.default()).ingest([observe("m1", "email:a@x.io")])
-    assert store._copier is not None
-    await store._stop_copier()  # as close() does, before it closes the files
-    store._start_copier()  # what a waiting read does meanwhile
-    assert store._copier is None
+    assert store._copier.process is not None
+    await store._copier.stop()  # as close() does, before it closes the files
+    store._copier.start()  # what a waiting read does meanwhile
+    assert store._copier.process is None
     await store.close()
     await store.open()  # and a store opened again starts copiers again
     try:
         await IdentityGraph(store, Rules.default()).ingest([observe("m2", "email:b@x.io")])
-        assert store._copier is not None
+        assert store._copier.process is not None
     finally:
         await store.close()
 

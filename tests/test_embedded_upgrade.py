@@ -104,7 +104,7 @@ async def test_files_with_the_4k_pages_of_older_versions_keep_them_and_new_files
         try:
             graph = IdentityGraph(store, Rules.default())
             await graph.ingest([observe("m2", "user_id:u1", "email:p@x.io", event="Paid", t=2)])
-            [pid] = store.members
+            [pid] = store.partition.members
             [profile] = (await store.profiles([pid])).values()
             assert {r.identifier.key for r in profile.identifiers} >= {"user_id:u1", "email:p@x.io"}
             events = (await store.events([pid], first=5, after=None, types=None))[pid].items
@@ -218,7 +218,7 @@ async def test_journal_rows_an_older_version_left_uncopied_are_copied_as_they_we
     store = EmbeddedStore(tmp_path)
     await store.open()
     try:
-        assert store.profile_of == {"user_id:u9": "p9"}
+        assert store.partition.profile_of == {"user_id:u9": "p9"}
         traits = (await store.traits(["p9"]))["p9"]
         assert [(x.name, x.value) for x in traits] == [("plan", "pro")]
         events = (await store.events(["p9"], first=5, after=None, types=None))["p9"].items

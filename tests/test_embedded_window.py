@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streams import observe
 
-from identity_graph.adapters.embedded import store as embedded
+from identity_graph.adapters.embedded import commit as embedded_commit
 from identity_graph.adapters.embedded.sql import Rows, WindowWriter, create_tables, write_rows
 from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.model import ConsentStatus, MergeKind
@@ -25,14 +25,14 @@ TABLES = ("profiles", "identifiers", "links", "merges", "conflicts", "traits", "
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[Rows]:
     """The rows of every change set the embedded store journals from now on."""
     written: list[Rows] = []
-    change_rows = embedded.change_rows
+    change_rows = embedded_commit.change_rows
 
     def record(c: ChangeSet) -> Rows:
         rows = change_rows(c)
         written.append(rows)
         return rows
 
-    monkeypatch.setattr(embedded, "change_rows", record)
+    monkeypatch.setattr(embedded_commit, "change_rows", record)
     return written
 
 
@@ -155,7 +155,7 @@ async def test_json_values_msgpack_cannot_hold_are_journalled_as_text(tmp_path: 
                 observe("m3", "user_id:u1", t=3, event="Viewed", properties={"path": "/é"}),
             ]
         )
-        pid = store.profile_of["user_id:u1"]
+        pid = store.partition.profile_of["user_id:u1"]
         traits = (await store.traits([pid]))[pid]
         events = (await store.events([pid], first=10, after=None, types=None))[pid].items
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 import networkx as nx
 
+from identity_graph.adapters.embedded.partition import Partition
 from identity_graph.adapters.embedded.sql import chunks, merge_from_row, qmarks
 from identity_graph.codec import dumps, from_micros, loads
 from identity_graph.model import (
@@ -49,9 +50,7 @@ def links_from(db: sqlite3.Connection, keys: Sequence[str]) -> list[Link]:
 class ProfileReads:
     """Read methods of `EmbeddedStore` (the port's customer-data reads)."""
 
-    members: dict[str, set[str]]
-    profile_of: dict[str, str]
-    created: dict[str, int]
+    partition: Partition
 
     async def _fresh(self, ids: Sequence[str] | None = None) -> sqlite3.Connection:
         """The reader, once the tables hold every write applied before the call that
@@ -64,9 +63,9 @@ class ProfileReads:
 
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
         db = await self._fresh(ids)
-        wanted = [pid for pid in dict.fromkeys(ids) if pid in self.members]
+        wanted = [pid for pid in dict.fromkeys(ids) if pid in self.partition.members]
         records: dict[str, list[IdentifierRecord]] = {pid: [] for pid in wanted}
-        profile_of = self.profile_of
+        profile_of = self.partition.profile_of
         for chunk in chunks(wanted):
             # one range of the profile index, then each row by rowid, where looking each
             # member up by key took a descent of the key index more per identifier: 14
@@ -90,7 +89,7 @@ class ProfileReads:
         return {
             pid: Profile(
                 pid,
-                from_micros(self.created[pid]),
+                from_micros(self.partition.created[pid]),
                 tuple(sorted(records[pid], key=lambda r: (r.first_seen, r.identifier.key))),
             )
             for pid in wanted
@@ -153,7 +152,7 @@ class ProfileReads:
         profile."""
         db = await self._fresh(ids)
         result: dict[str, list[Any]] = {pid: [] for pid in dict.fromkeys(ids)}
-        owner = {key: pid for pid in result for key in self.members.get(pid, ())}
+        owner = {key: pid for pid in result for key in self.partition.members.get(pid, ())}
         for chunk in chunks(sorted(owner)):
             for row in db.execute(sql.format(marks=qmarks(len(chunk))), chunk):
                 result[owner[row[0]]].append(row)
@@ -189,7 +188,7 @@ class ProfileReads:
         type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}
         for pid in dict.fromkeys(ids):
-            keys = sorted(self.members.get(pid, ()))
+            keys = sorted(self.partition.members.get(pid, ()))
             total = 0
             found: list[Any] = []
             for chunk in chunks(keys):
@@ -282,19 +281,19 @@ class ProfileReads:
         }
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
-        owner = self.profile_of.get(a)
+        owner = self.partition.profile_of.get(a)
         while owner is not None:
             db = await self._fresh([owner])
             # memory moves with each applied write, the tables when it is copied: wait
             # until they agree on this profile, or the path could take links an undo or a
             # split removed meanwhile
-            if self.profile_of.get(a) == owner and self._copied_all_of([owner]):
+            if self.partition.profile_of.get(a) == owner and self._copied_all_of([owner]):
                 break
-            owner = self.profile_of.get(a)
+            owner = self.partition.profile_of.get(a)
         # a link always joins two identifiers of one profile: the path, if any, is in it
-        if owner is None or self.profile_of.get(b) != owner:
+        if owner is None or self.partition.profile_of.get(b) != owner:
             return None
-        found = {(x.a, x.b): x for x in links_from(db, sorted(self.members[owner]))}
+        found = {(x.a, x.b): x for x in links_from(db, sorted(self.partition.members[owner]))}
         graph: nx.Graph[str] = nx.Graph(list(found))
         try:
             nodes = nx.bidirectional_shortest_path(graph, a, b)

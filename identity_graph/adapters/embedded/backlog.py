@@ -1,0 +1,114 @@
+"""The writes applied in memory that the tables do not hold yet, and what waits on them.
+
+Reads of a profile wait for the uncopied writes that touched it (read-your-writes per
+customer); a write's message ids are looked up here until the tables hold them; ingest waits
+while more than `MAX_BACKLOG` observations are uncopied.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from identity_graph.store import ChangeSet
+
+MAX_BACKLOG = 250_000
+"""observations applied but not yet in the tables before ingest waits"""
+
+_PROFILE_ID = operator.attrgetter("profile_id")
+
+
+@dataclass(slots=True)
+class _Journalled:
+    """A write in the journal, not yet copied to the tables."""
+
+    seq: int
+    messages: list[tuple[str, str]]
+    """(message id, profile id) of the observations it applied"""
+    weight: int
+    """observations it holds (at least 1), counted against `MAX_BACKLOG`"""
+
+
+class Backlog:
+    """Where copying stands: the last write applied, the last copied, and those between."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        """sequence number of the last write applied in memory (in the journal, and
+        acknowledged, once the group commit's `durable` reaches it)"""
+        self.copied = 0
+        """sequence number of the last write known to be in the tables"""
+        self.pending: list[_Journalled] = []
+        self.messages: dict[str, str] = {}
+        """message id -> profile id of the writes not known to be in the tables"""
+        self.weight = 0
+        """observations of the pending writes"""
+        self._dirty: dict[str, int] = {}
+        """profile id -> the last uncopied write that touched it"""
+        self._all_dirty = 0
+        """the last uncopied write that moved identifiers between profiles one by one (an
+        undo or a split) or stored consent: reads of any profile wait for it"""
+
+    def start_at(self, seq: int) -> None:
+        """Begin with every write up to `seq` applied and copied (as the tables hold them)."""
+        self.applied = self.copied = seq
+
+    def full(self) -> bool:
+        """Whether ingest must wait for the copier."""
+        return self.weight > MAX_BACKLOG
+
+    def add(self, seq: int, batches: list[ChangeSet]) -> None:
+        """Count write `seq`, just applied in memory, until it is copied."""
+        messages = [(m, pid) for changes in batches for m, pid, _ in changes.messages]
+        self.messages.update(messages)
+        entry = _Journalled(seq, messages, max(1, len(messages)))
+        self.pending.append(entry)
+        self.weight += entry.weight
+        dirty = self._dirty
+        for changes in batches:
+            if changes.assign or changes.consents or changes.restored_profiles:
+                self._all_dirty = seq
+            dirty.update(dict.fromkeys(map(_PROFILE_ID, changes.sightings), seq))
+            for absorbed, survivor in changes.reassign:
+                dirty[absorbed] = dirty[survivor] = seq
+            for pid, _ in changes.new_profiles:
+                dirty[pid] = seq
+            for merge in changes.merges:
+                dirty[merge.survivor] = dirty[merge.absorbed] = seq
+        self.applied = seq
+
+    def copied_to(self, copied: int) -> None:
+        """The tables hold the writes up to `copied`: forget them."""
+        if copied <= self.copied:
+            return
+        self.copied = copied
+        done = 0
+        for entry in self.pending:
+            if entry.seq > copied:
+                break
+            done += 1
+            self.weight -= entry.weight
+            for message_id, _ in entry.messages:
+                self.messages.pop(message_id, None)
+        del self.pending[:done]
+        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq > copied}
+
+    def undo_after(self, durable: int) -> None:
+        """Forget the writes after `durable`, which the journal failed to hold: reads and
+        writes wait for the tables to hold what the journal holds, no more."""
+        self.applied = durable
+        self.pending = [p for p in self.pending if p.seq <= durable]
+        self.messages = {m: pid for p in self.pending for m, pid in p.messages}
+        self.weight = sum(p.weight for p in self.pending)
+        self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq <= durable}
+        self._all_dirty = min(self._all_dirty, durable)
+
+    def last_write_to(self, ids: Sequence[str]) -> int:
+        """The last uncopied write that touched the profiles `ids` (0 if none)."""
+        dirty = self._dirty
+        return max(max((dirty.get(pid, 0) for pid in ids), default=0), self._all_dirty)
+
+    def copied_all_of(self, ids: Sequence[str]) -> bool:
+        """Whether the tables hold every applied write that touched the profiles `ids`."""
+        return min(self.last_write_to(ids), self.applied) <= self.copied

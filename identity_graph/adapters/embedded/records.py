@@ -1,0 +1,159 @@
+"""The access records of the embedded store: API keys and the audit log, in a file of their
+own (`audit.sqlite3`) written by the store's process directly, so that an audited read
+never waits for the copier. Opened and closed with the store."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from identity_graph.adapters.embedded.journal import TABLES_FILE, connect
+from identity_graph.adapters.embedded.sql import AUDIT_FILE, create_audit_tables
+from identity_graph.codec import dumps, from_micros, loads, to_micros
+from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.model import Page
+from identity_graph.records import AccessRecords, ApiKey, AuditEntry
+
+
+class EmbeddedRecords(AccessRecords):
+    """API keys and audit entries in `audit.sqlite3`, one writer and one reader."""
+
+    def __init__(self, *, round_trip: Callable[[], None]) -> None:
+        """`round_trip` is called on each read and write (the store counts them)."""
+        self._round_trip = round_trip
+        self._lock = asyncio.Lock()
+        """held by each write, and by `close`"""
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    def open(self, data_dir: Path) -> None:
+        """Open the audit file in `data_dir`, making its tables (and moving there the
+        audit log and API keys an older c360 kept in the tables file)."""
+        self._writer = connect(data_dir / AUDIT_FILE)
+        create_audit_tables(self._writer, data_dir / TABLES_FILE)
+        self._reader = connect(data_dir / AUDIT_FILE)
+
+    async def close(self) -> None:
+        """Close the audit file once no write is under way."""
+        async with self._lock:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        if not entries:
+            return
+        rows = [
+            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)))
+            for e in entries
+        ]
+        await self._write_rows(
+            "INSERT INTO audit (id, at, principal, role, customer_id, fields)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def audit_log(
+        self, *, first: int, after: str | None, customer_id: str | None
+    ) -> Page[AuditEntry]:
+        db = self._read()
+        clauses: list[str] = []
+        params: list[Any] = []
+        if customer_id is not None:
+            clauses.append("customer_id = ?")
+            params.append(customer_id)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        total = int(db.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()[0])
+        if after is not None:
+            found = db.execute("SELECT seq FROM audit WHERE id = ?", (after,)).fetchone()
+            if found is None:
+                raise InvalidOperation("malformed audit cursor")
+            clauses.append("seq < ?")
+            params.append(found[0])
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = db.execute(
+            "SELECT seq, id, at, principal, role, customer_id, fields FROM audit"
+            f"{where} ORDER BY seq DESC LIMIT ?",
+            [*params, first + 1],
+        ).fetchall()
+        more = len(rows) > first
+        rows = rows[:first]
+        items = tuple(
+            AuditEntry(eid, from_micros(at), principal, role, cid, tuple(loads(fields)))
+            for _, eid, at, principal, role, cid, fields in rows
+        )
+        return Page(items, total, items[-1].id if more and items else None, more)
+
+    async def put_api_key(self, key: ApiKey) -> None:
+        await self._write_rows(
+            "INSERT INTO api_keys (id, key_hash, role, name, created_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
+            [
+                (
+                    key.id,
+                    key.key_hash,
+                    key.role,
+                    key.name,
+                    to_micros(key.created_at),
+                    to_micros(key.revoked_at) if key.revoked_at else None,
+                )
+            ],
+        )
+
+    async def api_key(self, key_hash: str) -> ApiKey | None:
+        row = (
+            self._read()
+            .execute(
+                "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
+                " WHERE key_hash = ?",
+                (key_hash,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        kid, khash, role, name, created, revoked = row
+        return ApiKey(
+            kid, khash, role, name, from_micros(created), from_micros(revoked) if revoked else None
+        )
+
+    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
+        changed = await self._write_rows(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [(to_micros(at), key_id)],
+        )
+        return changed > 0
+
+    def _read(self) -> sqlite3.Connection:
+        self._round_trip()
+        if self._reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._reader
+
+    async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Write rows in one transaction (in a worker thread); return how many changed."""
+        async with self._lock:
+            db = self._writer
+            if db is None:
+                raise StoreUnavailable("the embedded store is not open")
+            self._round_trip()
+
+            def run() -> int:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    changed = sum(db.execute(sql, row).rowcount for row in rows)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                return changed
+
+            try:
+                return await asyncio.to_thread(run)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store write failed: {e}") from e

@@ -25,14 +25,13 @@ A rules file looks like::
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from identity_graph.config_text import locate
+from identity_graph.config_text import ConfigText, parse_toml, read_toml
 from identity_graph.errors import RulesError
 from identity_graph.model import Identifier
 
@@ -76,19 +75,11 @@ class Rules:
         """Read a rules file over the defaults; `RulesError` names the line at fault."""
         if path is None:
             return cls.default()
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise RulesError(f"{path}: cannot read rules file: {e.strerror}") from e
-        return cls.parse(text, origin=str(path))
+        return _Builder(read_toml(path, what="rules", error=RulesError)).build()
 
     @classmethod
     def parse(cls, text: str, *, origin: str = "<rules>") -> Rules:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise RulesError(f"{origin}: {e}") from e
-        return _Builder(text, origin).build(doc)
+        return _Builder(parse_toml(text, origin=origin, error=RulesError)).build()
 
     def limit(self, kind: str) -> int:
         return self.kinds[kind].limit
@@ -136,12 +127,10 @@ class Rules:
 
 
 class _Builder:
-    def __init__(self, text: str, origin: str) -> None:
-        self.lines = text.splitlines()
-        self.origin = origin
-
-    def fail(self, key: str, message: str) -> RulesError:
-        return RulesError(f"{locate(self.origin, self.lines, key)}: {message}")
+    def __init__(self, config: ConfigText[RulesError]) -> None:
+        self.config = config
+        self.fail = config.fail
+        self.table = config.table
 
     def pattern(self, text: str, *, key: str) -> re.Pattern[str]:
         try:
@@ -149,14 +138,15 @@ class _Builder:
         except re.error as e:
             raise self.fail(key, f"bad blocked pattern {text!r}: {e}") from e
 
-    def build(self, doc: dict[str, Any]) -> Rules:
+    def build(self) -> Rules:
+        doc = self.config.data
         known = {"default_region", "kinds", "blocked", "survivorship"}
         for key in doc:
             if key not in known:
                 raise self.fail(key, f"unknown setting {key!r}; expected one of {sorted(known)}")
         base = Rules.default()
         kinds = dict(base.kinds)
-        for name, spec in _table(self, doc, "kinds").items():
+        for name, spec in self.table(doc, "kinds").items():
             if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
                 raise self.fail(name, f"kind name {name!r} must match [a-z][a-z0-9_]*")
             if not isinstance(spec, dict):
@@ -181,7 +171,7 @@ class _Builder:
                     for p in _strings(self, spec, "blocked_patterns")
                 ),
             )
-        blocked = _table(self, doc, "blocked")
+        blocked = self.table(doc, "blocked")
         values = set(base.blocked_values)
         patterns = list(base.blocked_patterns)
         for value in _strings(self, blocked, "values"):
@@ -193,8 +183,8 @@ class _Builder:
         if not isinstance(region, str) or not re.fullmatch(r"[A-Z]{2}", region):
             raise self.fail("default_region", "default_region must be a two-letter region code")
         trait_sources: dict[str, tuple[str, ...]] = {}
-        survivorship = _table(self, doc, "survivorship")
-        for trait, spec in _table(self, survivorship, "traits").items():
+        survivorship = self.table(doc, "survivorship")
+        for trait, spec in self.table(survivorship, "traits").items():
             if not isinstance(spec, dict):
                 raise self.fail(trait, f"survivorship.traits.{trait} must be a table")
             trait_sources[trait] = tuple(_strings(self, spec, "sources"))
@@ -205,13 +195,6 @@ class _Builder:
             default_region=region,
             trait_sources=trait_sources,
         )
-
-
-def _table(builder: _Builder, doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise builder.fail(key, f"{key} must be a table")
-    return value
 
 
 def _strings(builder: _Builder, doc: dict[str, Any], key: str) -> list[str]:

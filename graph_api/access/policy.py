@@ -21,7 +21,6 @@ The roles are the built-in ones (an unknown role in the file fails start-up).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,7 +29,7 @@ from typing import Any
 
 from graph_api.access.categories import PiiCategory
 from graph_api.errors import PolicyError
-from identity_graph.config_text import locate
+from identity_graph.config_text import ConfigText, parse_toml, read_toml
 
 
 class Mode(StrEnum):
@@ -132,19 +131,11 @@ class Policy:
     def load(cls, path: str | Path | None) -> Policy:
         if path is None:
             return cls.default()
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise PolicyError(f"{path}: cannot read policy file: {e.strerror}") from e
-        return cls.parse(text, origin=str(path))
+        return _Builder(read_toml(path, what="policy", error=PolicyError)).build()
 
     @classmethod
     def parse(cls, text: str, *, origin: str = "<policy>") -> Policy:
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise PolicyError(f"{origin}: {e}") from e
-        return _Builder(text, origin).build(doc)
+        return _Builder(parse_toml(text, origin=origin, error=PolicyError)).build()
 
     def mode(self, role: str, category: PiiCategory) -> Mode:
         """The mode of a role for a category; unknown roles and categories are denied."""
@@ -171,12 +162,10 @@ class Policy:
 
 
 class _Builder:
-    def __init__(self, text: str, origin: str) -> None:
-        self.lines = text.splitlines()
-        self.origin = origin
-
-    def fail(self, needle: str, message: str) -> PolicyError:
-        return PolicyError(f"{locate(self.origin, self.lines, needle)}: {message}")
+    def __init__(self, config: ConfigText[PolicyError]) -> None:
+        self.config = config
+        self.fail = config.fail
+        self.table = config.table
 
     def category(self, where: str, value: Any) -> PiiCategory:
         try:
@@ -186,7 +175,8 @@ class _Builder:
                 str(value), f"{where}: unknown category {value!r}; expected one of {list(_ORDER)}"
             ) from None
 
-    def build(self, doc: dict[str, Any]) -> Policy:
+    def build(self) -> Policy:
+        doc = self.config.data
         for key in doc:
             if key not in ("roles", "classification"):
                 raise self.fail(key, f"unknown section {key!r}; expected roles, classification")
@@ -226,9 +216,3 @@ class _Builder:
                 merged[key] = self.category(f"classification.{name}.{key}", value)
             maps.append(merged)
         return Policy(roles=roles, kinds=maps[0], traits=maps[1], event_properties=maps[2])
-
-    def table(self, doc: dict[str, Any], key: str) -> dict[str, Any]:
-        value = doc.get(key, {})
-        if not isinstance(value, dict):
-            raise self.fail(key, f"{key} must be a table")
-        return value

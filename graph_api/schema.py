@@ -1,22 +1,25 @@
 """The root Query and Mutation, and the schema built from them.
 
-Operations check roles here (reads need any role but `ingest`; ingest needs `ingest` or
-`admin`; merges and keys need `admin`); fields carrying personal data are the PII guard's.
+Each operation declares the roles that may run it (reads need any role but `ingest`; ingest
+needs `ingest` or `admin`; merges and keys need `admin`), enforced and shown in the SDL as
+`@requiresRole`; fields carrying personal data are the PII guard's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph_api import described, limits
+from graph_api import limits
 from graph_api.access.audit import AuditReads
-from graph_api.access.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES, require
+from graph_api.access.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES
+from graph_api.access.permissions import Roles, operation
 from graph_api.access.pii import access_mode, require_clear
 from graph_api.access.policy import Mode
 from graph_api.context import Info
@@ -33,7 +36,6 @@ from graph_api.types.link_explanation import LinkExplanation
 from graph_api.types.merge_record import MergeRecord
 from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, TrackInput
 from graph_api.types.page_info import PageInfo
-from identity_graph.model import ConsentStatus as DomainConsentStatus
 from identity_graph.model import Observation
 from identity_graph.store import ProfileFilter
 from identity_graph.survivorship import effective_consent
@@ -45,9 +47,10 @@ DEFAULT_PAGE = 20
 
 @strawberry.type
 class Query:
-    @described.field(
+    @operation(
         "One customer by id (an absorbed id gives its survivor) or by identifier. A role that"
-        " sees a kind's values hashed looks customers up by the hashed value."
+        " sees a kind's values hashed looks customers up by the hashed value.",
+        allow=Roles(READ_ROLES, "read customers"),
     )
     async def customer(
         self,
@@ -56,7 +59,6 @@ class Query:
         identifier: IdentifierInput | None = None,
     ) -> Customer | None:
         context = info.context
-        require(context.principal, READ_ROLES, "read customers")
         if (id is None) == (identifier is None):
             raise bad_input("give exactly one of id and identifier")
         if identifier is not None:
@@ -65,7 +67,10 @@ class Query:
             found = await context.loaders.resolve.load(str(id))
         return Customer(id=strawberry.ID(found)) if found else None
 
-    @described.field("Customers in id order, a page at a time.")
+    @operation(
+        "Customers in id order, a page at a time.",
+        allow=Roles(READ_ROLES, "read customers"),
+    )
     async def customers(
         self,
         info: Info,
@@ -74,7 +79,6 @@ class Query:
         where: CustomerFilter | None = None,
     ) -> CustomerConnection:
         context = info.context
-        require(context.principal, READ_ROLES, "read customers")
         services = context.services
         size = limits.page_size(first, services.settings)
         condition = where.to_domain(services.rules) if where else ProfileFilter()
@@ -96,7 +100,10 @@ class Query:
             total_count=page.total,
         )
 
-    @described.field("Clear reads of personal data, newest first (admins only).")
+    @operation(
+        "Clear reads of personal data, newest first (admins only).",
+        allow=Roles(ADMIN_ROLES, "read the audit log"),
+    )
     async def audit_log(
         self,
         info: Info,
@@ -105,19 +112,20 @@ class Query:
         customer_id: strawberry.ID | None = None,
     ) -> AuditConnection:
         context = info.context
-        require(context.principal, ADMIN_ROLES, "read the audit log")
         size = limits.page_size(first, context.services.settings)
         page = await context.services.records.audit_log(
             first=size, after=after, customer_id=str(customer_id) if customer_id else None
         )
         return AuditConnection.from_domain(page)
 
-    @described.field("Why two identifiers belong to one customer, link by link.")
+    @operation(
+        "Why two identifiers belong to one customer, link by link.",
+        allow=Roles(READ_ROLES, "explain links"),
+    )
     async def explain_link(
         self, info: Info, a: IdentifierInput, b: IdentifierInput
     ) -> LinkExplanation | None:
         context = info.context
-        require(context.principal, READ_ROLES, "explain links")
         rules = context.services.rules
         first, second = a.to_domain(rules), b.to_domain(rules)
         for identifier in (first, second):
@@ -168,21 +176,27 @@ async def _ingest(info: Info, observations: Sequence[Observation]) -> list[Inges
 
 @strawberry.type
 class Mutation:
-    @described.mutation("Record who a customer is and what traits they have.")
+    @operation(
+        "Record who a customer is and what traits they have.",
+        allow=Roles(INGEST_ROLES, "ingest"),
+    )
     async def identify(self, info: Info, input: IdentifyInput) -> IngestResult:
-        require(info.context.principal, INGEST_ROLES, "ingest")
         observation = input.to_observation(info.context.services.rules)
         return (await _ingest(info, [observation]))[0]
 
-    @described.mutation("Record an event (track, page or screen call).")
+    @operation(
+        "Record an event (track, page or screen call).",
+        allow=Roles(INGEST_ROLES, "ingest"),
+    )
     async def track(self, info: Info, input: TrackInput) -> IngestResult:
-        require(info.context.principal, INGEST_ROLES, "ingest")
         observation = input.to_observation(info.context.services.rules)
         return (await _ingest(info, [observation]))[0]
 
-    @described.mutation(f"Ingest a batch of at most {MAX_BATCH} messages atomically.")
+    @operation(
+        f"Ingest a batch of at most {MAX_BATCH} messages atomically.",
+        allow=Roles(INGEST_ROLES, "ingest"),
+    )
     async def ingest(self, info: Info, messages: list[MessageInput]) -> list[IngestResult]:
-        require(info.context.principal, INGEST_ROLES, "ingest")
         if len(messages) > MAX_BATCH:
             raise bad_input(f"at most {MAX_BATCH} messages per batch")
         rules = info.context.services.rules
@@ -197,57 +211,66 @@ class Mutation:
                 raise ApiError(code, f"messages[{index}]: {e}") from e
         return await _ingest(info, observations)
 
-    @described.mutation("Undo a merge: split the two profiles again.")
+    @operation(
+        "Undo a merge: split the two profiles again.",
+        allow=Roles(ADMIN_ROLES, "undo merges"),
+    )
     async def undo_merge(self, info: Info, merge_id: strawberry.ID) -> MergeRecord:
         principal = info.context.principal
-        require(principal, ADMIN_ROLES, "undo merges")
         record = await info.context.services.graph.undo_merge(str(merge_id), actor=principal.id)
         return MergeRecord.from_domain(record)
 
-    @described.mutation("Split identifiers off a customer into a new customer.")
+    @operation(
+        "Split identifiers off a customer into a new customer.",
+        allow=Roles(ADMIN_ROLES, "split customers"),
+    )
     async def unmerge(
         self, info: Info, customer_id: strawberry.ID, identifiers: list[IdentifierInput]
     ) -> MergeRecord:
         context = info.context
-        require(context.principal, ADMIN_ROLES, "split customers")
         keys = [i.to_domain(context.services.rules).key for i in identifiers]
         record = await context.services.graph.unmerge(
             str(customer_id), keys, actor=context.principal.id
         )
         return MergeRecord.from_domain(record)
 
-    @described.mutation(
-        "Record a customer's consent choices, for every identifier the customer holds now."
+    @operation(
+        "Record a customer's consent choices, for every identifier the customer holds now.",
+        allow=Roles(CONSENT_ROLES, "record consent"),
     )
     async def set_consent(
         self,
         info: Info,
         customer_id: strawberry.ID,
         choices: list[ConsentInput],
-        source: str = "api",
+        # not named `source` in Python: field extensions take `source` (the parent) themselves
+        origin: Annotated[str, strawberry.argument(name="source")] = "api",
     ) -> list[Consent]:
         context = info.context
-        require(context.principal, CONSENT_ROLES, "record consent")
         if not choices:
             raise bad_input("give at least one consent choice")
-        decided = {c.purpose: DomainConsentStatus(c.status.value) for c in choices}
-        current = await context.services.graph.set_consent(str(customer_id), decided, source=source)
+        decided = {c.purpose: c.status for c in choices}
+        current = await context.services.graph.set_consent(str(customer_id), decided, source=origin)
         records = (await context.services.store.consents([current]))[current]
         effective = effective_consent(records)
         return [Consent.from_domain(effective[p]) for p in sorted(effective)]
 
-    @described.mutation("Create an API key for a role; the key is shown once.")
+    @operation(
+        "Create an API key for a role; the key is shown once.",
+        allow=Roles(ADMIN_ROLES, "create API keys"),
+    )
     async def create_api_key(self, info: Info, role: str, name: str | None = None) -> ApiKeyCreated:
-        require(info.context.principal, ADMIN_ROLES, "create API keys")
         try:
             key, record = await info.context.services.auth.create_key(role, name)
         except ValueError as e:
             raise bad_input(str(e)) from e
         return ApiKeyCreated.from_domain(key, record)
 
-    @described.mutation("Revoke an API key by id; it stops working at once.")
+    @operation(
+        "Revoke an API key by id; it stops working at once.",
+        allow=Roles(ADMIN_ROLES, "revoke API keys"),
+    )
     async def revoke_api_key(self, info: Info, id: strawberry.ID) -> bool:
-        require(info.context.principal, ADMIN_ROLES, "revoke API keys")
         if not await info.context.services.auth.revoke_key(str(id)):
             raise not_found("no API key with that id")
         return True

@@ -1,18 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
-from identity_graph.model import ConsentRecord
+from identity_graph.model import ConsentRecord, ConsentStatus
 
-
-@strawberry.enum
-class ConsentStatus(Enum):
-    GRANTED = "GRANTED"
-    DENIED = "DENIED"
-    REVOKED = "REVOKED"
+strawberry.enum(ConsentStatus)  # the domain's own enum: no value can be left out of the SDL
 
 
 @strawberry.type(description="The effective consent choice for one purpose.")
@@ -26,7 +20,7 @@ class Consent:
     def from_domain(cls, record: ConsentRecord) -> Consent:
         return cls(
             purpose=record.purpose,
-            status=ConsentStatus(record.status.value),
+            status=record.status,
             at=record.at,
             source=record.source,
         )

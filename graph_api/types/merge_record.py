@@ -1,20 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
 from graph_api.types.identifier import IdentifierRef
 from graph_api.types.link import Link
+from identity_graph.model import MergeKind
 from identity_graph.model import MergeRecord as DomainMergeRecord
 
-
-@strawberry.enum
-class MergeKind(Enum):
-    MERGE = "merge"
-    UNDO = "undo"
-    UNMERGE = "unmerge"
+strawberry.enum(MergeKind)  # the domain's own enum: no value can be left out of the SDL
 
 
 @strawberry.type(
@@ -38,7 +33,7 @@ class MergeRecord:
         return cls(
             id=strawberry.ID(record.id),
             at=record.at,
-            kind=MergeKind(record.kind.value),
+            kind=record.kind,
             survivor_id=strawberry.ID(record.survivor),
             absorbed_id=strawberry.ID(record.absorbed),
             links=[Link.from_domain(link, record.survivor) for link in record.links],

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -111,3 +112,28 @@ async def test_graphiql_page_needs_no_credentials(client: httpx.AsyncClient) -> 
     assert "graphiql" in response.text.lower()
     response = await client.get("/graphql", params={"query": READ})
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "operation", "action"),
+    [
+        ("ingest", '{ customer(id: "p1") { id } }', "read customers"),
+        ("support", "{ auditLog { totalCount } }", "read the audit log"),
+        ("analyst", 'mutation { undoMerge(mergeId: "m1") { id } }', "undo merges"),
+        ("sales", 'mutation { revokeApiKey(id: "k1") }', "revoke API keys"),
+        (
+            "marketing",
+            'mutation { setConsent(customerId: "p1", choices: []) { purpose } }',
+            "record consent",
+        ),
+        ("support", 'mutation { identify(input: {userId: "u1"}) { status } }', "ingest"),
+    ],
+)
+async def test_a_role_outside_an_operations_roles_is_403(
+    api: Api, role: str, operation: str, action: str
+) -> None:
+    response = await api.post(operation, key=await api.key(role))
+    assert response.status_code == 403
+    assert [(e["message"], e["extensions"]["code"]) for e in response.json()["errors"]] == [
+        (f"your role may not {action}", "FORBIDDEN")
+    ]

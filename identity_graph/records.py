@@ -1,8 +1,9 @@
 """The access-records port: API keys and the audit log of clear reads.
 
 Not identity: who called and what they read. Kept apart from `IdentityStore` so that each
-port says one thing; every adapter implements both, over the same database, and exposes its
-records as `store.records` (opened and closed with the store).
+port says one thing; every adapter implements both, in the same place (the embedded store's
+data directory, in a file of their own; the Neo4j database), and exposes its records as
+`store.records` (opened and closed with the store).
 """
 
 from __future__ import annotations

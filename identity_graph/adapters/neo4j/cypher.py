@@ -1,4 +1,5 @@
-"""The Cypher the Neo4j store sends. Every value is a parameter; no text is built from input.
+"""The Cypher the Neo4j store sends (the access records' own is in `records`). Every value is a
+parameter; no text is built from input.
 
 Model: (:Identifier {key, kind, profile_id, first_seen, last_seen, sources}) joined by
 (:Identifier)-[:LINKED {source, message_id, observed_at, rule}]->(:Identifier), stored once per
@@ -282,7 +283,7 @@ APPLY_STEPS = (
     ("messages", MESSAGES),
     ("digests", DIGESTS),
 )
-"""(parameter, step) in ChangeSet field order; `neo4j_rows.changes_to_rows` fills them."""
+"""(parameter, step) in ChangeSet field order; `rows.changes_to_rows` fills them."""
 
 APPLY = "\n".join([*(f"CALL () {{{step}}}" for _, step in APPLY_STEPS), RELEASE_CLAIMS.strip()])
 """A whole change set, then the placeholders still unused (`release_keys`, `release_messages`)."""
@@ -395,57 +396,6 @@ RETURN [n IN nodes(p) | n.key] AS keys,
        [l IN relationships(p) | [l.source, l.message_id, l.observed_at, l.rule]] AS links
 """
 
-
-# --- audit and keys ------------------------------------------------------------------------
-
-APPEND_AUDIT = """
-MERGE (c:Counter {name: 'audit'})
-ON CREATE SET c.value = 0
-SET c.value = c.value + size($rows)
-WITH c.value - size($rows) AS base
-UNWIND range(0, size($rows) - 1) AS n
-WITH base + n + 1 AS seq, $rows[n] AS r
-CREATE (a:Audit)
-SET a = r, a.seq = seq
-"""
-
-AUDIT_LOG = """
-CALL () {
-  MATCH (a:Audit)
-  WHERE $customer_id IS NULL OR a.customer_id = $customer_id
-  RETURN count(a) AS total
-}
-CALL () {
-  OPTIONAL MATCH (c:Audit {id: $after})
-  RETURN min(c.seq) AS before
-}
-CALL (before) {
-  MATCH (a:Audit)
-  WHERE ($customer_id IS NULL OR a.customer_id = $customer_id)
-    AND ($after IS NULL OR a.seq < before)
-  WITH a
-  ORDER BY a.seq DESC
-  LIMIT $limit
-  RETURN collect(a {.*}) AS found
-}
-RETURN total, $after IS NULL OR before IS NOT NULL AS known, found
-"""
-"""Entries newest first; `$after` is the id of the entry to continue after (`known` is false
-when no entry has that id)."""
-
-PUT_API_KEY = """
-MERGE (k:ApiKey {key_hash: $row.key_hash})
-ON CREATE SET k = $row
-"""
-
-API_KEY = "MATCH (k:ApiKey {key_hash: $key_hash}) RETURN k {.*} AS k"
-
-REVOKE_API_KEY = """
-MATCH (k:ApiKey {id: $id})
-WHERE k.revoked_at IS NULL
-SET k.revoked_at = $at
-RETURN count(k) AS n
-"""
 
 _FILTERS = {
     "has_kind": "EXISTS { MATCH (i:Identifier {profile_id: p.id}) WHERE i.kind = $has_kind }",

@@ -24,14 +24,13 @@ from identity_graph.model import (
     MessageType,
     StoredEvent,
 )
-from identity_graph.records import ApiKey, AuditEntry
 from identity_graph.store import ChangeSet
 
 Row = dict[str, Any]
 
 
 def changes_to_rows(c: ChangeSet, *, first_ord: int = 0) -> dict[str, list[Any]]:
-    """The parameter rows of each step of `neo4j_cypher.APPLY`, by parameter name.
+    """The parameter rows of each step of `cypher.APPLY`, by parameter name.
 
     Traits and consents are numbered (`ord`) from `first_ord`, so the change sets of one
     transaction keep their order where their times are equal.
@@ -205,27 +204,4 @@ def event_from_row(row: Mapping[str, Any]) -> StoredEvent:
         properties=loads(row["properties"]),
         timestamp=from_micros(row["ts"]),
         source=row["source"],
-    )
-
-
-def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
-    return AuditEntry(
-        row["id"],
-        from_micros(row["at"]),
-        row["principal"],
-        row["role"],
-        row["customer_id"],
-        tuple(loads(row["fields"])),
-    )
-
-
-def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
-    revoked = row.get("revoked_at")
-    return ApiKey(
-        row["id"],
-        row["key_hash"],
-        row["role"],
-        row.get("name"),
-        from_micros(row["created_at"]),
-        from_micros(revoked) if revoked is not None else None,
     )

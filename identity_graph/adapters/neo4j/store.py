@@ -3,19 +3,19 @@
 Writes are managed transactions (`execute_write`), which the driver retries on transient
 failures (deadlocks, leader switches, lost connections) for at most `max_retry_time` seconds;
 the transaction function only talks to the database, so running it again is harmless. The
-locking discipline is described in `neo4j_cypher`. Outages (no connection, expired session,
+locking discipline is described in `cypher`. Outages (no connection, expired session,
 transient errors left after the retries, connection pool timeouts) become `StoreUnavailable`;
 every other Neo4j or driver error (client errors such as syntax errors or constraint
 violations, database errors) is a bug and becomes `StoreFailed`, whose message names only the
 error code. Domain errors raised by the work function pass through unchanged and are not
-retried.
+retried. API keys and the audit log are the store's `records` (`records.Neo4jRecords`), which
+run their statements through the same sessions.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any, LiteralString, TypeVar
 
 from neo4j import (
@@ -36,22 +36,16 @@ from neo4j.exceptions import (
 )
 
 from identity_graph.adapters.neo4j import cypher as q
+from identity_graph.adapters.neo4j.records import Neo4jRecords
 from identity_graph.adapters.neo4j.rows import (
-    api_key_from_row,
-    audit_from_row,
     changes_to_rows,
     conflict_from_row,
     consent_from_row,
     event_from_row,
     merge_from_row,
 )
-from identity_graph.codec import (
-    dumps,
-    from_micros,
-    loads,
-    to_micros,
-)
-from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
+from identity_graph.codec import dumps, from_micros, loads
+from identity_graph.errors import StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ConsentRecord,
     Identifier,
@@ -64,7 +58,7 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
-from identity_graph.records import AccessRecords, ApiKey, AuditEntry
+from identity_graph.records import AccessRecords
 from identity_graph.store import (
     ChangeSet,
     IdentityStore,
@@ -81,7 +75,7 @@ from identity_graph.store import (
 T = TypeVar("T")
 
 
-class Neo4jStore(IdentityStore, AccessRecords):
+class Neo4jStore(IdentityStore):
     """An identity store in Neo4j; several processes may share one database."""
 
     def __init__(
@@ -101,13 +95,14 @@ class Neo4jStore(IdentityStore, AccessRecords):
         self._connection_timeout = connection_timeout
         self._driver: AsyncDriver | None = None
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+        self._records = Neo4jRecords(read=self._read, write=self._write)
 
     # --- life cycle ----------------------------------------------------------------
 
     @property
     def records(self) -> AccessRecords:
         """API keys and the audit log, in this store's database."""
-        return self
+        return self._records
 
     async def open(self) -> None:
         if self._driver is not None:
@@ -348,60 +343,6 @@ class Neo4jStore(IdentityStore, AccessRecords):
             Link(x, y, source, mid, from_micros(at), rule)
             for x, y, (source, mid, at, rule) in zip(keys, keys[1:], links, strict=False)
         ]
-
-    # --- audit and keys -------------------------------------------------------------
-
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
-        rows = [
-            {
-                "id": e.id,
-                "at": to_micros(e.at),
-                "principal": e.principal,
-                "role": e.role,
-                "customer_id": e.customer_id,
-                "fields": dumps(list(e.fields)),
-            }
-            for e in entries
-        ]
-        await self._write(q.APPEND_AUDIT, rows=rows)
-
-    async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
-    ) -> Page[AuditEntry]:
-        [[total, known, found]] = await self._read(
-            q.AUDIT_LOG, customer_id=customer_id, after=after, limit=first + 1
-        )
-        if not known:
-            raise InvalidOperation("malformed audit cursor")
-        more = len(found) > first
-        found = found[:first]
-        return Page(
-            tuple(audit_from_row(a) for a in found),
-            int(total),
-            str(found[-1]["id"]) if more and found else None,
-            more,
-        )
-
-    async def put_api_key(self, key: ApiKey) -> None:
-        row = {
-            "id": key.id,
-            "key_hash": key.key_hash,
-            "role": key.role,
-            "name": key.name,
-            "created_at": to_micros(key.created_at),
-            "revoked_at": to_micros(key.revoked_at) if key.revoked_at else None,
-        }
-        await self._write(q.PUT_API_KEY, row=row)
-
-    async def api_key(self, key_hash: str) -> ApiKey | None:
-        rows = await self._read(q.API_KEY, key_hash=key_hash)
-        return api_key_from_row(rows[0][0]) if rows else None
-
-    async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
-        [[changed]] = await self._write(q.REVOKE_API_KEY, id=key_id, at=to_micros(at))
-        return int(changed) > 0
 
 
 class _Neo4jTx(WriteTx):

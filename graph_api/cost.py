@@ -7,8 +7,13 @@ count nothing here: validation rejects those documents.
 
 Cost: each selected field costs 1; a field taking `first` multiplies the cost of its
 subtree by the page it asks for (the argument, a variable, or the schema's default; at most
-the maximum page size, which resolvers enforce). A field returning a list without `first`
-counts once.
+the maximum page size, which resolvers enforce). A list without `first` multiplies by its
+documented worst case (`LIST_BOUNDS`): a profile's identifiers are bounded by the resolution
+rules' limits (their sum over the kinds), consents by the purposes, an explained path by
+its hops, a batch by `MAX_BATCH`. A connection's `edges` count once: the `first` of the
+field above them counted the page, and introspection's lists count once (they are as long as
+the schema, whatever the data). Any other list counts as the maximum page size, and a
+test holds every list field of the schema to one of these.
 """
 
 from __future__ import annotations
@@ -38,11 +43,16 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_named_type,
+    get_nullable_type,
+    is_list_type,
 )
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
 from graph_api.settings import Settings
+from identity_graph.model import PURPOSES
+from identity_graph.rules import Rules
+from identity_graph.service import MAX_EXPLAIN_HOPS
 
 MAX_COST = 50_000
 PAGE_ARGUMENT = "first"
@@ -53,7 +63,27 @@ _META_FIELDS: dict[str, GraphQLField] = {
     "__type": TypeMetaFieldDef,
 }
 
+MAX_BATCH = 500
+"""messages in one `ingest` mutation"""
+IDENTIFIERS = "identifiers"
+LIST_BOUNDS: Mapping[str, str | int] = {
+    "Customer.identifiers": IDENTIFIERS,
+    "MergeRecord.identifiers": IDENTIFIERS,
+    "MergeRecord.links": IDENTIFIERS,
+    "MergeConflict.dropped": IDENTIFIERS,
+    "Customer.consents": len(PURPOSES),
+    "Mutation.setConsent": len(PURPOSES),
+    "LinkExplanation.path": MAX_EXPLAIN_HOPS,
+    "Mutation.ingest": MAX_BATCH,
+}
+"""The worst case of each list field without `first`; `IDENTIFIERS`: the rules' bound."""
+
 Measure = Callable[[FragmentDefinitionNode, Mapping[str, int]], int]
+
+
+def identifier_bound(rules: Rules) -> int:
+    """The most identifiers one profile can hold under the rules: each kind's limit, summed."""
+    return sum(rules.limit(kind) for kind in rules.kinds)
 
 
 def shown(amount: int) -> str:
@@ -119,9 +149,11 @@ class Cost:
         operation: OperationDefinitionNode,
         variables: Mapping[str, Any],
         max_page: int,
+        identifiers: int,
     ) -> None:
         self.schema = schema
         self.max_page = max_page
+        self.identifiers = identifiers
         self.variables = dict(variables)
         for definition in operation.variable_definitions or ():
             name = definition.variable.name.value
@@ -164,12 +196,16 @@ class Cost:
         if definition is None:
             return 1 + self.of(node.selection_set, None, fragments)
         below = self.of(node.selection_set, get_named_type(definition.type), fragments)
-        return 1 + self._page(node, definition) * below
+        return 1 + self._page(node, definition, parent) * below
 
-    def _page(self, node: FieldNode, definition: GraphQLField) -> int:
+    def _page(
+        self, node: FieldNode, definition: GraphQLField, parent: GraphQLNamedType | None
+    ) -> int:
         argument = definition.args.get(PAGE_ARGUMENT)
         if argument is None:
-            return 1
+            if not is_list_type(get_nullable_type(definition.type)):
+                return 1
+            return self._list_bound(f"{parent.name if parent else ''}.{node.name.value}")
         given = next((a.value for a in node.arguments or () if a.name.value == PAGE_ARGUMENT), None)
         if isinstance(given, VariableNode) and given.name.value in self.variables:
             value: object = self.variables[given.name.value]
@@ -178,6 +214,12 @@ class Cost:
         else:
             value = argument.default_value
         return _bounded(value, self.max_page)
+
+    def _list_bound(self, name: str) -> int:
+        if name.endswith(".edges") or name.startswith("__"):
+            return 1  # a page the field above counted; the schema's own size
+        bound = LIST_BOUNDS.get(name, self.max_page)
+        return self.identifiers if bound == IDENTIFIERS else int(bound)
 
 
 def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
@@ -215,9 +257,11 @@ def too_costly(cost: int, budget: int) -> GraphQLError:
 class CostLimit(SchemaExtension):
     """Refuse, before execution, an operation whose cost is above the budget."""
 
-    def __init__(self, settings: Settings, budget: int = MAX_COST) -> None:
+    def __init__(self, settings: Settings, *, identifiers: int, budget: int = MAX_COST) -> None:
         self.settings = settings
         self.budget = budget
+        self.identifiers = identifiers
+        """the most identifiers a profile can hold (`identifier_bound` of the rules)"""
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
@@ -225,7 +269,13 @@ class CostLimit(SchemaExtension):
         operation = get_operation_ast(document, context.operation_name) if document else None
         if document is not None and operation is not None and context.result is None:
             variables = context.variables or {}
-            cost = Cost(context.schema._schema, operation, variables, self.settings.max_page_size)
+            cost = Cost(
+                context.schema._schema,
+                operation,
+                variables,
+                self.settings.max_page_size,
+                self.identifiers,
+            )
             found = cost.of_operation(document, operation)
             if found > self.budget:
                 context.result = ExecutionResult(None, [too_costly(found, self.budget)])

@@ -28,9 +28,10 @@ from strawberry.extensions import (
     ValidationCache,
 )
 
-from graph_api.cost import CostLimit, fragments_of, per_fragment, shown
+from graph_api.cost import CostLimit, fragments_of, identifier_bound, per_fragment, shown
 from graph_api.errors import bad_input
 from graph_api.settings import Settings
+from identity_graph.rules import Rules
 
 CACHE_SIZE = 512
 
@@ -132,10 +133,11 @@ def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         depth_rule(settings.max_depth),
         alias_rule(settings.max_aliases),
     ]
+    identifiers = identifier_bound(Rules.load(settings.rules_file))
     return [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: CostLimit(settings),
+        lambda: CostLimit(settings, identifiers=identifiers),
     ]

@@ -20,9 +20,10 @@ from graph_api import limits
 from graph_api.access.audit import AuditReads
 from graph_api.access.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES
 from graph_api.access.permissions import Roles, operation
-from graph_api.access.pii import access_mode, require_clear
+from graph_api.access.pii import DeniedKeys, access_mode, require_clear
 from graph_api.access.policy import Mode
 from graph_api.context import Info
+from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
 from graph_api.metrics import count_ingest
 from graph_api.settings import Settings
@@ -33,14 +34,13 @@ from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
 from graph_api.types.customer_filter import CustomerFilter
 from graph_api.types.identifier import IdentifierInput
 from graph_api.types.link_explanation import LinkExplanation
-from graph_api.types.merge_record import MergeRecord
+from graph_api.types.merge_record import MergeRecord, operator
 from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, TrackInput
 from graph_api.types.page_info import PageInfo
 from identity_graph.model import Observation
 from identity_graph.store import ProfileFilter
 from identity_graph.survivorship import effective_consent
 
-MAX_BATCH = 500
 DIGEST = re.compile(r"[0-9a-f]{64}")
 DEFAULT_PAGE = 20
 
@@ -217,7 +217,9 @@ class Mutation:
     )
     async def undo_merge(self, info: Info, merge_id: strawberry.ID) -> MergeRecord:
         principal = info.context.principal
-        record = await info.context.services.graph.undo_merge(str(merge_id), actor=principal.id)
+        record = await info.context.services.graph.undo_merge(
+            str(merge_id), actor=operator(principal)
+        )
         return MergeRecord.from_domain(record)
 
     @operation(
@@ -230,7 +232,7 @@ class Mutation:
         context = info.context
         keys = [i.to_domain(context.services.rules).key for i in identifiers]
         record = await context.services.graph.unmerge(
-            str(customer_id), keys, actor=context.principal.id
+            str(customer_id), keys, actor=operator(context.principal)
         )
         return MergeRecord.from_domain(record)
 
@@ -290,7 +292,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorCodes, AuditReads, *limits.extensions(settings)],
+        extensions=[ErrorCodes, DeniedKeys, AuditReads, *limits.extensions(settings)],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -6,8 +6,10 @@
 '+1 *** *** **34'
 >>> mask("+44 (20) 7946-0958")
 '+44 *** *** **58'
->>> mask("Jane")
+>>> mask("Jane Doe")
 'J***'
+>>> mask("Bob"), mask(9000), mask("4111 1111 1111 1111"), mask({"city": "Paris"})
+('***', '***', '***', '***')
 >>> keyed_hash(b"k", "jane.doe@example.com") == keyed_hash(b"k", "jane.doe@example.com")
 True
 """
@@ -24,13 +26,25 @@ import phonenumbers
 
 _PHONE = re.compile(r"\+[\d\s().-]+")
 """a phone number in international form, as people write it"""
+_NUMBERISH = re.compile(r"[\d\s.,:/+()$€£%-]*")
+"""a text of digits and separators: an amount, a card number, a date, a code"""
+HIDDEN = "***"
+SHORT = 6
+"""texts shorter than this are hidden whole: one letter of a short value is most of it"""
 
 
 def mask(value: Any) -> str | None:
-    """A masked rendering that keeps a hint for people and loses the value."""
+    """A masked rendering that keeps a hint for people and loses the value.
+
+    Only an email address, a phone number and a text of `SHORT` or more letters keep a hint
+    (the first letter, the domain's first letter, the last two digits); numbers, numeric
+    texts, short texts, lists and objects are hidden whole.
+    """
     if value is None:
         return None
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if not isinstance(value, str):
+        return HIDDEN
+    text = value.strip()
     if "@" in text and text.count("@") == 1:
         local, domain = text.split("@")
         label, _, tld = domain.rpartition(".")
@@ -44,9 +58,9 @@ def mask(value: Any) -> str | None:
             number = None
         if number is not None:
             return f"+{number.country_code} *** *** **{digits[-2:]}"
-    if len(text) <= 1:
-        return "***"
-    return f"{text[:1]}***"
+    if len(text) < SHORT or _NUMBERISH.fullmatch(text):
+        return HIDDEN
+    return f"{text[:1]}{HIDDEN}"
 
 
 def keyed_hash(key: bytes, value: Any) -> str | None:

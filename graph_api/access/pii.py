@@ -7,15 +7,17 @@ directive in the SDL (so `schema.graphql` documents what is personal) and attach
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from strawberry.extensions import FieldExtension
+from graphql import GraphQLError
+from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.schema_directive import Location
 
 from graph_api.access.categories import PiiCategory, PiiClassifier
-from graph_api.access.masking import keyed_hash, mask
+from graph_api.access.masking import HIDDEN, keyed_hash, mask
 from graph_api.access.policy import Mode, Policy
 from graph_api.errors import ApiError
 
@@ -37,7 +39,8 @@ class PiiGuard(FieldExtension):
 
     Reads the field's `@pii` directive once, then renders every value the field resolves
     in the caller's mode: `clear` (and audited), `masked`, `hashed`, or `denied` (null and a
-    `FORBIDDEN_FIELD` error). JSON maps classified by key are filtered key by key.
+    `FORBIDDEN_FIELD` error). JSON maps classified by key are rendered value by value at
+    every depth; a denied value in them reads null and is reported (`DeniedKeys`).
     """
 
     category: PiiCategory | None = None
@@ -72,7 +75,8 @@ class PiiGuard(FieldExtension):
         if self.classified_by is PiiClassifier.TRAIT_NAME:
             name = str(getattr(source, "name", ""))
             category = access.policy.trait_category(name)
-            return access.render(value, category, f"{label}:{name}", customer)
+            hashable = hashable_value(value) and access.policy.hashable_key(name)
+            return access.render(value, category, f"{label}:{name}", customer, hashable=hashable)
         if self.classified_by is not None:
             classify = (
                 access.policy.trait_category
@@ -81,19 +85,24 @@ class PiiGuard(FieldExtension):
             )
             if not isinstance(value, dict):
                 return None
-            shown: dict[str, Any] = {}
-            for key, item in value.items():
-                rendered = access.render(
-                    item, classify(key), f"{label}.{key}", customer, quiet=True
-                )
-                if rendered is not _DROPPED:
-                    shown[key] = rendered
-            return shown
+            where = tuple(info.path.as_list())
+            return access.render_tree(value, classify, label, customer, where)
         assert self.category is not None
-        return access.render(value, self.category, label, customer, numeric=self.numeric)
+        hashable = hashable_value(value) and access.policy.hashable_key(info.field_name)
+        return access.render(
+            value, self.category, label, customer, numeric=self.numeric, hashable=hashable
+        )
 
 
-_DROPPED = object()
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """A value inside a JSON map that the caller may not read: reported, not dropped."""
+
+    path: tuple[str | int, ...]
+    """the response path of the JSON field"""
+    key: str
+    """where in the map: `products[0].price`"""
+    label: str
 
 
 @dataclass
@@ -105,6 +114,8 @@ class Access:
     hash_key: bytes
     reads: list[tuple[str, str]]
     modes: dict[PiiCategory, Mode] = field(default_factory=dict)
+    denied: list[Denied] = field(default_factory=list)
+    """denied values inside JSON maps, reported as `FORBIDDEN_FIELD` errors by `DeniedKeys`"""
 
     @classmethod
     def of(cls, info: Any) -> Access:
@@ -128,6 +139,10 @@ class Access:
             mode = self.modes[category] = self.policy.best_mode(self.roles, category)
         return mode
 
+    def stricter(self, a: PiiCategory, b: PiiCategory) -> PiiCategory:
+        """Of two categories, the one the caller sees less of."""
+        return a if _RANK[self.mode(a)] <= _RANK[self.mode(b)] else b
+
     def render(
         self,
         value: Any,
@@ -135,23 +150,99 @@ class Access:
         label: str,
         customer: str | None,
         *,
-        quiet: bool = False,
         numeric: bool = False,
+        hashable: bool = True,
     ) -> Any:
-        """The value as the caller may see it; `quiet` drops a denied value instead of failing
-        (keys of a JSON map); masked and hashed values of `numeric` fields read null."""
+        """The value as the caller may see it. Masked and hashed values of `numeric` fields
+        read null; a value that is not `hashable` (a keyed hash of it would be reversible by
+        comparing with known customers) is masked where the mode says hashed."""
         mode = self.mode(category)
         if mode is Mode.CLEAR:
             if customer is not None:
                 self.reads.append((customer, label))
             return value
-        if mode is Mode.MASKED:
-            return None if numeric else mask(value)
-        if mode is Mode.HASHED:
+        if mode is Mode.HASHED and hashable:
             return None if numeric else keyed_hash(self.hash_key, value)
-        if quiet:
-            return _DROPPED
+        if mode in (Mode.MASKED, Mode.HASHED):
+            return None if numeric else mask(value)
         raise ApiError("FORBIDDEN_FIELD", f"your role may not read {label.split(':')[0]}")
+
+    def render_tree(
+        self,
+        value: Any,
+        classify: Callable[[str], PiiCategory],
+        label: str,
+        customer: str | None,
+        where: tuple[str | int, ...],
+        *,
+        key: str = "",
+        category: PiiCategory | None = None,
+    ) -> Any:
+        """A JSON map rendered value by value, at every depth. A value's category is the
+        stricter of its own key's and the enclosing keys' (`address.line3` is LOCATION); a
+        denied value reads null and is reported in `denied`."""
+        if isinstance(value, dict):
+            shown: dict[str, Any] = {}
+            for name, item in value.items():
+                own = classify(str(name))
+                inner = own if category is None else self.stricter(own, category)
+                path = f"{key}.{name}" if key else str(name)
+                shown[name] = self.render_tree(
+                    item, classify, label, customer, where, key=path, category=inner
+                )
+            return shown
+        if isinstance(value, list):
+            return [
+                self.render_tree(
+                    item, classify, label, customer, where, key=f"{key}[{i}]", category=category
+                )
+                for i, item in enumerate(value)
+            ]
+        category = category or PiiCategory.UNCLASSIFIED
+        if value is None:
+            return None
+        if self.mode(category) is Mode.DENIED:
+            self.denied.append(Denied(where, key, f"{label}.{key}"))
+            return None
+        top = key.split(".")[0].split("[")[0]
+        return self.render(
+            value,
+            category,
+            f"{label}.{top}",
+            customer,
+            hashable=hashable_value(value) and self.policy.hashable_key(top),
+        )
+
+
+_RANK = {Mode.DENIED: 0, Mode.HASHED: 1, Mode.MASKED: 2, Mode.CLEAR: 3}
+
+
+def hashable_value(value: Any) -> bool:
+    """A keyed hash is served only for texts long enough not to be guessed by trying the
+    few values a trait takes (numbers, yes/no, short codes are masked instead)."""
+    return isinstance(value, str) and mask(value) != HIDDEN
+
+
+class DeniedKeys(SchemaExtension):
+    """Reports the values the PII guard withheld inside JSON maps as `FORBIDDEN_FIELD` error
+    entries (the field's path, and the key inside the map), so a denial is never silent."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        access = getattr(self.execution_context.context, "access", None)
+        result: Any = self.execution_context.result
+        if access is None or not access.denied or result is None:
+            return
+        errors = list(result.errors or ())
+        for denied in access.denied:
+            errors.append(
+                GraphQLError(
+                    f"your role may not read {denied.label}",
+                    path=list(denied.path),
+                    extensions={"code": "FORBIDDEN_FIELD", "key": denied.key},
+                )
+            )
+        result.errors = errors
 
 
 def access_mode(info: Any, category: PiiCategory) -> Mode:

@@ -21,6 +21,7 @@ The roles are the built-in ones (an unknown role in the file fails start-up).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -60,49 +61,64 @@ DEFAULT_KINDS = {
     "device_id": PiiCategory.DEVICE,
 }
 
+
+def _keys(category: PiiCategory, names: str) -> dict[str, PiiCategory]:
+    return dict.fromkeys((normal_key(n) for n in names.split()), category)
+
+
+def normal_key(key: str) -> str:
+    """A key as classification compares it: case and separators ignored, so `cardNumber`,
+    `card_number`, `Card-Number` and `CARDNUMBER` are one key.
+
+    >>> normal_key("Card_Number") == normal_key("cardNumber") == "cardnumber"
+    True
+    """
+    return _SEPARATORS.sub("", key).lower()
+
+
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+
 DEFAULT_KEYS = {
-    **dict.fromkeys(("email", "phone", "mobile"), PiiCategory.CONTACT),
-    **dict.fromkeys(
-        ("name", "firstName", "lastName", "birthday", "age", "gender", "ssn", "tax_id"),
+    **_keys(
+        PiiCategory.CONTACT,
+        "email email_address phone phone_number mobile telephone fax contact recipient",
+    ),
+    **_keys(
         PiiCategory.IDENTITY,
+        "name firstName lastName full_name middle_name maiden_name birthday dob date_of_birth"
+        " age gender ssn tax_id national_id passport passport_number driver_license username",
     ),
-    **dict.fromkeys(
-        (
-            "ip",
-            "address",
-            "street",
-            "city",
-            "postalCode",
-            "zip",
-            "country",
-            "latitude",
-            "longitude",
-            "location",
-        ),
+    **_keys(
         PiiCategory.LOCATION,
+        "ip ip_address address street street_address city postalCode postcode zip zipcode"
+        " state region country latitude longitude location geo coordinates",
     ),
-    **dict.fromkeys(
-        (
-            "revenue",
-            "total",
-            "price",
-            "value",
-            "subtotal",
-            "tax",
-            "shipping",
-            "discount",
-            "card_last4",
-            "iban",
-            "income",
-        ),
+    **_keys(
         PiiCategory.FINANCIAL,
+        # Segment's e-commerce spec amounts, and what cards, banks and pay slips carry
+        "revenue total price value subtotal tax shipping discount amount cost coupon"
+        " payment_method card card_number card_last4 last4 pan cvv cvc expiry"
+        " expiration_date iban bic swift account_number routing_number sort_code income"
+        " salary balance credit_limit credit_score",
     ),
 }
+"""Built-in classification of trait and event-property keys, compared by `normal_key`."""
+
+LOW_CARDINALITY = frozenset(
+    normal_key(n)
+    for n in (
+        "gender age birthday dob date_of_birth country state region city postalCode zip"
+        " plan tier title status language locale timezone currency industry employees"
+        " rating quantity"
+    ).split()
+)
+"""Keys whose values are few: a keyed hash of one is reversed by hashing the values of known
+customers, so the `hashed` mode shows them masked."""
 
 DEFAULT_TRAITS = {
     **DEFAULT_KEYS,
-    **dict.fromkeys(("username", "title", "company", "avatar"), PiiCategory.IDENTITY),
-    "website": PiiCategory.CONTACT,
+    **_keys(PiiCategory.IDENTITY, "username title company avatar"),
+    **_keys(PiiCategory.CONTACT, "website"),
 }
 """Trait keys: Segment's reserved traits as their typed fields classify them, so that
 `traitHistory(name:)` shows a value no more openly than `Traits` does."""
@@ -155,10 +171,16 @@ class Policy:
         return self.kinds.get(kind, PiiCategory.UNCLASSIFIED)
 
     def trait_category(self, key: str) -> PiiCategory:
-        return self.traits.get(key, PiiCategory.UNCLASSIFIED)
+        """A trait key's category (case and separators ignored); unknown keys UNCLASSIFIED."""
+        return self.traits.get(normal_key(key), PiiCategory.UNCLASSIFIED)
 
     def property_category(self, key: str) -> PiiCategory:
-        return self.event_properties.get(key, PiiCategory.UNCLASSIFIED)
+        """An event property key's category, compared like trait keys."""
+        return self.event_properties.get(normal_key(key), PiiCategory.UNCLASSIFIED)
+
+    def hashable_key(self, key: str) -> bool:
+        """Whether a value under this key may be served as a keyed hash (`LOW_CARDINALITY`)."""
+        return normal_key(key) not in LOW_CARDINALITY
 
 
 class _Builder:
@@ -213,6 +235,7 @@ class _Builder:
         ):
             merged = dict(default)
             for key, value in self.table(classification, name).items():
-                merged[key] = self.category(f"classification.{name}.{key}", value)
+                where = normal_key(key) if name != "kinds" else key
+                merged[where] = self.category(f"classification.{name}.{key}", value)
             maps.append(merged)
         return Policy(roles=roles, kinds=maps[0], traits=maps[1], event_properties=maps[2])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import strawberry
 
 from graph_api import described
+from graph_api.access.pii import access_mode
+from graph_api.access.policy import Mode
 from graph_api.context import Info
+from graph_api.errors import ApiError
 from graph_api.limits import page_size
 from graph_api.types.consent import Consent
 from graph_api.types.event import EventConnection, EventType, domain_types
@@ -20,6 +25,23 @@ from graph_api.types.traits import Traits
 from identity_graph.survivorship import current_traits, effective_consent
 
 DEFAULT_EVENTS = 20
+DEFAULT_HISTORY = 20
+T = TypeVar("T")
+
+
+def after_key(
+    items: Sequence[T], after: str | None, first: int, *, key: str = "message_id"
+) -> list[T]:
+    """At most `first` items following the last one whose `key` is `after` (all from the
+    start when `after` is None; none when no item has it: a stale cursor ends the walk)."""
+    if after is None:
+        return list(items[:first])
+    last = max((i for i, item in enumerate(items) if getattr(item, key) == after), default=None)
+    return [] if last is None else list(items[last + 1 : last + 1 + first])
+
+
+def after_id(items: Sequence[T], after: str | None, first: int) -> list[T]:
+    return after_key(items, None if after is None else str(after), first, key="id")
 
 
 @strawberry.type(description="A person: the identifiers that belong together, and what they did.")
@@ -42,10 +64,21 @@ class Customer:
         current = current_traits(values, info.context.services.rules)
         return Traits.from_values({name: v.value for name, v in current.items()}, self.id)
 
-    @described.field("Every observed value of one trait, oldest first.")
-    async def trait_history(self, info: Info, name: str) -> list[TraitValue]:
+    @described.field(
+        "Observed values of one trait, oldest first, a page at a time: `after` is the"
+        " `messageId` of the last value of the page before."
+    )
+    async def trait_history(
+        self, info: Info, name: str, first: int = DEFAULT_HISTORY, after: str | None = None
+    ) -> list[TraitValue] | None:
+        category = info.context.services.policy.trait_category(name)
+        if access_mode(info, category) is Mode.DENIED:
+            # its times, sources and message ids would tell what the value hides
+            raise ApiError("FORBIDDEN_FIELD", f"your role may not read trait {name!r}")
+        size = page_size(first, info.context.services.settings)
         values = await info.context.loaders.traits.load(self.id)
-        return [TraitValue.from_domain(v, self.id) for v in values if v.name == name]
+        found = [v for v in values if v.name == name]
+        return [TraitValue.from_domain(v, self.id) for v in after_key(found, after, size)]
 
     @described.field("Track, page and screen calls, newest first.")
     async def events(
@@ -59,15 +92,27 @@ class Customer:
         page = await info.context.loaders.events.load((self.id, size, after, domain_types(types)))
         return EventConnection.from_domain(page, self.id)
 
-    @described.field("Merges, undos and splits involving this customer, oldest first.")
-    async def merge_history(self, info: Info) -> list[MergeRecord]:
+    @described.field(
+        "Merges, undos and splits involving this customer, oldest first, a page at a time:"
+        " `after` is the id of the last record of the page before."
+    )
+    async def merge_history(
+        self, info: Info, first: int = DEFAULT_HISTORY, after: strawberry.ID | None = None
+    ) -> list[MergeRecord]:
+        size = page_size(first, info.context.services.settings)
         records = await info.context.loaders.merge_history.load(self.id)
-        return [MergeRecord.from_domain(r) for r in records]
+        return [MergeRecord.from_domain(r) for r in after_id(records, after, size)]
 
-    @strawberry.field
-    async def conflicts(self, info: Info) -> list[MergeConflict]:
+    @described.field(
+        "Merge conflicts recorded against this customer, oldest first, a page at a time:"
+        " `after` is the id of the last conflict of the page before."
+    )
+    async def conflicts(
+        self, info: Info, first: int = DEFAULT_HISTORY, after: strawberry.ID | None = None
+    ) -> list[MergeConflict]:
+        size = page_size(first, info.context.services.settings)
         found = await info.context.loaders.conflicts.load(self.id)
-        return [MergeConflict.from_domain(c) for c in found]
+        return [MergeConflict.from_domain(c) for c in after_id(found, after, size)]
 
     @described.field("The effective choice per purpose (most restrictive recent).")
     async def consents(self, info: Info) -> list[Consent]:

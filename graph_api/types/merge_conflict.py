@@ -4,7 +4,11 @@ from datetime import datetime
 
 import strawberry
 
+from graph_api import described
+from graph_api.context import Info
+from graph_api.limits import page_size
 from graph_api.types.identifier import IdentifierRef
+from graph_api.types.merge_record import DEFAULT_PART
 from identity_graph.model import Identifier
 from identity_graph.model import MergeConflict as DomainMergeConflict
 
@@ -15,10 +19,15 @@ class MergeConflict:
     at: datetime
     message_id: str
     customer_id: strawberry.ID
-    dropped: list[IdentifierRef]
     reason: str = strawberry.field(
         description="Why, with identifiers named by kind only: values are in `dropped`."
     )
+    keys: strawberry.Private[tuple[str, ...]]
+
+    @described.field("The identifiers the observation could not join.")
+    def dropped(self, info: Info, first: int = DEFAULT_PART) -> list[IdentifierRef]:
+        size = page_size(first, info.context.services.settings)
+        return [IdentifierRef.from_key(k, str(self.customer_id)) for k in self.keys[:size]]
 
     @classmethod
     def from_domain(cls, conflict: DomainMergeConflict) -> MergeConflict:
@@ -30,6 +39,6 @@ class MergeConflict:
             at=conflict.at,
             message_id=conflict.message_id,
             customer_id=strawberry.ID(conflict.profile_id),
-            dropped=[IdentifierRef.from_key(k, conflict.profile_id) for k in conflict.dropped],
+            keys=tuple(conflict.dropped),
             reason=reason,
         )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 
+import graphql
 import httpx
 import pytest
 
 from graph_api.app import create_app
-from graph_api.cost import MAX_COST
+from graph_api.cost import LIST_BOUNDS, MAX_COST
+from graph_api.schema import export_schema
 from graph_api.settings import Settings
 from tests.api.conftest import Api, codes
 
@@ -74,7 +76,9 @@ async def test_token_limit(limited: Api) -> None:
 
 
 async def test_default_limits_allow_a_profile_page(api: Api) -> None:
-    await api(DEEP)
+    await api(
+        "{ customers(first: 1) { edges { node { mergeHistory { links { from { kind } } } } } } }"
+    )
 
 
 def nested_fragments(levels: int, leaf: str) -> str:
@@ -170,3 +174,21 @@ async def test_cost_counts_through_fragments_and_variables(api: Api) -> None:
 async def test_page_sizes_above_the_maximum_are_bad_input_not_cost(api: Api) -> None:
     errors = await api.errors("{ customers(first: 100000) { totalCount } }")
     assert codes(errors) == ["BAD_INPUT"]
+
+
+def test_every_list_field_has_a_bound() -> None:
+    """A list of objects is paginated (`first`), a connection's `edges`, or has a documented
+    worst case in `LIST_BOUNDS`; a new unbounded list fails here until it says which."""
+    schema = graphql.build_schema(export_schema())
+    unbounded = []
+    for type_ in schema.type_map.values():
+        if not isinstance(type_, graphql.GraphQLObjectType) or type_.name.startswith("__"):
+            continue
+        for name, field in type_.fields.items():
+            listed = graphql.is_list_type(graphql.get_nullable_type(field.type))
+            leaf = graphql.is_leaf_type(graphql.get_named_type(field.type))
+            if not listed or leaf or "first" in field.args or name == "edges":
+                continue
+            if f"{type_.name}.{name}" not in LIST_BOUNDS:
+                unbounded.append(f"{type_.name}.{name}")
+    assert not unbounded, f"list fields with no bound: {unbounded}"

@@ -21,8 +21,8 @@ import pytest
 from starlette.applications import Starlette
 
 from graph_api.access.categories import PiiCategory, PiiClassifier
-from graph_api.access.masking import keyed_hash, mask
-from graph_api.access.policy import Mode, Policy
+from graph_api.access.masking import HIDDEN, keyed_hash, mask
+from graph_api.access.policy import LOW_CARDINALITY, Mode, Policy, normal_key
 from graph_api.app import create_app
 from graph_api.schema import export_schema
 from graph_api.settings import Secret, Settings
@@ -302,20 +302,26 @@ def pii_fields() -> tuple[PiiField, ...]:
     return tuple(found)
 
 
-def expect(raw: Any, mode: Mode, *, numeric: bool = False) -> Any:
-    """What a caller in `mode` must see of `raw` (denied: null, with an error elsewhere)."""
+def expect(raw: Any, mode: Mode, *, numeric: bool = False, key: str | None = None) -> Any:
+    """What a caller in `mode` must see of `raw` (denied: null, with an error elsewhere).
+
+    `key` names the trait or property a value is of (None for an identifier's value): hashed
+    is served only for texts that mask to more than nothing under keys with many values."""
     if mode is Mode.CLEAR:
         return raw
     if mode is Mode.DENIED or numeric:
         return None
+    guessable = not isinstance(raw, str) or mask(raw) == HIDDEN
+    if key is not None and (guessable or normal_key(key) in LOW_CARDINALITY):
+        mode = Mode.MASKED
     if mode is Mode.MASKED:
         return mask(raw)
     return keyed_hash(HASH_KEY.encode(), raw)
 
 
 def expect_map(raw: dict[str, Any], modes: dict[str, Mode]) -> dict[str, Any]:
-    """A JSON map filtered key by key: denied keys absent."""
-    return {k: expect(v, modes[k]) for k, v in raw.items() if modes[k] is not Mode.DENIED}
+    """A JSON map rendered key by key: denied values read null (and are reported)."""
+    return {k: expect(v, modes[k], key=k) for k, v in raw.items()}
 
 
 def policy() -> Policy:

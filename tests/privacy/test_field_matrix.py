@@ -177,18 +177,23 @@ def expected_view(
                         )
                         modes = {k: rules.best_mode(frozenset({role}), classify(k)) for k in raw}
                         checks.append((label, got, expect_map(raw, modes)))
+                        denied.update(
+                            (*at, field.name, k) for k, m in modes.items() if m is Mode.DENIED
+                        )
                         continue
+                    key: str | None = field.name
                     if field.classified_by is PiiClassifier.IDENTIFIER_KIND:
-                        category = rules.kind_category(obj["kind"])
+                        category, key = rules.kind_category(obj["kind"]), None
                     elif field.classified_by is PiiClassifier.TRAIT_NAME:
-                        category = rules.trait_category(obj["name"])
+                        category, key = rules.trait_category(obj["name"]), obj["name"]
                     else:
                         assert field.category is not None
                         category = field.category
                     mode = rules.best_mode(frozenset({role}), category)
                     if mode is Mode.DENIED:
                         denied.add((*at, field.name))
-                    checks.append((label, got, expect(raw, mode, numeric=field.numeric)))
+                    want = expect(raw, mode, numeric=field.numeric, key=key)
+                    checks.append((label, got, want))
     return checks, denied, reached
 
 
@@ -205,8 +210,22 @@ async def test_each_role_reads_each_field_in_its_mode(
     assert not wrong, f"{role} sees fields in the wrong mode: {wrong}"
     errors = body.get("errors", [])
     assert set(codes(errors)) <= {"FORBIDDEN_FIELD"}, errors
-    assert {tuple(e["path"]) for e in errors} == denied
-    assert len(errors) == len(denied)
+    histories = {e["path"][-1] for e in errors if e["path"][-1].startswith("h")}
+    reported = {
+        (*e["path"], *([e["extensions"]["key"]] if "key" in e["extensions"] else []))
+        for e in errors
+        if e["path"][-1] not in histories
+    }
+    assert reported == denied
+    assert len(errors) - len(histories) == len(denied)
+    for alias in histories:
+        name = sorted(seeded.history)[int(alias[1:])]
+        assert body["data"]["customer"][alias] is None
+        assert rules_mode(role, policy().trait_category(name)) is Mode.DENIED
+
+
+def rules_mode(role: str, category: Any) -> Mode:
+    return policy().best_mode(frozenset({role}), category)
 
 
 def test_default_roles_differ_somewhere() -> None:

@@ -57,6 +57,14 @@ class Loaders:
         self.consents: DataLoader[str, list[ConsentRecord]] = _loader(store.consents, list)
         self.events: DataLoader[EventsKey, Page[StoredEvent]] = DataLoader(self._events)
 
+    async def holders(self, keys: Sequence[str], *, otherwise: str) -> dict[str, str]:
+        """Who holds each identifier now (one batched load for the list), so that a clear
+        read of its value is audited against that customer. An identifier that no profile
+        holds any more (dropped and never joined, or erased) is attributed to `otherwise`:
+        the customer it was read from."""
+        found = await self.profile_of.load_many(keys)
+        return {key: pid or otherwise for key, pid in zip(keys, found, strict=True)}
+
     async def _events(self, keys: list[EventsKey]) -> list[Page[StoredEvent]]:
         groups: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
         for pid, first, after, types in keys:

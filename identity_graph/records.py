@@ -21,6 +21,7 @@ class AuditEntry:
     """One clear read: who (principal, role), when, whose data and which fields."""
 
     id: str
+    """unique; made time-ordered (`resolver.new_id`), it orders entries of the same `at`"""
     at: datetime
     principal: str
     role: str
@@ -45,13 +46,19 @@ class AccessRecords(ABC):
 
     @abstractmethod
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        """Durably record audit entries."""
+        """Durably record audit entries, once each: an entry whose id is recorded already
+        is left as it is, so a retried append adds nothing. Entries are ordered by their
+        own (`at`, `id`), not numbered from a shared counter that every append (of every
+        process) would queue on."""
 
     @abstractmethod
     async def audit_log(
         self, *, first: int, after: str | None, customer_id: str | None
     ) -> Page[AuditEntry]:
-        """Audit entries, newest first, optionally for one customer."""
+        """Audit entries, newest first by (`at`, `id`), optionally for one customer;
+        `after` is the id of the entry the page continues after (`InvalidOperation` if no
+        entry has that id). The page's cursor is the id of its last entry if there are
+        more."""
 
     @abstractmethod
     async def put_api_key(self, key: ApiKey) -> None:

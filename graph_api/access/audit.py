@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from strawberry.extensions import SchemaExtension
 
 from identity_graph.errors import StoreUnavailable
 from identity_graph.records import AccessRecords, AuditEntry
+from identity_graph.resolver import new_id
 
 log = logging.getLogger("c360.audit")
 
@@ -25,7 +25,7 @@ def entries(principal: Any, reads: list[tuple[str, str]], at: datetime) -> list[
         fields.setdefault(customer, set()).add(field)
     role = ",".join(sorted(principal.roles))
     return [
-        AuditEntry(uuid.uuid4().hex, at, principal.id, role, customer, tuple(sorted(names)))
+        AuditEntry(new_id(), at, principal.id, role, customer, tuple(sorted(names)))
         for customer, names in sorted(fields.items())
     ]
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import strawberry
@@ -18,10 +19,11 @@ class Link:
     rule: str
 
     @classmethod
-    def from_domain(cls, link: DomainLink, customer_id: str | None = None) -> Link:
+    def from_domain(cls, link: DomainLink, holders: Mapping[str, str]) -> Link:
+        """`holders`: who holds each end now (`Loaders.holders`), for the PII audit."""
         return cls(
-            from_=IdentifierRef.from_key(link.a, customer_id),
-            to=IdentifierRef.from_key(link.b, customer_id),
+            from_=IdentifierRef.from_key(link.a, holders[link.a]),
+            to=IdentifierRef.from_key(link.b, holders[link.b]),
             source=link.source,
             message_id=link.message_id,
             observed_at=link.observed_at,

@@ -25,9 +25,11 @@ class MergeConflict:
     keys: strawberry.Private[tuple[str, ...]]
 
     @described.field("The identifiers the observation could not join.")
-    def dropped(self, info: Info, first: int = DEFAULT_PART) -> list[IdentifierRef]:
-        size = page_size(first, info.context.services.settings)
-        return [IdentifierRef.from_key(k, str(self.customer_id)) for k in self.keys[:size]]
+    async def dropped(self, info: Info, first: int = DEFAULT_PART) -> list[IdentifierRef]:
+        keys = self.keys[: page_size(first, info.context.services.settings)]
+        # a dropped identifier is another customer's, or (held by no one) this one's
+        holders = await info.context.loaders.holders(keys, otherwise=str(self.customer_id))
+        return [IdentifierRef.from_key(key, holders[key]) for key in keys]
 
     @classmethod
     def from_domain(cls, conflict: DomainMergeConflict) -> MergeConflict:

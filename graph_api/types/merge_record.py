@@ -60,15 +60,17 @@ class MergeRecord:
     record: strawberry.Private[DomainMergeRecord]
 
     @described.field("The links that caused a merge (or that an undo or split cut).")
-    def links(self, info: Info, first: int = DEFAULT_PART) -> list[Link]:
-        size = page_size(first, info.context.services.settings)
-        return [Link.from_domain(link, self.record.survivor) for link in self.record.links[:size]]
+    async def links(self, info: Info, first: int = DEFAULT_PART) -> list[Link]:
+        links = self.record.links[: page_size(first, info.context.services.settings)]
+        keys = [key for link in links for key in (link.a, link.b)]
+        holders = await info.context.loaders.holders(keys, otherwise=self.record.survivor)
+        return [Link.from_domain(link, holders) for link in links]
 
     @described.field("The identifiers a split moved.")
-    def identifiers(self, info: Info, first: int = DEFAULT_PART) -> list[IdentifierRef]:
-        size = page_size(first, info.context.services.settings)
-        survivor = self.record.survivor
-        return [IdentifierRef.from_key(k, survivor) for k in self.record.identifiers[:size]]
+    async def identifiers(self, info: Info, first: int = DEFAULT_PART) -> list[IdentifierRef]:
+        keys = self.record.identifiers[: page_size(first, info.context.services.settings)]
+        holders = await info.context.loaders.holders(keys, otherwise=self.record.survivor)
+        return [IdentifierRef.from_key(key, holders[key]) for key in keys]
 
     @described.field(
         "Which operator made an undo or a split (an API key id or a JWT subject);"

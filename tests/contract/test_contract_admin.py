@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ from streams import T0, observe
 
 from identity_graph.errors import InvalidOperation, MalformedObservation
 from identity_graph.model import Identifier
-from identity_graph.records import ApiKey, AuditEntry
+from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
 
@@ -43,6 +44,51 @@ async def test_audit_log_pages_newest_first(store: IdentityStore) -> None:
     assert (counted.items, counted.total, counted.more) == ((), 3, True)
     with pytest.raises(InvalidOperation):
         await store.records.audit_log(first=2, after="not-a-cursor", customer_id=None)
+
+
+async def _every_page(
+    records: AccessRecords, *, first: int, customer_id: str | None = None
+) -> list[AuditEntry]:
+    seen: list[AuditEntry] = []
+    cursor = None
+    while True:
+        page = await records.audit_log(first=first, after=cursor, customer_id=customer_id)
+        seen.extend(page.items)
+        if page.cursor is None:
+            return seen
+        cursor = page.cursor
+
+
+async def test_audit_entries_appended_concurrently_are_each_listed_once(
+    store: IdentityStore,
+) -> None:
+    """Appends need no shared counter: many at once each land, ordered by (at, id), with
+    entries of the same time in id order, however the appends interleaved."""
+    entries = [
+        AuditEntry(
+            f"e{n:02d}", T0 + timedelta(seconds=n // 3), "key-1", "support", f"p{n % 2}", ("x",)
+        )
+        for n in range(24)
+    ]
+    batches = [entries[n : n + 2] for n in range(0, len(entries), 2)]
+    await asyncio.gather(*(store.records.append_audit(b) for b in reversed(batches)))
+    newest_first = sorted(entries, key=lambda e: (e.at, e.id), reverse=True)
+    assert await _every_page(store.records, first=5) == newest_first
+    for customer in ("p0", "p1"):
+        mine = [e for e in newest_first if e.customer_id == customer]
+        assert await _every_page(store.records, first=4, customer_id=customer) == mine
+        page = await store.records.audit_log(first=1, after=None, customer_id=customer)
+        assert page.total == 12
+
+
+async def test_an_audit_entry_appended_again_is_listed_once(store: IdentityStore) -> None:
+    """A retried append (the same entries again) adds nothing."""
+    batch = [_entry(1, "p1"), _entry(2, "p1")]
+    await store.records.append_audit(batch)
+    await store.records.append_audit([*batch, _entry(3, "p1")])
+    assert [e.id for e in await _every_page(store.records, first=2)] == ["a3", "a2", "a1"]
+    page = await store.records.audit_log(first=10, after=None, customer_id="p1")
+    assert page.total == 3
 
 
 async def test_api_keys_put_get_revoke(store: IdentityStore) -> None:

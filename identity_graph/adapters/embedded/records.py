@@ -18,6 +18,13 @@ from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import Page
 from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 
+AUDIT_ORDER = """
+CREATE INDEX IF NOT EXISTS audit_time ON audit (at, id);
+CREATE INDEX IF NOT EXISTS audit_customer_time ON audit (customer_id, at, id);
+"""
+"""the audit log's order, newest first by (at, id), as the Neo4j store keeps it: entries
+appended by several processes need no shared counter to be ordered"""
+
 
 class EmbeddedRecords(AccessRecords):
     """API keys and audit entries in `audit.sqlite3`, one writer and one reader."""
@@ -35,6 +42,7 @@ class EmbeddedRecords(AccessRecords):
         audit log and API keys an older c360 kept in the tables file)."""
         self._writer = connect(data_dir / AUDIT_FILE)
         create_audit_tables(self._writer, data_dir / TABLES_FILE)
+        self._writer.executescript(AUDIT_ORDER)
         self._reader = connect(data_dir / AUDIT_FILE)
 
     async def close(self) -> None:
@@ -49,12 +57,12 @@ class EmbeddedRecords(AccessRecords):
         if not entries:
             return
         rows = [
-            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)))
+            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)), e.id)
             for e in entries
         ]
         await self._write_rows(
             "INSERT INTO audit (id, at, principal, role, customer_id, fields)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM audit WHERE id = ?)",
             rows,
         )
 
@@ -70,22 +78,22 @@ class EmbeddedRecords(AccessRecords):
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         total = int(db.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()[0])
         if after is not None:
-            found = db.execute("SELECT seq FROM audit WHERE id = ?", (after,)).fetchone()
+            found = db.execute("SELECT at, id FROM audit WHERE id = ?", (after,)).fetchone()
             if found is None:
                 raise InvalidOperation("malformed audit cursor")
-            clauses.append("seq < ?")
-            params.append(found[0])
+            clauses.append("(at, id) < (?, ?)")
+            params.extend(found)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = db.execute(
-            "SELECT seq, id, at, principal, role, customer_id, fields FROM audit"
-            f"{where} ORDER BY seq DESC LIMIT ?",
+            "SELECT id, at, principal, role, customer_id, fields FROM audit"
+            f"{where} ORDER BY at DESC, id DESC LIMIT ?",
             [*params, first + 1],
         ).fetchall()
         more = len(rows) > first
         rows = rows[:first]
         items = tuple(
             AuditEntry(eid, from_micros(at), principal, role, cid, tuple(loads(fields)))
-            for _, eid, at, principal, role, cid, fields in rows
+            for eid, at, principal, role, cid, fields in rows
         )
         return Page(items, total, items[-1].id if more and items else None, more)
 

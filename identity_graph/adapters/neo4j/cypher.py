@@ -31,8 +31,12 @@ SCHEMA = (
     "CREATE CONSTRAINT event_message_id IF NOT EXISTS FOR (n:Event) REQUIRE n.message_id IS UNIQUE",
     "CREATE CONSTRAINT api_key_hash IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.key_hash IS UNIQUE",
     "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (n:ApiKey) REQUIRE n.id IS UNIQUE",
-    "CREATE CONSTRAINT audit_seq IF NOT EXISTS FOR (n:Audit) REQUIRE n.seq IS UNIQUE",
-    "CREATE CONSTRAINT counter_name IF NOT EXISTS FOR (n:Counter) REQUIRE n.name IS UNIQUE",
+    # the audit log of an older c360 was numbered from a counter; its schema is dropped
+    "DROP CONSTRAINT audit_seq IF EXISTS",
+    "DROP CONSTRAINT counter_name IF EXISTS",
+    "DROP INDEX audit_id IF EXISTS",
+    "DROP INDEX audit_customer IF EXISTS",
+    "CREATE CONSTRAINT audit_entry_id IF NOT EXISTS FOR (n:Audit) REQUIRE n.id IS UNIQUE",
     "CREATE INDEX identifier_profile IF NOT EXISTS FOR (n:Identifier) ON (n.profile_id)",
     "CREATE INDEX identifier_kind IF NOT EXISTS FOR (n:Identifier) ON (n.kind)",
     "CREATE INDEX identifier_digest IF NOT EXISTS FOR (n:Identifier) ON (n.digest)",
@@ -43,8 +47,8 @@ SCHEMA = (
     "CREATE INDEX trait_identifier IF NOT EXISTS FOR (n:Trait) ON (n.identifier_key)",
     "CREATE INDEX event_identifier IF NOT EXISTS FOR (n:Event) ON (n.identifier_key)",
     "CREATE INDEX consent_identifier IF NOT EXISTS FOR (n:Consent) ON (n.identifier_key)",
-    "CREATE INDEX audit_customer IF NOT EXISTS FOR (n:Audit) ON (n.customer_id)",
-    "CREATE INDEX audit_id IF NOT EXISTS FOR (n:Audit) ON (n.id)",
+    "CREATE INDEX audit_time IF NOT EXISTS FOR (n:Audit) ON (n.at, n.id)",
+    "CREATE INDEX audit_customer_time IF NOT EXISTS FOR (n:Audit) ON (n.customer_id, n.at, n.id)",
 )
 
 MAX_REDIRECTS = 1000

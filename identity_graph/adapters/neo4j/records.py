@@ -2,8 +2,9 @@
 
 `Neo4jRecords` owns no driver: the store hands it the two ways it runs one statement (a read
 and a write managed transaction, retried by the driver, driver errors translated), so the
-records open, close and fail with the store. The schema (unique `ApiKey.key_hash` and
-`ApiKey.id`, unique `Audit.seq`, the `audit` counter) is made with the store's, in `cypher`.
+records open, close and fail with the store. The schema (unique `ApiKey.key_hash`,
+`ApiKey.id` and `Audit.id`; the audit log's `(at, id)` and `(customer_id, at, id)` indexes)
+is made with the store's, in `cypher`.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class Neo4jRecords(AccessRecords):
     async def audit_log(
         self, *, first: int, after: str | None, customer_id: str | None
     ) -> Page[AuditEntry]:
+        query = AUDIT_LOG if customer_id is None else AUDIT_LOG_OF
         [[total, known, found]] = await self._read(
-            AUDIT_LOG, customer_id=customer_id, after=after, limit=first + 1
+            query, customer_id=customer_id, after=after, limit=first + 1
         )
         if not known:
             raise InvalidOperation("malformed audit cursor")
@@ -110,40 +112,54 @@ def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
 # --- Cypher --------------------------------------------------------------------------------
 
 APPEND_AUDIT = """
-MERGE (c:Counter {name: 'audit'})
-ON CREATE SET c.value = 0
-SET c.value = c.value + size($rows)
-WITH c.value - size($rows) AS base
-UNWIND range(0, size($rows) - 1) AS n
-WITH base + n + 1 AS seq, $rows[n] AS r
-CREATE (a:Audit)
-SET a = r, a.seq = seq
+UNWIND $rows AS r
+MERGE (a:Audit {id: r.id})
+ON CREATE SET a = r
 """
-"""Numbers the entries from the `audit` counter, whose lock orders concurrent appends."""
+"""Each entry is created once, by its id (unique): a retried transaction adds nothing, and
+concurrent appends share no node, so none waits for another."""
 
-AUDIT_LOG = """
+
+_AUDIT_PAGE = """
 CALL () {
   MATCH (a:Audit)
-  WHERE $customer_id IS NULL OR a.customer_id = $customer_id
+  WHERE <scope>
   RETURN count(a) AS total
 }
 CALL () {
   OPTIONAL MATCH (c:Audit {id: $after})
-  RETURN min(c.seq) AS before
+  RETURN c.at AS at, c.id AS id
 }
-CALL (before) {
+CALL (at, id) {
   MATCH (a:Audit)
-  WHERE ($customer_id IS NULL OR a.customer_id = $customer_id)
-    AND ($after IS NULL OR a.seq < before)
+  WHERE <scope>
+    AND a.at <= coalesce(at, 9223372036854775807) AND a.id IS NOT NULL
+    AND (at IS NULL OR a.at < at OR a.id < id)
   WITH a
-  ORDER BY a.seq DESC
+  ORDER BY <order>a.at DESC, a.id DESC
   LIMIT $limit
   RETURN collect(a {.*}) AS found
 }
-RETURN total, $after IS NULL OR before IS NOT NULL AS known, found
+RETURN total, $after IS NULL OR at IS NOT NULL AS known, found
 """
-"""Entries newest first; `$after` is the id of the entry to continue after (`known` is false
-when no entry has that id)."""
+"""The entries `<scope>` selects, newest first by (at, id), read in order from the index
+whose leading properties `<order>` names. Page after the entry (at, id) of `$after`: those
+with `a.at <= at`, less than it in (at, id). `known` is false when no entry has that id."""
+
+
+def _audit_page(scope: LiteralString, order: LiteralString) -> LiteralString:
+    return _AUDIT_PAGE.replace("<scope>", scope).replace("<order>", order)
+
+
+AUDIT_LOG = _audit_page("true", "")
+"""All entries, from the `audit_time` index (and the count store)."""
+
+AUDIT_LOG_OF = _audit_page(
+    "a.customer_id = $customer_id AND a.at IS NOT NULL AND a.id IS NOT NULL",
+    "a.customer_id DESC, ",
+)
+"""One customer's entries, from the `audit_customer_time` index (ordering by its leading,
+here constant, `customer_id` too lets the planner read the index in order, not sort)."""
 
 PUT_API_KEY = """
 MERGE (k:ApiKey {key_hash: $row.key_hash})

@@ -30,6 +30,8 @@ from identity_graph.rules import Rules
 from identity_graph.store import ChangeSet, IdentityStore, ProfileConsent, WriteTx
 
 MAX_EXPLAIN_HOPS = 50
+MAX_MESSAGE_ID = 200
+"""characters a message id may have"""
 MAX_IDENTIFIERS = 100
 """identifiers one observation may carry; more is a malformed message, not a person"""
 SOURCE = re.compile(r"[A-Za-z0-9_.:/@-]{1,64}")
@@ -75,9 +77,13 @@ class IdentityGraph:
         """sources already found well-formed (a deployment has a few)"""
 
     def check(self, observation: Observation) -> None:
-        """Raise `MalformedObservation` if the observation cannot be ingested."""
-        if not observation.message_id or len(observation.message_id) > 200:
-            raise MalformedObservation("messageId must be 1 to 200 characters")
+        """Deprecated: `ingest` checks every observation itself. Kept only until
+        `graph_api/schema.py` stops calling it before `ingest`; then remove."""
+        self._check(observation)
+
+    def _check(self, observation: Observation) -> None:
+        if not observation.message_id or len(observation.message_id) > MAX_MESSAGE_ID:
+            raise MalformedObservation(f"messageId must be 1 to {MAX_MESSAGE_ID} characters")
         if observation.timestamp.tzinfo is None:
             raise MalformedObservation("timestamp must carry a time zone")
         if observation.source not in self._sources:
@@ -100,9 +106,14 @@ class IdentityGraph:
                 raise MalformedObservation(f"unknown consent purpose {purpose!r}")
 
     async def ingest(self, observations: Sequence[Observation]) -> list[Outcome]:
-        """Apply a batch atomically; a message id seen before changes nothing."""
+        """Apply a batch atomically; a message id seen before changes nothing.
+
+        Every observation is checked here, and only here, before anything is written: a
+        malformed one (message id, time zone, source, too many identifiers, an unknown kind
+        or consent purpose) raises `MalformedObservation` and nothing is written. Callers
+        need not check first."""
         for observation in observations:
-            self.check(observation)
+            self._check(observation)
         usable = [usable_identifiers(o, self.rules) for o in observations]
         keys = list({i.key for kept in usable for i in kept})  # the store orders its locks
         message_ids = [o.message_id for o in observations]

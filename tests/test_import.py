@@ -65,7 +65,7 @@ async def test_csv_with_a_column_mapping(graph: IdentityGraph) -> None:
     assert report.accepted == 2
     assert [(r.line, r.reason.split(":")[0]) for r in report.rejected] == [
         (3, "E-mail"),
-        (4, "no identifier in the row"),
+        (4, "no identifier in the message"),
     ]
     owners = await graph.store.profile_ids(["user_id:c1", "phone:+14155550134", "crm_id:CRM-1"])
     assert len(set(owners.values())) == 1 and len(owners) == 3
@@ -85,7 +85,7 @@ def test_mapping_and_format_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="--format"):
         detect_format(Path("x.parquet"), None)
     with pytest.raises(ValueError, match="no column maps"):
-        list(csv_rows(["a,b\n", "1,2\n"], SegmentMapper(RULES), {}))
+        list(csv_rows(["a,b\n", "1,2\n"], SegmentMapper(RULES, source="import"), {}))
 
 
 async def test_demo_data_is_deterministic_and_exercises_the_rules(graph: IdentityGraph) -> None:

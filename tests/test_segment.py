@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from graph_api.errors import SegmentError
-from graph_api.tracking.segment import SegmentMapper, event_category
+from graph_api.tracking.mapper import Mapper, Message, Named, event_category
+from graph_api.tracking.segment import SegmentMapper
 from identity_graph.model import ConsentStatus, EventCategory, Identifier, MessageType
 from identity_graph.rules import Rules
 
@@ -15,7 +17,7 @@ RULES = Rules.parse("[kinds.crm_id]\nlimit = 1\n")
 
 
 def mapper() -> SegmentMapper:
-    return SegmentMapper(RULES)
+    return SegmentMapper(RULES, source="segment")
 
 
 def parse(msg: dict[str, Any], call: str | None = None) -> Any:
@@ -199,3 +201,66 @@ def test_malformed_messages_name_the_field(
         mapper().message(msg, call=call, index=3, received_at=NOW)
     assert (info.value.code, info.value.field, info.value.index) == (code, field, 3)
     assert info.value.to_json()["message"].startswith("message 3: ")
+
+
+def test_the_mapper_holds_a_message_of_any_wire_format_to_the_same_rules() -> None:
+    rules = Mapper(RULES, source="graphql")
+    track = rules.observation(
+        Message(
+            MessageType.TRACK,
+            [Named("Email", "NULL", "identifiers[0].value"), Named("user_id", "u", "userId")],
+            traits={"email": "j@example.com", "plan": "pro"},
+            event="Order Completed",
+            timestamp=datetime(2024, 1, 1, 12, 0),
+        ),
+        received_at=NOW,
+    )
+    assert track.identifiers == (
+        Identifier("email", "NULL"),
+        Identifier("email", "j@example.com"),
+        Identifier("user_id", "u"),
+    )
+    assert track.traits == {}  # a track call's traits identify, they are not news
+    assert track.timestamp == datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    assert track.event is not None and track.event.category is EventCategory.BEHAVIOURAL
+    assert str(uuid.UUID(track.message_id)) == track.message_id
+    told = rules.observation(
+        Message(
+            MessageType.TRACK,
+            [Named("user_id", "u", "userId")],
+            event="Order Completed",
+            category=EventCategory.ATTITUDINAL,
+        )
+    )
+    assert told.event is not None and told.event.category is EventCategory.ATTITUDINAL
+    group = rules.observation(
+        Message(
+            MessageType.GROUP,
+            [Named("user_id", "u", "userId")],
+            traits={"email": "ops@acme.com"},
+        )
+    )
+    assert group.identifiers == (Identifier("user_id", "u"),)
+    assert group.traits == {"group": {"email": "ops@acme.com"}}
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "field"),
+    [
+        (Message(MessageType.IDENTIFY), "MISSING_FIELD", None),
+        (Message(MessageType.TRACK, [Named("user_id", "u", "userId")]), "MISSING_FIELD", "event"),
+        (Message(MessageType.IDENTIFY, [Named("shoe", "null", "k")]), "UNKNOWN_KIND", "k"),
+        (Message(MessageType.IDENTIFY, [Named("email", "x", "e")]), "INVALID_IDENTIFIER", "e"),
+        (
+            Message(MessageType.IDENTIFY, [Named("user_id", "u", "userId")], message_id=""),
+            "INVALID_FIELD",
+            "messageId",
+        ),
+    ],
+)
+def test_the_mapper_names_the_field_it_cannot_map(
+    message: Message, code: str, field: str | None
+) -> None:
+    with pytest.raises(SegmentError) as info:
+        Mapper(RULES, source="test").observation(message)
+    assert (info.value.code, info.value.field) == (code, field)

@@ -88,9 +88,14 @@ class Authenticator:
         except (binascii.Error, UnicodeDecodeError) as e:
             raise invalid_token("malformed Basic credentials") from e
         user, _, _ = decoded.partition(":")
-        if not user:
-            raise unauthenticated("the write key (Basic user name) is empty")
-        return await self._from_key(user)
+        return await self.from_write_key(user)
+
+    async def from_write_key(self, key: str) -> Principal:
+        """A Segment write key: an API key, sent as the Basic user name or a body's
+        `writeKey`."""
+        if not key:
+            raise unauthenticated("the write key is empty")
+        return await self._from_key(key)
 
     async def create_key(self, role: str, name: str | None) -> tuple[str, ApiKey]:
         """Make a key for a role; the clear key is returned once and never stored."""

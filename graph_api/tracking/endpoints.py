@@ -1,21 +1,19 @@
 """The Segment HTTP tracking API: `POST /v1/identify|track|page|screen|alias|group|batch`.
 
 The write key is the HTTP Basic user name, as Segment's libraries send it (`writeKey` in a
-body is accepted too, as
-Segment does for batches), and must belong to the `ingest` or `admin` role. The whole
-request is validated before anything is written; a 200 `{"success": true}` means the
-messages are durable and visible to the next query.
+body is accepted too, as Segment does for batches), and must belong to the `ingest` or
+`admin` role. The whole request is validated before anything is written; a 200
+`{"success": true}` means the messages are durable and visible to the next query.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
@@ -29,6 +27,7 @@ from graph_api.errors import (
     status_of,
 )
 from graph_api.metrics import count_ingest
+from graph_api.tracking.ingest import ingest_counted
 from graph_api.tracking.segment import (
     CALLS,
     MAX_BATCH_BYTES,
@@ -72,13 +71,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _authenticate(request: Request, write_key: object) -> Principal:
-    services = request.app.state.services
+    """The Basic credentials if sent, else the body's `writeKey`."""
+    auth = request.app.state.services.auth
     if "authorization" not in request.headers and isinstance(write_key, str) and write_key:
-        token = base64.b64encode(f"{write_key}:".encode()).decode()
-        scope = {**request.scope, "headers": [(b"authorization", f"Basic {token}".encode())]}
-        principal: Principal = await services.auth.from_basic(HTTPConnection(scope))
+        principal: Principal = await auth.from_write_key(write_key)
     else:
-        principal = await services.auth.from_basic(request)
+        principal = await auth.from_basic(request)
     require(principal, INGEST_ROLES, "send events")
     return principal
 
@@ -112,14 +110,11 @@ def _observations(request: Request, call: str, body: dict[str, Any]) -> list[Obs
 
 async def _ingest(request: Request, observations: list[Observation]) -> JSONResponse | None:
     try:
-        outcomes = await request.app.state.services.graph.ingest(observations)
+        await ingest_counted(request.app.state.services.graph, observations, source=SOURCE)
     except IdentityGraphError as e:
         if not isinstance(e, StoreUnavailable):
             count_ingest("rejected", SOURCE, len(observations))
         return _error(status_of(e), e.code, public_message(e))
-    for status, outcome in (("applied", "accepted"), ("duplicate", "duplicate")):
-        count_ingest(outcome, SOURCE, sum(1 for o in outcomes if o.status == status))
-    count_ingest("dropped", SOURCE, sum(1 for o in outcomes if o.status == "dropped"))
     return None
 
 

@@ -12,15 +12,17 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from graph_api.errors import SegmentError
 from graph_api.metrics import count_ingest
+from graph_api.tracking.ingest import ingest_counted
+from graph_api.tracking.mapper import Mapper, Message, Named
 from graph_api.tracking.segment import SegmentMapper, parse_time
 from identity_graph.errors import IdentityGraphError, StoreUnavailable
-from identity_graph.model import Identifier, MessageType, Observation
+from identity_graph.model import MessageType, Observation
 from identity_graph.service import IdentityGraph
 
 SOURCE = "import"
@@ -92,9 +94,7 @@ def jsonl_rows(lines: Iterable[str], mapper: SegmentMapper) -> Iterator[Row]:
             yield number, Rejected(number, e.message)
 
 
-def csv_rows(
-    lines: Iterable[str], mapper: SegmentMapper, mapping: Mapping[str, str]
-) -> Iterator[Row]:
+def csv_rows(lines: Iterable[str], mapper: Mapper, mapping: Mapping[str, str]) -> Iterator[Row]:
     """Each row one observation. Unmapped columns named like a kind are identifiers, the
     rest traits; empty cells are skipped."""
     reader = csv.DictReader(lines)
@@ -113,14 +113,14 @@ def csv_rows(
 
 
 def _csv_observation(
-    row: Mapping[str, Any], targets: Mapping[str, str], mapper: SegmentMapper
+    row: Mapping[str, Any], targets: Mapping[str, str], mapper: Mapper
 ) -> Observation:
     if None in row:
         raise SegmentError("INVALID_FIELD", "more cells than columns")
-    identifiers: list[Identifier] = []
+    identifiers: list[Named] = []
     traits: dict[str, Any] = {}
     message_id: str | None = None
-    timestamp = datetime.now(UTC)
+    timestamp: datetime | None = None
     for column, target in targets.items():
         value = (row.get(column) or "").strip()
         if not value or target == "ignore":
@@ -132,20 +132,18 @@ def _csv_observation(
         elif target.startswith("trait"):
             traits[target.partition(":")[2] or column] = value
         else:
-            identifiers.append(mapper.identifier(target, value, column))
-    if not identifiers:
-        raise SegmentError("MISSING_FIELD", "no identifier in the row")
+            identifiers.append(Named(target, value, column))
     if message_id is None:
         digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()
         message_id = f"csv-{digest[:32]}"
-    return Observation(
+    message = Message(
+        type=MessageType.IMPORT,
+        identifiers=identifiers,
+        traits=traits,
         message_id=message_id,
         timestamp=timestamp,
-        source=mapper.source,
-        type=MessageType.IMPORT,
-        identifiers=tuple(identifiers),
-        traits=traits,
     )
+    return mapper.observation(message)
 
 
 class Importer:
@@ -186,7 +184,7 @@ class Importer:
         if not batch:
             return
         try:
-            outcomes = await self.graph.ingest([o for _, o in batch])
+            outcomes = await ingest_counted(self.graph, [o for _, o in batch], source=self.source)
         except StoreUnavailable:
             raise
         except IdentityGraphError as e:
@@ -203,9 +201,6 @@ class Importer:
                 report.dropped += 1
             else:
                 report.accepted += 1
-        count_ingest("accepted", self.source, sum(o.status == "applied" for o in outcomes))
-        count_ingest("duplicate", self.source, sum(o.status == "duplicate" for o in outcomes))
-        count_ingest("dropped", self.source, sum(o.status == "dropped" for o in outcomes))
 
     def _reject(self, report: ImportReport, row: Rejected) -> None:
         report.rejected.append(row)

@@ -1,25 +1,30 @@
-"""Mutation inputs for `identify`, `track` and `ingest`, turned into domain observations."""
+"""Mutation inputs for `identify`, `track` and `ingest`, turned into domain observations by
+the mapper every entry point shares (`graph_api.tracking.mapper`): the same rules as the
+Segment tracking API and the importer."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
-from graph_api.errors import bad_input
+from graph_api.errors import ApiError, SegmentError, bad_input
+from graph_api.tracking.mapper import Mapper, Message, Named
 from graph_api.types.event import EventCategory, EventType
 from graph_api.types.identifier import IdentifierInput
-from identity_graph.model import Event, Identifier, MessageType, Observation
-from identity_graph.normalize import normalize
+from identity_graph.model import EventCategory as DomainCategory
+from identity_graph.model import MessageType, Observation
 from identity_graph.resolver import Outcome
 from identity_graph.rules import Rules
 
 DEFAULT_SOURCE = "graphql"
+GRAPHQL_CODES = {"MISSING_FIELD": "BAD_INPUT", "INVALID_FIELD": "BAD_INPUT"}
+"""the mapper's error codes -> GraphQL's (the rest, INVALID_IDENTIFIER and UNKNOWN_KIND,
+are the same)"""
 
 
 @strawberry.enum
@@ -102,31 +107,30 @@ class MessageInput:
     source: str | None = None
 
     def to_observation(self, rules: Rules) -> Observation:
-        """Normalise identifiers (raising `InvalidIdentifier` / `UnknownKind`) and fill in
-        a message id and the current time when absent."""
-        traits = _mapping(self.traits, "traits")
-        properties = _mapping(self.properties, "properties")
-        identifiers = _identifiers(self, traits, rules)
-        if not identifiers:
-            raise bad_input("a message needs userId, anonymousId or identifiers")
-        message_type = MessageType(self.type.value)
-        event = None
-        if message_type in (MessageType.TRACK, MessageType.PAGE, MessageType.SCREEN):
-            if message_type is MessageType.TRACK and not self.event:
-                raise bad_input("a track message needs an event name")
-            event = Event(message_type, self.event, properties, self.category.to_domain())
-        timestamp = self.timestamp or datetime.now(UTC)
-        if timestamp.tzinfo is None:
-            timestamp = timestamp.replace(tzinfo=UTC)
-        return Observation(
-            message_id=self.message_id or uuid.uuid4().hex,
-            timestamp=timestamp,
-            source=self.source or DEFAULT_SOURCE,
-            type=message_type,
-            identifiers=tuple(identifiers),
-            traits=traits,
-            event=event,
+        """The observation by the one mapping every entry point shares
+        (`graph_api.tracking.mapper`); an error is an `ApiError` naming the field."""
+        named = [
+            Named(i.kind, i.value, f"identifiers[{n}].value")
+            for n, i in enumerate(self.identifiers or ())
+        ]
+        if self.user_id is not None:
+            named.append(Named("user_id", self.user_id, "userId"))
+        if self.anonymous_id is not None:
+            named.append(Named("anonymous_id", self.anonymous_id, "anonymousId"))
+        message = Message(
+            type=MessageType(self.type.value),
+            identifiers=named,
+            traits=_mapping(self.traits, "traits"),
+            event=self.event,
+            properties=_mapping(self.properties, "properties"),
+            category=_category(self.category),
+            message_id=self.message_id,
+            timestamp=self.timestamp,
         )
+        try:
+            return Mapper(rules, source=self.source or DEFAULT_SOURCE).observation(message)
+        except SegmentError as e:
+            raise ApiError(GRAPHQL_CODES.get(e.code, e.code), e.message) from e
 
 
 def _mapping(value: Any, name: str) -> dict[str, Any]:
@@ -137,19 +141,9 @@ def _mapping(value: Any, name: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _identifiers(
-    message: MessageInput, traits: Mapping[str, Any], rules: Rules
-) -> list[Identifier]:
-    raw: list[tuple[str, Any]] = [(i.kind, i.value) for i in message.identifiers or ()]
-    if message.user_id is not None:
-        raw.append(("user_id", message.user_id))
-    if message.anonymous_id is not None:
-        raw.append(("anonymous_id", message.anonymous_id))
-    for kind in ("email", "phone"):
-        if traits.get(kind) is not None:
-            raw.append((kind, traits[kind]))
-    found = {normalize(kind, value, rules) for kind, value in raw}
-    return sorted(found)
+def _category(category: EventCategory) -> DomainCategory | None:
+    """The caller's category; the default, engagement, leaves it to the event's name."""
+    return None if category is EventCategory.ENGAGEMENT else category.to_domain()
 
 
 @strawberry.type(description="What became of one message.")

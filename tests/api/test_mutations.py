@@ -39,7 +39,7 @@ async def test_bad_message_names_its_index_and_writes_nothing(api: Api) -> None:
     ]
     errors = await api.errors(INGEST, {"messages": messages})
     assert codes(errors) == ["INVALID_IDENTIFIER"]
-    assert errors[0]["message"].startswith("messages[1]: invalid email")
+    assert errors[0]["message"].startswith("messages[1]: identifiers[0].value: invalid email")
     data = await api("{ customers { totalCount } }")
     assert data["customers"]["totalCount"] == 0
     cases = [
@@ -51,6 +51,20 @@ async def test_bad_message_names_its_index_and_writes_nothing(api: Api) -> None:
     ]
     for message, code in cases:
         assert codes(await api.errors(INGEST, {"messages": [message]})) == [code], message
+
+
+async def test_blocked_values_are_dropped_not_errors(api: Api) -> None:
+    messages = [
+        {"type": "IDENTIFY", "identifiers": [{"kind": "email", "value": "null"}]},
+        {"type": "IDENTIFY", "userId": "0", "traits": {"email": "undefined", "phone": "none"}},
+        {"type": "TRACK", "anonymousId": "[object Object]", "event": "Order Completed"},
+    ]
+    results = (await api(INGEST, {"messages": messages}))["ingest"]
+    assert [r["status"] for r in results] == ["dropped"] * 3
+    track = 'mutation { track(input: {userId: "undefined", event: "X"}) { status } }'
+    assert (await api(track))["track"]["status"] == "dropped"
+    data = await api("{ customers { totalCount } }")
+    assert data["customers"]["totalCount"] == 0
 
 
 async def test_undo_merge_and_unmerge(api: Api) -> None:

@@ -205,6 +205,9 @@ async def test_credentials_and_roles(tracker: Tracker) -> None:
     )
     assert response.status_code == 401
     assert (await tracker.post("/v1/track", message(), role="sales")).status_code == 403
+    for key, status in (("", 401), (tracker.keys["sales"], 403)):
+        body = {"batch": [message()], "writeKey": key}
+        assert (await tracker.post("/v1/batch", body, role=None)).status_code == status
     assert (await tracker.post("/v1/track", message(), role="admin")).status_code == 200
 
 

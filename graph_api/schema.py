@@ -24,9 +24,9 @@ from graph_api.access.pii import DeniedKeys, access_mode, require_clear
 from graph_api.access.policy import Mode
 from graph_api.context import Info
 from graph_api.cost import MAX_BATCH
-from graph_api.errors import ApiError, ErrorCodes, bad_input, code_of, not_found
-from graph_api.metrics import count_ingest
+from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
 from graph_api.settings import Settings
+from graph_api.tracking.ingest import ingest_counted
 from graph_api.types.api_key import ApiKeyCreated
 from graph_api.types.audit_entry import AuditConnection
 from graph_api.types.consent import Consent, ConsentInput
@@ -161,16 +161,7 @@ def guard_identifier(info: Info, kind: str, action: str) -> None:
 
 
 async def _ingest(info: Info, observations: Sequence[Observation]) -> list[IngestResult]:
-    graph = info.context.services.graph
-    for observation in observations:
-        graph.check(observation)
-    outcomes = await graph.ingest(observations)
-    for status in ("applied", "duplicate", "dropped"):
-        count_ingest(
-            "accepted" if status == "applied" else status,
-            "graphql",
-            sum(o.status == status for o in outcomes),
-        )
+    outcomes = await ingest_counted(info.context.services.graph, observations, source="graphql")
     return [IngestResult.from_domain(o) for o in outcomes]
 
 
@@ -204,11 +195,8 @@ class Mutation:
         for index, message in enumerate(messages):
             try:
                 observations.append(message.to_observation(rules))
-            except Exception as e:
-                code = code_of(e)
-                if code is None:
-                    raise
-                raise ApiError(code, f"messages[{index}]: {e}") from e
+            except ApiError as e:
+                raise ApiError(e.code, f"messages[{index}]: {e.message}") from e
         return await _ingest(info, observations)
 
     @operation(

@@ -109,7 +109,7 @@ class Authenticator:
         """Store a key chosen by the operator (`C360_BOOTSTRAP_ADMIN_KEY`), once."""
         digest = hash_key(key)
         if await self.records.api_key(digest) is None:
-            key_id = "bootstrap-" + digest[:16]
+            key_id = "bootstrap-" + uuid.uuid4().hex[:16]  # nothing derived from the secret
             await self.records.put_api_key(ApiKey(key_id, digest, role, name, datetime.now(UTC)))
 
     async def revoke_key(self, key_id: str) -> bool:

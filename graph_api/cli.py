@@ -107,7 +107,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[
-        bool, typer.Option("--demo", help="Load the demo data set if the store is empty.")
+        bool,
+        typer.Option(
+            "--demo", help="Load the demo data set if the store is empty (implies --dev)."
+        ),
+    ] = False,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Development: GraphiQL, introspection and /metrics without a token. Never"
+            " on a server others can reach.",
+        ),
     ] = False,
 ) -> None:
     """Run the API server (GraphQL, Segment tracking API, metrics)."""
@@ -117,6 +128,8 @@ def serve(
 
     with failures():
         settings = settings_for(store, data_dir)
+        if demo or dev:
+            settings = settings.development()
         if demo:
             tune_runtime()  # the app's lifespan sets it too, but the demo loads before the app runs
             key = with_services(settings, load_demo)

@@ -6,6 +6,7 @@ many times (tests) never registers a time series twice.
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from prometheus_client import (
@@ -86,5 +87,15 @@ class MetricsMiddleware:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """`GET /metrics` in the Prometheus text format."""
+    """`GET /metrics` in the Prometheus text format, for the bearer of `C360_METRICS_TOKEN`
+    (or anyone with `C360_PUBLIC_METRICS`); off when neither is set."""
+    settings = request.app.state.services.settings
+    token = settings.metrics_token.get()
+    if not token and not settings.public_metrics:
+        return Response("metrics are off: set C360_METRICS_TOKEN\n", status_code=404)
+    if token and not settings.public_metrics:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            headers = {"WWW-Authenticate": "Bearer"}
+            return Response("metrics need the metrics token\n", status_code=401, headers=headers)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -280,7 +281,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[ErrorCodes, DeniedKeys, AuditReads, *limits.extensions(settings)],
+        extensions=[
+            ErrorCodes,
+            DeniedKeys,
+            AuditReads,
+            *limits.extensions(settings),
+            # GraphiQL cannot work without introspection: enabling it enables both
+            *([] if settings.introspection or settings.graphiql else [DisableIntrospection]),
+        ],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

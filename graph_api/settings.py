@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from graph_api.errors import ConfigError
@@ -53,7 +53,19 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2_000
     max_page_size: int = 100
-    graphiql: bool = True
+    graphiql: bool = False
+    """serve GraphiQL on `GET /graphql` (development; `c360 serve --demo` or `--dev`)"""
+    introspection: bool = False
+    """answer introspection queries (GraphiQL needs them)"""
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))
+    """`GET /metrics` requires `Authorization: Bearer <this>`; unset: /metrics is off"""
+    public_metrics: bool = False
+    """serve `/metrics` without a token (a scraper on a private network; development)"""
+
+    def development(self) -> Settings:
+        """The same settings with the developer's conveniences on: GraphiQL, introspection
+        and open metrics. Never for a server reachable by others."""
+        return replace(self, graphiql=True, introspection=True, public_metrics=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +86,14 @@ class Settings:
             if value < 1:
                 raise ConfigError(f"{name} must be positive, got {value}")
             return value
+
+        def flag(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "0", "false", "no", "off"):
+                return False
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
         def path(name: str) -> Path | None:
             raw = env.get(name, "").strip()
@@ -103,5 +123,8 @@ class Settings:
             max_aliases=number("C360_MAX_ALIASES", 30),
             max_tokens=number("C360_MAX_TOKENS", 2_000),
             max_page_size=number("C360_MAX_PAGE_SIZE", 100),
-            graphiql=text("C360_GRAPHIQL", "true").lower() not in ("0", "false", "no"),
+            graphiql=flag("C360_GRAPHIQL"),
+            introspection=flag("C360_INTROSPECTION"),
+            metrics_token=Secret(env.get("C360_METRICS_TOKEN", "")),
+            public_metrics=flag("C360_PUBLIC_METRICS"),
         )

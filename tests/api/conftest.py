@@ -23,7 +23,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         bootstrap_admin_key=Secret(ADMIN_KEY),
         jwt_secret=Secret(JWT_SECRET),
-    )
+    ).development()
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +13,7 @@ from starlette.applications import Starlette
 
 from graph_api.app import create_app
 from graph_api.services import Services
-from graph_api.settings import Settings
+from graph_api.settings import Secret, Settings
 from identity_graph.adapters.embedded.store import GC_THRESHOLDS
 from identity_graph.errors import StoreUnavailable
 from identity_graph.model import TraitValue
@@ -144,3 +146,37 @@ async def test_mutation_over_get_is_refused(client: httpx.AsyncClient) -> None:
         "/graphql", params={"query": 'mutation { revokeApiKey(id: "x") }'}, headers=AUTH
     )
     assert response.status_code in (400, 405)
+
+
+async def production(tmp_path: Path, **overrides: Any) -> Starlette:
+    """An app on the production defaults (no development conveniences)."""
+    return create_app(Settings(data_dir=tmp_path / "prod", **overrides))
+
+
+async def test_production_defaults_close_graphiql_introspection_and_metrics(
+    tmp_path: Path,
+) -> None:
+    app = await production(tmp_path, bootstrap_admin_key=Secret(ADMIN_KEY))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as client:
+            page = await client.get("/graphql", headers={"Accept": "text/html"})
+            assert page.status_code in (401, 404, 405) and "graphiql" not in page.text.lower()
+            body = {"query": "{ __schema { types { name } } }"}
+            auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            answer = (await client.post("/graphql", json=body, headers=auth)).json()
+            assert answer.get("data") is None and answer["errors"]
+            assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_metrics_behind_a_bearer_token(tmp_path: Path) -> None:
+    app = await production(tmp_path, metrics_token=Secret("scrape-me-0123456789"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as client:
+            assert (await client.get("/metrics")).status_code == 401
+            wrong = {"Authorization": "Bearer scrape-me"}
+            assert (await client.get("/metrics", headers=wrong)).status_code == 401
+            right = {"Authorization": "Bearer scrape-me-0123456789"}
+            response = await client.get("/metrics", headers=right)
+            assert response.status_code == 200 and "c360_http_requests" in response.text

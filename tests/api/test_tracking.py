@@ -48,7 +48,7 @@ class Tracker:
 def settings_for(tmp_path: Path) -> Settings:
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
-    return Settings(data_dir=tmp_path / "data", rules_file=rules)
+    return Settings(data_dir=tmp_path / "data", rules_file=rules, public_metrics=True)
 
 
 @pytest.fixture

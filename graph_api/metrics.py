@@ -1,4 +1,4 @@
-"""Prometheus metrics: HTTP requests by route template, and ingest outcomes.
+"""Prometheus metrics: HTTP requests by route template, ingest outcomes, clamped times.
 
 The metrics live in one module registry, created once at import, so building the app
 many times (tests) never registers a time series twice.
@@ -43,6 +43,14 @@ INGESTED = Counter(
     registry=REGISTRY,
 )
 
+CLAMPED = Counter(
+    "c360_clamped_timestamps",
+    "Messages whose claimed time was later than their receipt and was stored as the receipt"
+    " time, by entry point (a client's clock is not trusted).",
+    ["source"],
+    registry=REGISTRY,
+)
+
 OUTCOMES = ("accepted", "duplicate", "dropped", "rejected")
 
 
@@ -50,6 +58,11 @@ def count_ingest(outcome: str, source: str, n: int = 1) -> None:
     """Add `n` messages with this outcome (`accepted`, `duplicate`, `dropped`, `rejected`)."""
     if n:
         INGESTED.labels(outcome=outcome, source=source).inc(n)
+
+
+def count_clamped(source: str) -> None:
+    """Count a message whose claimed future time was clamped to its receipt."""
+    CLAMPED.labels(source=source).inc()
 
 
 def route_template(scope: Scope) -> str:

@@ -178,11 +178,16 @@ class StoredEvent(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
+    """A consent choice stored for one identifier. `at` is the time the choice claims (shown,
+    never used to order choices); `seq` orders the identifier's choices as c360 stored them."""
+
     identifier_key: str
     purpose: str
     status: ConsentStatus
     at: datetime
     source: str
+    seq: int = 0
+    """greater for a choice stored later for the same identifier (0: unknown, older data)"""
 
 
 @dataclass(frozen=True, slots=True)

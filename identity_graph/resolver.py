@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -20,6 +20,9 @@ import networkx as nx
 
 from identity_graph.model import (
     EVENT_TYPES,
+    PURPOSES,
+    ConsentRecord,
+    ConsentStatus,
     Identifier,
     Link,
     MergeConflict,
@@ -39,6 +42,7 @@ from identity_graph.store import (
     ProfileState,
     Snapshot,
 )
+from identity_graph.survivorship import consent_state, joined_consent
 
 NewId = Callable[[], str]
 
@@ -282,6 +286,7 @@ def _plan_one(
         if absorbed_ids
         else {}
     )
+    consent = overlay.state(survivor).consent if absorbed_ids or obs.consent else None
     joined = {survivor}
     for absorbed in absorbed_ids:
         cause = tuple(
@@ -318,7 +323,9 @@ def _plan_one(
         stamp = digest(key[len(kind) + 1 :]) if digest is not None and owner is None else None
         sightings.append(IdentifierSighting(key, survivor, at, obs.source, owner is None, stamp))
     if state is not None:
-        overlay.profiles[survivor] = ProfileState(survivor, state.created_at, survivor_counts)
+        overlay.profiles[survivor] = state._replace(kind_counts=survivor_counts)
+    if consent is not None:
+        _decide_consent(obs, survivor, consent, absorbed_ids, overlay, changes)
     conflict = None
     if dropped:
         conflict = MergeConflict(
@@ -355,6 +362,40 @@ def _plan_one(
         tuple(merge_ids),
         conflict.id if conflict else None,
     )
+
+
+def _decide_consent(
+    obs: Observation,
+    survivor: str,
+    held: Mapping[str, ConsentStatus],
+    absorbed: Sequence[str],
+    overlay: _Overlay,
+    changes: ChangeSet,
+) -> None:
+    """The survivor's consent state after the observation: the sides' states joined, then
+    the observation's choices (stored for every identifier it holds, so they supersede)."""
+    state = joined_consent(held, *(overlay.state(pid).consent for pid in absorbed))
+    state.update(obs.consent)
+    changed = {p: s for p, s in state.items() if held.get(p) is not s}
+    if changed:
+        changes.consent_states.setdefault(survivor, {}).update(changed)
+    overlay.profiles[survivor] = overlay.state(survivor)._replace(consent=state)
+
+
+def _consent_after_split(graph: ProfileGraph, changes: ChangeSet) -> None:
+    """Decide anew the consent state of each profile a split leaves, from the records of
+    the identifiers it holds."""
+    if not graph.consents:
+        return
+    owner = {m.key: changes.assign.get(m.key, graph.profile_id) for m in graph.members}
+    records: dict[str, list[ConsentRecord]] = {pid: [] for pid in set(owner.values())}
+    for record in graph.consents:
+        pid = owner.get(record.identifier_key)
+        if pid is not None:
+            records[pid].append(record)
+    for pid, held in records.items():
+        state = consent_state(held)
+        changes.consent_states[pid] = {p: state.get(p) for p in PURPOSES}
 
 
 def components(graph: ProfileGraph, *, without: Iterable[tuple[str, str]] = ()) -> list[list[str]]:
@@ -424,6 +465,7 @@ def plan_undo(
             pid = make_id()
             changes.new_profiles.append((pid, at))
             changes.assign.update(dict.fromkeys(group, pid))
+    _consent_after_split(graph, changes)
     return changes
 
 
@@ -475,4 +517,5 @@ def plan_unmerge(
             message_id=actor,
         )
     )
+    _consent_after_split(graph, changes)
     return changes

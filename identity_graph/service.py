@@ -230,11 +230,15 @@ class IdentityGraph:
         source: str,
         at: datetime | None = None,
     ) -> str:
-        """Record consent choices for every identifier the profile holds now."""
+        """Record consent choices for every identifier the profile holds now.
+
+        They supersede every earlier choice (choices are ordered as c360 stores them); `at`
+        is when they were made, if earlier than now (never later: a later time is now)."""
         for purpose in choices:
             if purpose not in PURPOSES:
                 raise MalformedObservation(f"unknown consent purpose {purpose!r}")
-        when = at or self.clock()
+        now = self.clock()
+        when = now if at is None else min(at, now)
 
         async def work(tx: WriteTx) -> str:
             current = await tx.resolve(profile_id)
@@ -245,7 +249,9 @@ class IdentityGraph:
                     consents=[
                         ProfileConsent(current, purpose, status, when, source)
                         for purpose, status in choices.items()
-                    ]
+                    ],
+                    # stored for every identifier, they supersede: they are the new state
+                    consent_states={current: dict(choices)},
                 )
             )
             return current

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
 from identity_graph.codec import to_micros
@@ -30,6 +31,8 @@ from identity_graph.model import (
 
 T = TypeVar("T")
 
+NO_CONSENT: Mapping[str, ConsentStatus] = MappingProxyType({})
+
 
 class ProfileState(NamedTuple):
     """What a merge decision needs to know of a profile."""
@@ -37,6 +40,8 @@ class ProfileState(NamedTuple):
     id: str
     created_at: datetime
     kind_counts: Mapping[str, int]
+    consent: Mapping[str, ConsentStatus] = NO_CONSENT
+    """the profile's effective consent status per purpose, as the store keeps it"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +68,8 @@ class ProfileGraph:
     created_at: datetime
     members: tuple[Member, ...]
     links: tuple[Link, ...]
+    consents: tuple[ConsentRecord, ...] = ()
+    """the consent records of its identifiers: a split decides each side's consent anew"""
 
 
 class IdentifierSighting(NamedTuple):
@@ -110,6 +117,9 @@ class ChangeSet:
     traits: list[TraitValue] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
     consents: list[ProfileConsent] = field(default_factory=list)
+    consent_states: dict[str, dict[str, ConsentStatus | None]] = field(default_factory=dict)
+    """profile id -> purpose -> its effective status from now on (None: no choice), as the
+    domain decided it; purposes not named keep theirs. Filters read these, never records."""
     messages: list[tuple[str, str, datetime]] = field(default_factory=list)
     """(message id, profile id, time)"""
     digests: dict[str, str] = field(default_factory=dict)
@@ -128,6 +138,7 @@ class ProfileFilter:
     trait: tuple[str, JSON] | None = None
     """(name, value): some value of the trait ever equalled it"""
     consent_granted: str | None = None
+    """a purpose whose effective status (`ChangeSet.consent_states`) is GRANTED"""
 
 
 class WriteTx(ABC):
@@ -147,7 +158,8 @@ class WriteTx(ABC):
 
     @abstractmethod
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
-        """Lock a current (not absorbed) profile and return its identifiers and links."""
+        """Lock a current (not absorbed) profile and return its identifiers, links and
+        consent records."""
 
     @abstractmethod
     async def merge_record(self, merge_id: str) -> MergeRecord | None:
@@ -242,7 +254,8 @@ class IdentityStore(ABC):
 
     @abstractmethod
     async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
-        """Consent records of each profile's identifiers, oldest first."""
+        """Consent records of each profile's identifiers, each with its `seq`; each
+        identifier's in the order they were stored."""
 
     @abstractmethod
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from identity_graph.model import ConsentRecord, ConsentStatus, TraitValue
 from identity_graph.rules import Rules
@@ -41,22 +41,64 @@ def _rank(value: TraitValue, rules: Rules) -> tuple[int, object, str]:
 def effective_consent(records: Iterable[ConsentRecord]) -> dict[str, ConsentRecord]:
     """Per purpose, the most restrictive of each identifier's latest choice.
 
-    A choice made on a profile is stored for every identifier it holds, so it supersedes
-    everything before it; after a merge, the sides' latest choices meet and the most
-    restrictive wins (ties: the newest).
+    An identifier's latest choice is the one c360 stored last (`seq`), whatever time it
+    claims: a client's clock cannot outrank a choice received after it. A choice made on a
+    profile is stored for every identifier it holds, so it supersedes everything before it;
+    after a merge, the sides' latest choices meet and the most restrictive wins (ties: the
+    newest claimed time, then the identifier key, so that every reader shows the same one).
+
+    >>> from datetime import datetime, timezone
+    >>> future = datetime(2099, 1, 1, tzinfo=timezone.utc)
+    >>> now = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    >>> records = [ConsentRecord("email:a@b.co", "ads", ConsentStatus.GRANTED, future, "web", 1),
+    ...            ConsentRecord("email:a@b.co", "ads", ConsentStatus.REVOKED, now, "ops", 2)]
+    >>> effective_consent(records)["ads"].status.value
+    'REVOKED'
     """
     latest: dict[tuple[str, str], ConsentRecord] = {}
     for record in records:
         key = (record.purpose, record.identifier_key)
         held = latest.get(key)
-        if held is None or record.at >= held.at:
+        if held is None or (record.seq, record.at) >= (held.seq, held.at):
             latest[key] = record
     result: dict[str, ConsentRecord] = {}
     for (purpose, _), record in latest.items():
         held = result.get(purpose)
-        if held is None or (_RESTRICTIVENESS[record.status], record.at) > (
-            _RESTRICTIVENESS[held.status],
-            held.at,
-        ):
+        if held is None or _outranks(record, held):
             result[purpose] = record
     return result
+
+
+def _outranks(record: ConsentRecord, held: ConsentRecord) -> bool:
+    return (_RESTRICTIVENESS[record.status], record.at, record.identifier_key) > (
+        _RESTRICTIVENESS[held.status],
+        held.at,
+        held.identifier_key,
+    )
+
+
+ConsentState = Mapping[str, ConsentStatus]
+"""A profile's effective consent status per purpose (purposes without a choice absent): what
+the store keeps per profile, so that filters read the domain's decision."""
+
+
+def consent_state(records: Iterable[ConsentRecord]) -> dict[str, ConsentStatus]:
+    """The status `effective_consent` gives each purpose."""
+    return {purpose: r.status for purpose, r in effective_consent(records).items()}
+
+
+def joined_consent(*states: ConsentState) -> dict[str, ConsentStatus]:
+    """The state of a profile made by merging profiles in these states: per purpose, the
+    most restrictive status (each identifier keeps its latest choice, so this is
+    `consent_state` of all their records together).
+
+    >>> joined_consent({"ads": ConsentStatus.GRANTED}, {"ads": ConsentStatus.DENIED})
+    {'ads': <ConsentStatus.DENIED: 'DENIED'>}
+    """
+    joined: dict[str, ConsentStatus] = {}
+    for state in states:
+        for purpose, status in state.items():
+            held = joined.get(purpose)
+            if held is None or _RESTRICTIVENESS[status] > _RESTRICTIVENESS[held]:
+                joined[purpose] = status
+    return joined

@@ -14,6 +14,11 @@ to the rules:
 - message id: the sender's (1 to 200 characters), else a fresh `str(uuid4())`; so a message
   sent again without one is *not* idempotent.
 - timestamp: the sender's, in UTC (a naive time is taken as UTC), else the time of receipt.
+  A client's clock is not trusted: a time later than the receipt (no skew allowed:
+  `FUTURE_SKEW` is zero) is stored as the receipt time and counted
+  (`c360_clamped_timestamps_total`), so no claimed future time wins a trait's survivorship
+  or a merge. (Consent choices are ordered by receipt, whatever time they claim: see
+  `identity_graph.survivorship.effective_consent`.)
 - events: track, page and screen calls carry one; a track call needs a name. The category is
   the sender's if given, else the name's (`event_category`).
 """
@@ -24,11 +29,12 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from graph_api.errors import SegmentError
+from graph_api.metrics import count_clamped
 from identity_graph.errors import InvalidIdentifier, UnknownKind
 from identity_graph.model import (
     EVENT_TYPES,
@@ -46,6 +52,9 @@ from identity_graph.service import MAX_MESSAGE_ID
 IDENTIFYING_TRAITS = ("email", "phone")
 """traits whose values are also identifiers of the same kind"""
 RECORDS_TRAITS = frozenset({MessageType.IDENTIFY, MessageType.IMPORT})
+FUTURE_SKEW = timedelta(0)
+"""how far past its receipt a message's time may be and still be stored as sent: none, so
+that no claimed time ever lands after a later message's (an operator's choice, say)"""
 NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 ECOMMERCE_EVENTS = frozenset(
@@ -120,15 +129,21 @@ class Mapper:
     rules: Rules
     source: str
 
+    @property
+    def entry(self) -> str:
+        """The entry point the metrics name: GraphQL callers choose their `source` freely."""
+        return "graphql"
+
     def observation(self, message: Message, *, received_at: datetime | None = None) -> Observation:
         """The observation of a message received at `received_at` (default: now)."""
         named = (*message.identifiers, *_trait_names(message))
         found = [self.identifier(kind, value, field) for kind, value, field in named]
         if not found:
             raise SegmentError("MISSING_FIELD", "no identifier in the message")
+        received = utc(received_at or datetime.now(UTC))
         return Observation(
             message_id=_message_id(message.message_id),
-            timestamp=utc(message.timestamp or received_at or datetime.now(UTC)),
+            timestamp=self._time(message.timestamp, received),
             source=self.source,
             type=message.type,
             identifiers=_each_once(found),
@@ -136,6 +151,16 @@ class Mapper:
             event=_event(message),
             consent=dict(message.consent),
         )
+
+    def _time(self, claimed: datetime | None, received: datetime) -> datetime:
+        """The claimed time, unless it is later than the receipt: then the receipt's."""
+        if claimed is None:
+            return received
+        claimed = utc(claimed)
+        if claimed > received + FUTURE_SKEW:
+            count_clamped(self.entry)
+            return received
+        return min(claimed, received)
 
     def identifier(self, kind: str, raw: object, field: str) -> Identifier:
         """A normalised identifier, or a blocked one as sent (the resolver drops it)."""

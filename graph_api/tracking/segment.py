@@ -8,7 +8,8 @@ rules know). A message needs `userId` or `anonymousId`. An alias call's `previou
 as an `anonymous_id` (the usual anonymous-to-known alias); a group call's traits describe the
 group (`groupId` is kept as their `id`). `context.traits` is the library's cached copy of the
 user's traits. The time is `timestamp`, else `originalTimestamp` corrected for the client's
-clock skew. Consent comes from `context.consent.categoryPreferences`.
+clock skew; the mapper stores a time later than the receipt as the receipt's. Consent comes
+from `context.consent.categoryPreferences`.
 
 Send a `messageId` (every Segment library does) to make retries safe.
 """
@@ -65,6 +66,11 @@ def parse_time(raw: object, field: str) -> datetime:
 
 class SegmentMapper(Mapper):
     """The mapper, reading Segment-spec JSON messages."""
+
+    @property
+    def entry(self) -> str:
+        """The entry point the metrics name: a Segment mapper's source is chosen by c360."""
+        return self.source
 
     def message(
         self,

@@ -309,3 +309,86 @@ async def test_the_consent_filter_follows_the_effective_choice(graph: IdentityGr
     records = (await store.consents([merged.profile_id]))[merged.profile_id]
     assert effective_consent(records)["email_marketing"].status is no
     assert await matching() == set()
+
+
+async def _views_agree(graph: IdentityGraph, purpose: str) -> set[str]:
+    """The profiles granted `purpose`, checked to be the same by the filter and by the
+    domain's rule over each profile's records (what `Customer.consents` shows)."""
+    store = graph.store
+    everyone = (await store.list_profiles(first=100, after=None, where=ProfileFilter())).items
+    records = await store.consents(list(everyone))
+    shown = {
+        pid
+        for pid in everyone
+        if (chosen := effective_consent(records[pid]).get(purpose)) is not None
+        and chosen.status is ConsentStatus.GRANTED
+    }
+    page = await store.list_profiles(
+        first=100, after=None, where=ProfileFilter(consent_granted=purpose)
+    )
+    assert page.total == len(page.items)
+    assert set(page.items) == shown
+    return shown
+
+
+async def test_the_filter_and_the_profile_agree_on_ties(graph: IdentityGraph) -> None:
+    """Two choices with the same time, GRANTED on one identifier and DENIED on another, then
+    merged: the most restrictive wins, for the profile's consents and for the filter alike;
+    undone, each side has its own again. On one identifier, the choice stored later wins."""
+    [a] = await graph.ingest([observe("m1", "anonymous_id:a1", t=0)])
+    [b] = await graph.ingest([observe("m2", "user_id:u1", t=1)])
+    assert a.profile_id and b.profile_id
+    email = "email_marketing"
+    await graph.set_consent(a.profile_id, {email: ConsentStatus.GRANTED}, source="t", at=at(2))
+    await graph.set_consent(b.profile_id, {email: ConsentStatus.DENIED}, source="t", at=at(2))
+    assert await _views_agree(graph, email) == {a.profile_id}
+    [m] = await graph.ingest([observe("m3", "anonymous_id:a1", "user_id:u1", t=3)])
+    assert m.profile_id == a.profile_id
+    assert await _views_agree(graph, email) == set()
+    records = (await graph.store.consents([m.profile_id]))[m.profile_id]
+    assert effective_consent(records)[email].status is ConsentStatus.DENIED
+    await graph.undo_merge(m.merges[0], actor="ops")
+    assert await _views_agree(graph, email) == {a.profile_id}
+    # on one identifier, of two choices with the same time the one stored later holds
+    await graph.set_consent(b.profile_id, {email: ConsentStatus.GRANTED}, source="t", at=at(2))
+    assert await _views_agree(graph, email) == {a.profile_id, b.profile_id}
+    await graph.set_consent(a.profile_id, {email: ConsentStatus.DENIED}, source="t", at=at(2))
+    assert await _views_agree(graph, email) == {b.profile_id}
+
+
+async def test_a_choice_stored_later_wins_whatever_time_it_claims(graph: IdentityGraph) -> None:
+    """On one identifier, choices count in the order c360 stored them: a later one claiming
+    an earlier (or the same) time still supersedes; a claimed time later than now is now."""
+    [a] = await graph.ingest([observe("m1", "anonymous_id:a1", t=0)])
+    assert a.profile_id
+    ads = "advertising"
+    future = at(10**9)
+    await graph.set_consent(a.profile_id, {ads: ConsentStatus.GRANTED}, source="t", at=future)
+    [record] = (await graph.store.consents([a.profile_id]))[a.profile_id]
+    assert record.at < future
+    for status, claimed in (
+        (ConsentStatus.REVOKED, at(1)),
+        (ConsentStatus.GRANTED, at(1)),
+        (ConsentStatus.DENIED, at(0)),
+    ):
+        await graph.set_consent(a.profile_id, {ads: status}, source="t", at=claimed)
+        records = (await graph.store.consents([a.profile_id]))[a.profile_id]
+        assert effective_consent(records)[ads].status is status
+        granted = await _views_agree(graph, ads)
+        assert (a.profile_id in granted) is (status is ConsentStatus.GRANTED)
+
+
+async def test_a_split_decides_each_sides_consent_anew(graph: IdentityGraph) -> None:
+    [a] = await graph.ingest([observe("m1", "anonymous_id:a1", "user_id:u1", t=0)])
+    assert a.profile_id
+    obs = replace(observe("m2", "email:e@x.io", t=1), consent={"analytics": ConsentStatus.DENIED})
+    [e] = await graph.ingest([obs])
+    assert e.profile_id
+    await graph.set_consent(a.profile_id, {"analytics": ConsentStatus.GRANTED}, source="t")
+    [m] = await graph.ingest([observe("m3", "user_id:u1", "email:e@x.io", t=2)])
+    assert await _views_agree(graph, "analytics") == set()
+    split = await graph.unmerge(a.profile_id, ["email:e@x.io"], actor="ops")
+    assert await _views_agree(graph, "analytics") == {a.profile_id}
+    records = (await graph.store.consents([split.absorbed]))[split.absorbed]
+    assert effective_consent(records)["analytics"].status is ConsentStatus.DENIED
+    assert m.profile_id == a.profile_id

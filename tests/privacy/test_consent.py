@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 
+from graph_api.metrics import REGISTRY
 from tests.api.conftest import Api, codes
 from tests.privacy.conftest import IDENTIFY, TRACK, token
 
 SET = """mutation($id: ID!, $choices: [ConsentInput!]!, $source: String!) {
   setConsent(customerId: $id, choices: $choices, source: $source) { purpose status source } }"""
 CONSENTS = "query($id: ID!) { customer(id: $id) { id consents { purpose status at source } } }"
+GRANTED_TO = """query($purpose: String!) {
+  customers(where: {consentGranted: $purpose}, first: 100) { edges { node { id } } } }"""
+NAME = "query($id: ID!) { customer(id: $id) { traits { name } } }"
 
 
 async def customer(api: Api, user_id: str, at: str = "2024-01-01T00:00:00Z") -> str:
@@ -136,3 +140,51 @@ async def test_bad_consent_input_is_refused(api: Api) -> None:
     response = await api.post(SET, {"id": "no-such-customer", "choices": missing, "source": "x"})
     assert codes(response.json()["errors"]) == ["NOT_FOUND"]
     assert await consents(api, jane) == {}
+
+
+async def granted_to(api: Api, purpose: str) -> list[str]:
+    data = await api(GRANTED_TO, {"purpose": purpose})
+    return [edge["node"]["id"] for edge in data["customers"]["edges"]]
+
+
+def clamped(source: str = "segment") -> float:
+    return REGISTRY.get_sample_value("c360_clamped_timestamps_total", {"source": source}) or 0.0
+
+
+async def test_a_choice_claiming_a_future_time_does_not_outrank_an_operator(api: Api) -> None:
+    """The finding: an identify dated 2099 granting advertising, then an admin's REVOKED."""
+    write_key = await api.key("ingest")
+    before = clamped()
+    message = {
+        "userId": "u-from-2099",
+        "messageId": "m-2099-grant",
+        "timestamp": "2099-01-01T00:00:00Z",
+        "context": {"consent": {"categoryPreferences": {"Advertising": True}}},
+    }
+    response = await api.client.post("/v1/identify", json=message, auth=(write_key, ""))
+    assert response.status_code == 200, response.text
+    assert clamped() == before + 1
+    jane = await customer(api, "u-from-2099")
+    data = await api(CONSENTS, {"id": jane})
+    [granted] = data["customer"]["consents"]
+    assert granted["status"] == "GRANTED" and not granted["at"].startswith("2099")
+    assert jane in await granted_to(api, "advertising")
+    await set_consent(api, jane, source="admin", advertising="REVOKED")
+    assert await consents(api, jane) == {"advertising": "REVOKED"}
+    assert jane not in await granted_to(api, "advertising")
+
+
+async def test_a_trait_claiming_a_future_time_does_not_outlive_a_later_value(api: Api) -> None:
+    write_key = await api.key("ingest")
+    for message_id, name, at in (
+        ("m-ada", "Ada", "2099-01-01T00:00:00Z"),
+        ("m-grace", "Grace", None),
+    ):
+        message = {"userId": "u-named", "messageId": message_id, "traits": {"name": name}}
+        if at is not None:
+            message["timestamp"] = at
+        response = await api.client.post("/v1/identify", json=message, auth=(write_key, ""))
+        assert response.status_code == 200, response.text
+    jane = await customer(api, "u-named")
+    data = await api(NAME, {"id": jane})
+    assert data["customer"]["traits"]["name"] == "Grace"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import networkx as nx
@@ -45,6 +45,29 @@ def links_from(db: sqlite3.Connection, keys: Sequence[str]) -> list[Link]:
             )
         )
     return links
+
+
+CONSENTS_OF = (
+    "SELECT identifier_key, purpose, status, at, source, rowid FROM consents"
+    " WHERE identifier_key IN ({marks})"
+)
+"""the consent records of some identifiers; the rowid orders each one's choices (`seq`)"""
+
+
+def consents_from_rows(rows: Iterable[Sequence[Any]]) -> list[ConsentRecord]:
+    """Records of `CONSENTS_OF` rows, in the order they were stored."""
+    return [
+        ConsentRecord(key, purpose, ConsentStatus(status), from_micros(at), source, seq)
+        for key, purpose, status, at, source, seq in sorted(rows, key=lambda row: row[5])
+    ]
+
+
+def consents_of(db: sqlite3.Connection, keys: Sequence[str]) -> list[ConsentRecord]:
+    """The consent records of the identifiers `keys`, in the order they were stored."""
+    rows: list[Sequence[Any]] = []
+    for chunk in chunks(keys):
+        rows.extend(db.execute(CONSENTS_OF.format(marks=qmarks(len(chunk))), chunk))
+    return consents_from_rows(rows)
 
 
 class ProfileReads:
@@ -119,17 +142,12 @@ class ProfileReads:
             )
             params.extend([where.trait[0], dumps(where.trait[1])])
         if where.consent_granted is not None:
-            # granted: some identifier has a choice, and no identifier's latest is not GRANTED
+            # the state the domain decided when the profile's consent last changed
             clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
-                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?)"
-                " AND NOT EXISTS (SELECT 1 FROM identifiers i JOIN consents c"
-                " ON c.identifier_key = i.key WHERE i.profile_id = p.id AND c.purpose = ?"
-                " AND c.status != 'GRANTED' AND NOT EXISTS (SELECT 1 FROM consents later"
-                " WHERE later.identifier_key = c.identifier_key AND later.purpose = c.purpose"
-                " AND later.at > c.at))"
+                "EXISTS (SELECT 1 FROM profile_consents s WHERE s.profile_id = p.id"
+                " AND s.purpose = ? AND s.status = 'GRANTED')"
             )
-            params.extend([where.consent_granted, where.consent_granted])
+            params.append(where.consent_granted)
         condition = " AND ".join(clauses)
         total = db.execute(f"SELECT count(*) FROM profiles p WHERE {condition}", params)
         count = int(total.fetchone()[0])
@@ -264,21 +282,8 @@ class ProfileReads:
         return result
 
     async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
-        rows = await self._member_rows(
-            ids,
-            "SELECT identifier_key, purpose, status, at, source FROM consents"
-            " WHERE identifier_key IN ({marks})",
-        )
-        return {
-            pid: sorted(
-                (
-                    ConsentRecord(key, purpose, ConsentStatus(status), from_micros(at), source)
-                    for key, purpose, status, at, source in found
-                ),
-                key=lambda c: c.at,
-            )
-            for pid, found in rows.items()
-        }
+        rows = await self._member_rows(ids, CONSENTS_OF)
+        return {pid: consents_from_rows(found) for pid, found in rows.items()}
 
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         owner = self.partition.profile_of.get(a)

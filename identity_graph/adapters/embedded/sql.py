@@ -21,8 +21,9 @@ from identity_graph.codec import (
     loads,
     to_micros,
 )
-from identity_graph.model import MergeKind, MergeRecord
+from identity_graph.model import ConsentRecord, ConsentStatus, MergeKind, MergeRecord
 from identity_graph.store import ChangeSet
+from identity_graph.survivorship import consent_state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -58,6 +59,12 @@ CREATE TABLE IF NOT EXISTS consents (
     identifier_key TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL,
     at INTEGER NOT NULL, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_identifier ON consents (identifier_key);
+-- each profile's effective consent status per purpose, as the domain decided it at write time
+-- (ChangeSet.consent_states): the consent filter reads it. A consent row's rowid orders an
+-- identifier's choices (VACUUM renumbers rowids but keeps their order)
+CREATE TABLE IF NOT EXISTS profile_consents (
+    profile_id TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL,
+    PRIMARY KEY (profile_id, purpose)) WITHOUT ROWID;
 -- messages seen (for idempotence) that are not events: an event row records its own
 -- message id and the profile it landed on (events.profile_id, NULL in rows from before)
 CREATE TABLE IF NOT EXISTS messages (
@@ -92,13 +99,38 @@ CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE dige
 
 
 def create_tables(db: sqlite3.Connection) -> None:
-    """Create the tables, and add the columns a data directory from an older c360 lacks."""
+    """Create the tables, and add the columns (and the consent states) a data directory from
+    an older c360 lacks."""
+    had_states = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'profile_consents'"
+    ).fetchone()
     db.executescript(SCHEMA)
+    if not had_states:
+        _decide_consent_states(db)
     for table, column, statement in MIGRATIONS:
         columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if column not in columns:
             db.execute(statement)
     db.executescript(INDEXES)
+
+
+def _decide_consent_states(db: sqlite3.Connection) -> None:
+    """Store each profile's consent state, decided by the domain from the stored records."""
+    records: dict[str, list[ConsentRecord]] = {}
+    for pid, key, purpose, status, at, source, seq in db.execute(
+        "SELECT i.profile_id, c.identifier_key, c.purpose, c.status, c.at, c.source, c.rowid"
+        " FROM consents c JOIN identifiers i ON i.key = c.identifier_key"
+    ):
+        record = ConsentRecord(key, purpose, ConsentStatus(status), from_micros(at), source, seq)
+        records.setdefault(pid, []).append(record)
+    db.executemany(
+        STATEMENTS[_SET_CONSENT_STATE],
+        [
+            (pid, purpose, status.value)
+            for pid, held in records.items()
+            for purpose, status in consent_state(held).items()
+        ],
+    )
 
 
 def create_audit_tables(audit: sqlite3.Connection, tables_file: Path) -> None:
@@ -180,11 +212,15 @@ STATEMENTS = (
     " sources = CASE WHEN instr(sources, ',' || ?4 || ',') > 0 THEN sources"
     " ELSE sources || ?4 || ',' END WHERE key = ?1",
     "UPDATE identifiers SET digest = ?2 WHERE key = ?1",
+    "INSERT INTO profile_consents (profile_id, purpose, status) VALUES (?, ?, ?)"
+    " ON CONFLICT (profile_id, purpose) DO UPDATE SET status = excluded.status",
+    "DELETE FROM profile_consents WHERE profile_id = ? AND purpose = ?",
 )
 """The statements a change set is written with. Journalled rows name them by index, so a
 new statement is added at the end, whatever its place in `ORDER`."""
-ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16)
+ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 14, 16)
 """the order in which a change set's statements run"""
+_SET_CONSENT_STATE = 17
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
 """A change set as rows: (index into `STATEMENTS`, the rows it runs with), in the order
@@ -305,6 +341,18 @@ def change_rows(c: ChangeSet) -> Rows:
         [(m, pid, micros(t)) for m, pid, t in c.messages if m not in event_ids],
         widened,
         [(key, d) for key, d in sorted(c.digests.items())],
+        [
+            (pid, purpose, status.value)
+            for pid, states in c.consent_states.items()
+            for purpose, status in states.items()
+            if status is not None
+        ],
+        [
+            (pid, purpose)
+            for pid, states in c.consent_states.items()
+            for purpose, status in states.items()
+            if status is None
+        ],
     ]
     return [(i, rows[i]) for i in ORDER if rows[i]]
 

@@ -16,7 +16,8 @@ of their own (`audit.sqlite3`), written by this process directly, so an audited 
 waits for a copy.
 
 Memory holds the partition of identifiers into profiles (each identifier's profile, each
-profile's identifiers), rebuilt from the tables at start. The links between identifiers
+profile's identifiers) and each profile's consent state (`ConsentStates`, which a merge
+joins), rebuilt from the tables at start. The links between identifiers
 stay in the tables: networkx works on one profile's links when a question needs their graph
 (a path to explain, the components left by an undo or a split). A link always joins two
 identifiers of one profile, so no question needs the whole graph; holding all of it in
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TypeVar
@@ -68,18 +69,19 @@ from identity_graph.adapters.embedded.journal import (
     connect_tables_for_copy,
 )
 from identity_graph.adapters.embedded.partition import Partition
-from identity_graph.adapters.embedded.reads import ProfileReads, links_from
+from identity_graph.adapters.embedded.reads import ProfileReads, consents_of, links_from
 from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import MergeRecord
+from identity_graph.model import ConsentStatus, MergeRecord
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
     ChangeSet,
     IdentityStore,
     Member,
     ProfileGraph,
+    ProfileState,
     Snapshot,
     WriteTx,
 )
@@ -105,10 +107,11 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     ) -> None:
         self.data_dir = Path(data_dir)
         self.partition = Partition()
+        self.consent = ConsentStates()
         self._backlog = Backlog()
         self._copier = Copier(self.data_dir, self._backlog, idle_seconds=copier_idle_seconds)
         self._groups = GroupCommit(
-            self._backlog, self._copier, apply=self.partition.apply, reload=self._load
+            self._backlog, self._copier, apply=self._apply, reload=self._load
         )
         self.round_trips = 0
         self._records = EmbeddedRecords(round_trip=self._round_trip)
@@ -173,8 +176,15 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             self._lock_file = None
 
     def _load(self) -> None:
-        """Read the partition from the tables."""
-        self.partition.load(self._read())
+        """Read the partition and the consent states from the tables."""
+        db = self._read()
+        self.partition.load(db)
+        self.consent.load(db, self.partition.members)
+
+    def _apply(self, changes: ChangeSet) -> None:
+        """Change memory as the change set changes the tables."""
+        self.partition.apply(changes)
+        self.consent.apply(changes, self.partition.members)
 
     async def close(self) -> None:
         async with self._groups.lock:
@@ -283,7 +293,7 @@ class _EmbeddedTx(WriteTx):
         partition = store.partition
         known = partition.profile_of
         profile_of = {k: pid for k in keys if (pid := known.get(k)) is not None}
-        profiles = partition.states(set(profile_of.values()))
+        profiles = store.consent.states(partition.states(set(profile_of.values())))
         # pending writes first: once the copier dropped one, the tables hold it
         pending = store._backlog.messages
         unique = list(dict.fromkeys(message_ids))
@@ -321,7 +331,11 @@ class _EmbeddedTx(WriteTx):
             )
         links = links_from(db, keys)
         return ProfileGraph(
-            profile_id, from_micros(partition.created[profile_id]), tuple(members), tuple(links)
+            profile_id,
+            from_micros(partition.created[profile_id]),
+            tuple(members),
+            tuple(links),
+            tuple(consents_of(db, keys)),
         )
 
     async def merge_record(self, merge_id: str) -> MergeRecord | None:
@@ -338,3 +352,62 @@ class _EmbeddedTx(WriteTx):
 
     async def apply(self, changes: ChangeSet) -> None:
         self.pending.append(changes)
+
+
+class ConsentStates:
+    """Each current profile's consent state in memory (those with one), as the domain
+    decided it (`ChangeSet.consent_states`): a merge joins the states of its sides."""
+
+    def __init__(self) -> None:
+        self.of: dict[str, dict[str, ConsentStatus]] = {}
+
+    def load(self, db: sqlite3.Connection, current: Mapping[str, object]) -> None:
+        """Read the states of the `current` profiles from the tables."""
+        of: dict[str, dict[str, ConsentStatus]] = {}
+        for pid, purpose, status in db.execute(
+            "SELECT profile_id, purpose, status FROM profile_consents"
+        ):
+            if pid in current:
+                of.setdefault(pid, {})[purpose] = ConsentStatus(status)
+        self.of = of
+
+    def apply(self, c: ChangeSet, current: Mapping[str, object]) -> None:
+        """Change memory as `c` changes the tables (after the partition took it)."""
+        for absorbed, _ in c.reassign:
+            self.of.pop(absorbed, None)
+        for pid, changed in c.consent_states.items():
+            if pid not in current:
+                continue  # absorbed later in the same change set
+            state = {**self.of.get(pid, {}), **changed}
+            kept = {purpose: status for purpose, status in state.items() if status is not None}
+            if kept:
+                self.of[pid] = kept
+            else:
+                self.of.pop(pid, None)
+
+    def states(self, profiles: Mapping[str, ProfileState]) -> Mapping[str, ProfileState]:
+        """The partition's profile states with their consent."""
+        return _WithConsent(profiles, self.of)
+
+
+class _WithConsent(Mapping[str, ProfileState]):
+    """Profile states with their consent added on first use, as the partition's are made."""
+
+    def __init__(
+        self,
+        profiles: Mapping[str, ProfileState],
+        consent: Mapping[str, Mapping[str, ConsentStatus]],
+    ) -> None:
+        self._profiles = profiles
+        self._consent = consent
+
+    def __getitem__(self, pid: str) -> ProfileState:
+        state = self._profiles[pid]
+        consent = self._consent.get(pid)
+        return state if consent is None else state._replace(consent=consent)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)

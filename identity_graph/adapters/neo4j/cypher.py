@@ -62,6 +62,10 @@ PING = "RETURN 1"
 
 # --- write transaction: snapshot and locks ---------------------------------------------
 
+CONSENT_STATE = "[k IN keys(p) WHERE k STARTS WITH 'consent_' | [substring(k, 8), p[k]]]"
+"""a profile's consent state, kept as its `consent_<purpose>` properties: [purpose, status]
+pairs"""
+
 SNAPSHOT = """
 CALL () {
   UNWIND $claim.message_ids AS mid
@@ -88,10 +92,10 @@ CALL (locked) {
   UNWIND locked AS p
   OPTIONAL MATCH (i:Identifier {profile_id: p.id})
   WITH p, i.kind AS kind, count(i) AS n
-  RETURN collect([p.id, p.created_at, kind, n]) AS counts
+  RETURN collect([p.id, p.created_at, kind, n, {consent}]) AS counts
 }
 RETURN seen, owners, [p IN locked | p.id] AS locked, counts
-"""
+""".replace("{consent}", CONSENT_STATE)
 
 LOCK_PROFILES = """
 UNWIND $profile_ids AS pid
@@ -107,10 +111,10 @@ CALL (locked) {
   UNWIND locked AS p
   OPTIONAL MATCH (i:Identifier {profile_id: p.id})
   WITH p, i.kind AS kind, count(i) AS n
-  RETURN collect([p.id, p.created_at, kind, n]) AS counts
+  RETURN collect([p.id, p.created_at, kind, n, {consent}]) AS counts
 }
 RETURN owners, counts
-"""
+""".replace("{consent}", CONSENT_STATE)
 
 RELEASE_CLAIMS = """
 CALL () {
@@ -148,7 +152,12 @@ CALL (p) {
   MATCH (i:Identifier {profile_id: p.id})-[l:LINKED]->(j:Identifier)
   RETURN collect([i.key, j.key, l.source, l.message_id, l.observed_at, l.rule]) AS links
 }
-RETURN p.created_at AS created_at, members, links
+CALL (p) {
+  MATCH (i:Identifier {profile_id: p.id})
+  MATCH (c:Consent {identifier_key: i.key})
+  RETURN collect(c {.*}) AS consents
+}
+RETURN p.created_at AS created_at, members, links, consents
 """
 
 MERGE_RECORD = "MATCH (m:Merge {id: $id}) RETURN m"
@@ -250,10 +259,23 @@ ON CREATE SET e = r
 
 CONSENTS = """
 UNWIND $changes.consents AS r
-MATCH (i:Identifier {profile_id: r.profile_id})
-CREATE (:Consent {identifier_key: i.key, purpose: r.purpose, status: r.status, at: r.at,
-                  source: r.source, ord: r.ord})
+CALL (r) {
+  MATCH (i:Identifier {profile_id: r.profile_id})
+  SET i.consent_seq = coalesce(i.consent_seq, 0) + 1
+  CREATE (:Consent {identifier_key: i.key, purpose: r.purpose, status: r.status, at: r.at,
+                    source: r.source, ord: r.ord, seq: i.consent_seq})
+}
 """
+"""each record numbered (`seq`) after the identifier's last: the order c360 stored them in
+(under the profile's lock), which orders an identifier's choices"""
+
+CONSENT_STATES = """
+UNWIND $changes.consent_states AS r
+MATCH (p:Profile {id: r.profile_id})
+SET p += r.states
+"""
+"""the profile's consent state as the domain decided it: `consent_<purpose>` properties, a
+null removing one"""
 
 MESSAGES = """
 UNWIND $changes.messages AS r
@@ -284,6 +306,7 @@ APPLY_STEPS = (
     ("traits", TRAITS),
     ("events", EVENTS),
     ("consents", CONSENTS),
+    ("consent_states", CONSENT_STATES),
     ("messages", MESSAGES),
     ("digests", DIGESTS),
 )
@@ -411,18 +434,8 @@ _FILTERS = {
         " MATCH (t:Trait {identifier_key: i.key})"
         " WHERE t.name = $trait_name AND t.value = $trait_value }"
     ),
-    # some identifier has a record for the purpose, and no identifier's latest record for it
-    # (by `at`; a tie with a non-GRANTED record counts as not granted) is non-GRANTED
-    "consent_granted": (
-        "EXISTS { MATCH (i:Identifier {profile_id: p.id})"
-        " MATCH (c:Consent {identifier_key: i.key})"
-        " WHERE c.purpose = $consent_granted }"
-        " AND NOT EXISTS { MATCH (i:Identifier {profile_id: p.id})"
-        " MATCH (c:Consent {identifier_key: i.key})"
-        " WHERE c.purpose = $consent_granted AND c.status <> 'GRANTED'"
-        " AND NOT EXISTS { MATCH (d:Consent {identifier_key: i.key})"
-        " WHERE d.purpose = $consent_granted AND d.at > c.at } }"
-    ),
+    # the state the domain decided when the profile's consent last changed (CONSENT_STATES)
+    "consent_granted": "p[$consent_property] = 'GRANTED'",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from identity_graph.codec import (
@@ -94,6 +94,16 @@ def changes_to_rows(c: ChangeSet, *, first_ord: int = 0) -> dict[str, list[Any]]
                 "ord": n,
             }
             for n, x in enumerate(c.consents, first_ord)
+        ],
+        "consent_states": [
+            {
+                "profile_id": pid,
+                "states": {
+                    consent_property(purpose): None if status is None else status.value
+                    for purpose, status in states.items()
+                },
+            }
+            for pid, states in c.consent_states.items()
         ],
         "messages": [
             {"id": mid, "profile_id": pid, "at": to_micros(t)} for mid, pid, t in c.messages
@@ -191,7 +201,18 @@ def consent_from_row(row: Mapping[str, Any]) -> ConsentRecord:
         ConsentStatus(row["status"]),
         from_micros(row["at"]),
         row["source"],
+        row.get("seq") or 0,
     )
+
+
+def consent_property(purpose: str) -> str:
+    """The Profile property that keeps the profile's consent status for `purpose`."""
+    return f"consent_{purpose}"
+
+
+def consent_state(pairs: Sequence[Sequence[str]]) -> dict[str, ConsentStatus]:
+    """A profile's consent state from `cypher.CONSENT_STATE`'s [purpose, status] pairs."""
+    return {purpose: ConsentStatus(status) for purpose, status in pairs}
 
 
 def event_from_row(row: Mapping[str, Any]) -> StoredEvent:

@@ -41,6 +41,8 @@ from identity_graph.adapters.neo4j.rows import (
     changes_to_rows,
     conflict_from_row,
     consent_from_row,
+    consent_property,
+    consent_state,
     event_from_row,
     merge_from_row,
 )
@@ -48,6 +50,7 @@ from identity_graph.codec import dumps, from_micros, loads
 from identity_graph.errors import StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ConsentRecord,
+    ConsentStatus,
     Identifier,
     IdentifierRecord,
     Link,
@@ -250,7 +253,7 @@ class Neo4jStore(IdentityStore):
             params["trait_name"], params["trait_value"] = where.trait[0], dumps(where.trait[1])
         if where.consent_granted is not None:
             filters.append("consent_granted")
-            params["consent_granted"] = where.consent_granted
+            params["consent_property"] = consent_property(where.consent_granted)
         [[total, ids]] = await self._read(q.list_profiles(filters), **params)
         more = len(ids) > first
         ids = ids[:first]
@@ -324,7 +327,7 @@ class Neo4jStore(IdentityStore):
         return {
             pid: [
                 consent_from_row(c)
-                for c in sorted(found, key=lambda c: (c["at"], c["ord"], c["identifier_key"]))
+                for c in sorted(found, key=lambda c: (c.get("seq") or 0, c["identifier_key"]))
             ]
             for pid, found in rows.items()
         }
@@ -377,13 +380,16 @@ class _Neo4jTx(WriteTx):
         current = set(profile_of.values())
         created: dict[str, int] = {}
         kinds: dict[str, dict[str, int]] = {}
-        for pid, created_at, kind, n in counts:
+        consent: dict[str, dict[str, ConsentStatus]] = {}
+        for pid, created_at, kind, n, state in counts:
             if pid in current:
                 created[pid] = created_at
+                consent[pid] = consent_state(state)
                 if kind is not None:
                     kinds.setdefault(pid, {})[kind] = int(n)
         profiles = {
-            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {})) for pid in current
+            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {}), consent[pid])
+            for pid in current
         }
         return Snapshot(profile_of, profiles, {mid: pid for mid, pid in seen if pid is not None})
 
@@ -394,7 +400,7 @@ class _Neo4jTx(WriteTx):
         rows = await self._run(q.PROFILE_GRAPH, profile_id=profile_id)
         if not rows:
             return None
-        created_at, members, links = rows[0]
+        created_at, members, links, consents = rows[0]
         return ProfileGraph(
             profile_id,
             from_micros(created_at),
@@ -403,6 +409,7 @@ class _Neo4jTx(WriteTx):
                 Link(a, b, source, mid, from_micros(at), rule)
                 for a, b, source, mid, at, rule in links
             ),
+            tuple(consent_from_row(c) for c in consents),
         )
 
     async def _lock_current(self, profile_id: str) -> str | None:

@@ -76,11 +76,6 @@ class IdentityGraph:
         self._sources: set[str] = set()
         """sources already found well-formed (a deployment has a few)"""
 
-    def check(self, observation: Observation) -> None:
-        """Deprecated: `ingest` checks every observation itself. Kept only until
-        `graph_api/schema.py` stops calling it before `ingest`; then remove."""
-        self._check(observation)
-
     def _check(self, observation: Observation) -> None:
         if not observation.message_id or len(observation.message_id) > MAX_MESSAGE_ID:
             raise MalformedObservation(f"messageId must be 1 to {MAX_MESSAGE_ID} characters")

@@ -39,6 +39,12 @@ class ApiKey:
     name: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """from then on the key is refused; None: it does not expire"""
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired at `now`."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
 
 
 class AccessRecords(ABC):
@@ -62,11 +68,18 @@ class AccessRecords(ABC):
 
     @abstractmethod
     async def put_api_key(self, key: ApiKey) -> None:
-        """Store an API key record (its hash only)."""
+        """Store an API key record (its hash only, and its expiry if it has one)."""
 
     @abstractmethod
     async def api_key(self, key_hash: str) -> ApiKey | None:
         """The API key record with this hash, revoked or not."""
+
+    @abstractmethod
+    async def api_keys(self, *, first: int, after: str | None) -> Page[ApiKey]:
+        """Every API key record (revoked and expired ones too), oldest first by
+        (`created_at`, `id`); `after` is the id of the key the page continues after
+        (`InvalidOperation` if no key has that id). The page's cursor is the id of its last
+        key if there are more."""
 
     @abstractmethod
     async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:

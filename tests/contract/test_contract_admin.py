@@ -104,6 +104,45 @@ async def test_api_keys_put_get_revoke(store: IdentityStore) -> None:
     assert revoked is not None and revoked.revoked_at == later
 
 
+async def test_api_keys_keep_their_expiry(store: IdentityStore) -> None:
+    expires = T0 + timedelta(days=30)
+    key = ApiKey("k1", "hash-1", "ingest", "web", T0, expires_at=expires)
+    await store.records.put_api_key(key)
+    assert await store.records.api_key("hash-1") == key
+    assert key.usable(T0) and not key.usable(expires)
+    await store.records.revoke_api_key("k1", at=T0 + timedelta(days=1))
+    revoked = await store.records.api_key("hash-1")
+    assert revoked is not None and revoked.expires_at == expires
+    assert not revoked.usable(T0 + timedelta(days=2))
+
+
+async def test_api_keys_are_listed_oldest_first_a_page_at_a_time(store: IdentityStore) -> None:
+    """Revoked and expired keys too; keys made in the same instant in id order."""
+    keys = [
+        ApiKey(f"k{n}", f"hash-{n}", "support", f"key {n}", T0 + timedelta(seconds=n // 2))
+        for n in (4, 0, 3, 1, 2)
+    ]
+    for key in keys:
+        await store.records.put_api_key(key)
+    await store.records.revoke_api_key("k3", at=T0 + timedelta(days=1))
+    empty = await store.records.api_keys(first=0, after=None)
+    assert (empty.items, empty.total, empty.more) == ((), 5, True)
+    seen: list[ApiKey] = []
+    cursor = None
+    while True:
+        page = await store.records.api_keys(first=2, after=cursor)
+        assert page.total == 5 and page.more is (page.cursor is not None)
+        seen.extend(page.items)
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert [k.id for k in seen] == ["k0", "k1", "k2", "k3", "k4"]
+    assert seen[3].revoked_at == T0 + timedelta(days=1)
+    assert seen[0] == ApiKey("k0", "hash-0", "support", "key 0", T0)
+    with pytest.raises(InvalidOperation):
+        await store.records.api_keys(first=2, after="no-such-key")
+
+
 async def test_merge_history_and_conflicts_of_unknown_profiles_are_empty(
     store: IdentityStore,
 ) -> None:

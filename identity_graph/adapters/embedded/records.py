@@ -43,6 +43,7 @@ class EmbeddedRecords(AccessRecords):
         self._writer = connect(data_dir / AUDIT_FILE)
         create_audit_tables(self._writer, data_dir / TABLES_FILE)
         self._writer.executescript(AUDIT_ORDER)
+        self._writer.executescript(KEY_EXPIRY)
         self._reader = connect(data_dir / AUDIT_FILE)
 
     async def close(self) -> None:
@@ -98,6 +99,12 @@ class EmbeddedRecords(AccessRecords):
         return Page(items, total, items[-1].id if more and items else None, more)
 
     async def put_api_key(self, key: ApiKey) -> None:
+        if key.expires_at is not None:  # first: a key is never stored without its expiry
+            await self._write_rows(
+                "INSERT INTO api_key_expiry (id, expires_at) VALUES (?, ?)"
+                " ON CONFLICT (id) DO NOTHING",
+                [(key.id, to_micros(key.expires_at))],
+            )
         await self._write_rows(
             "INSERT INTO api_keys (id, key_hash, role, name, created_at, revoked_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key_hash) DO NOTHING",
@@ -115,20 +122,27 @@ class EmbeddedRecords(AccessRecords):
 
     async def api_key(self, key_hash: str) -> ApiKey | None:
         row = (
-            self._read()
-            .execute(
-                "SELECT id, key_hash, role, name, created_at, revoked_at FROM api_keys"
-                " WHERE key_hash = ?",
-                (key_hash,),
-            )
-            .fetchone()
+            self._read().execute(f"{SELECT_API_KEYS} WHERE k.key_hash = ?", (key_hash,)).fetchone()
         )
-        if row is None:
-            return None
-        kid, khash, role, name, created, revoked = row
-        return ApiKey(
-            kid, khash, role, name, from_micros(created), from_micros(revoked) if revoked else None
-        )
+        return None if row is None else api_key_from_row(row)
+
+    async def api_keys(self, *, first: int, after: str | None) -> Page[ApiKey]:
+        db = self._read()
+        total = int(db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
+        where, params = "", []
+        if after is not None:
+            found = db.execute("SELECT created_at, id FROM api_keys WHERE id = ?", (after,))
+            start = found.fetchone()
+            if start is None:
+                raise InvalidOperation("malformed API key cursor")
+            where, params = " WHERE (k.created_at, k.id) > (?, ?)", list(start)
+        rows = db.execute(
+            f"{SELECT_API_KEYS}{where} ORDER BY k.created_at, k.id LIMIT ?",
+            [*params, first + 1],
+        ).fetchall()
+        more = len(rows) > first
+        items = tuple(api_key_from_row(row) for row in rows[:first])
+        return Page(items, total, items[-1].id if more and items else None, more)
 
     async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
         changed = await self._write_rows(
@@ -165,3 +179,29 @@ class EmbeddedRecords(AccessRecords):
                 return await asyncio.to_thread(run)
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"embedded store write failed: {e}") from e
+
+
+KEY_EXPIRY = """
+CREATE TABLE IF NOT EXISTS api_key_expiry (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+"""
+"""the expiry of the keys that have one, beside `api_keys` rather than a column of it: the
+keys of an older c360 (moved from its tables file by `create_audit_tables`, column for
+column) keep their table as it was, and never expire"""
+
+SELECT_API_KEYS = (
+    "SELECT k.id, k.key_hash, k.role, k.name, k.created_at, k.revoked_at, e.expires_at"
+    " FROM api_keys k LEFT JOIN api_key_expiry e ON e.id = k.id"
+)
+
+
+def api_key_from_row(row: Sequence[Any]) -> ApiKey:
+    kid, khash, role, name, created, revoked, expires = row
+    return ApiKey(
+        kid,
+        khash,
+        role,
+        name,
+        from_micros(created),
+        from_micros(revoked) if revoked is not None else None,
+        from_micros(expires) if expires is not None else None,
+    )

@@ -74,12 +74,21 @@ class Neo4jRecords(AccessRecords):
             "name": key.name,
             "created_at": to_micros(key.created_at),
             "revoked_at": to_micros(key.revoked_at) if key.revoked_at else None,
+            "expires_at": to_micros(key.expires_at) if key.expires_at else None,
         }
         await self._write(PUT_API_KEY, row=row)
 
     async def api_key(self, key_hash: str) -> ApiKey | None:
         rows = await self._read(API_KEY, key_hash=key_hash)
         return api_key_from_row(rows[0][0]) if rows else None
+
+    async def api_keys(self, *, first: int, after: str | None) -> Page[ApiKey]:
+        [[total, known, found]] = await self._read(API_KEYS, after=after, limit=first + 1)
+        if not known:
+            raise InvalidOperation("malformed API key cursor")
+        more = len(found) > first
+        items = tuple(api_key_from_row(k) for k in found[:first])
+        return Page(items, int(total), items[-1].id if more and items else None, more)
 
     async def revoke_api_key(self, key_id: str, *, at: datetime) -> bool:
         [[changed]] = await self._write(REVOKE_API_KEY, id=key_id, at=to_micros(at))
@@ -99,6 +108,7 @@ def audit_from_row(row: Mapping[str, Any]) -> AuditEntry:
 
 def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
     revoked = row.get("revoked_at")
+    expires = row.get("expires_at")  # absent on keys stored before keys could expire
     return ApiKey(
         row["id"],
         row["key_hash"],
@@ -106,6 +116,7 @@ def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
         row.get("name"),
         from_micros(row["created_at"]),
         from_micros(revoked) if revoked is not None else None,
+        from_micros(expires) if expires is not None else None,
     )
 
 
@@ -167,6 +178,20 @@ ON CREATE SET k = $row
 """
 
 API_KEY = "MATCH (k:ApiKey {key_hash: $key_hash}) RETURN k {.*} AS k"
+
+API_KEYS = """
+OPTIONAL MATCH (c:ApiKey {id: $after})
+WITH c.created_at AS at, c.id AS id, COUNT { (:ApiKey) } AS total
+CALL (at, id) {
+  MATCH (k:ApiKey)
+  WHERE at IS NULL OR k.created_at > at OR (k.created_at = at AND k.id > id)
+  WITH k ORDER BY k.created_at, k.id LIMIT $limit
+  RETURN collect(k {.*}) AS found
+}
+RETURN total, $after IS NULL OR at IS NOT NULL AS known, found
+"""
+"""Keys oldest first by (created_at, id), after the key whose id is `$after`; `known` is
+false when no key has that id. Keys are few: a label scan, no index."""
 
 REVOKE_API_KEY = """
 MATCH (k:ApiKey {id: $id})

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-KEY = "c360_bench-admin-key"
+KEY = "c360_bench-admin-key-Ph6Tq2Wz8Rk4Nv1Xm7Ld"
 
 
 def free_port() -> int:

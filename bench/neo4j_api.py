@@ -51,7 +51,7 @@ from identity_graph.adapters.neo4j.store import Neo4jStore  # noqa: E402
 from identity_graph.model import Observation  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
 
-KEY = "c360_bench-neo4j-admin-key"
+KEY = "c360_bench-neo4j-admin-key-Gs3Yb9Mc5Hj7Qw2Ez4Fu"
 HASH_KEY = "bench-neo4j-hash-key"
 LIST_QUERY = """query List($first: Int!) {
   customers(first: $first) {

@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-KEY = "c360_bench-sales-admin-key"
+KEY = "c360_bench-sales-admin-key-Ua8Kx3Dr6Pw1Tn5Bv9Cj"
 HERE = Path(__file__).resolve().parent
 START = datetime(2024, 1, 1, tzinfo=UTC)
 QUERY = """query Sales($email: String!) {

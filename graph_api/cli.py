@@ -1,4 +1,4 @@
-"""The `c360` command: serve, import, keys create, rehash, compact, export-schema.
+"""The `c360` command: serve, import, keys create|list|revoke, rehash, compact, export-schema.
 
 Settings come from the environment (`Settings.from_env`), then the options override them.
 Errors print one line on stderr and exit 1, never a traceback.
@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graph_api.errors import C360Error, CliError
+from graph_api.keys_client import KEYS_PAGE, RemoteKeys
 from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
 from graph_api.settings import STORES, Settings
 from graph_api.tracking.importer import (
@@ -29,7 +31,8 @@ from graph_api.tracking.importer import (
     parse_mapping,
 )
 from graph_api.tracking.segment import SegmentMapper
-from identity_graph.errors import IdentityGraphError
+from identity_graph.errors import IdentityGraphError, StoreUnavailable
+from identity_graph.records import ApiKey
 from identity_graph.store import ProfileFilter
 
 T = TypeVar("T")
@@ -41,7 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+keys_app = typer.Typer(no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 out = Console()
@@ -219,19 +222,166 @@ def print_report(report: ImportReport) -> None:
         out.print(f"  ... and {len(report.rejected) - 50} more rejected rows")
 
 
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="C360_URL",
+        help="A running c360 server (http://HOST:PORT) to manage keys through, with an admin"
+        " key; needed while a server holds the embedded data directory.",
+    ),
+]
+AdminKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-key",
+        envvar="C360_ADMIN_KEY",
+        help="An admin API key for --url.",
+        show_default=False,
+    ),
+]
+
+
 @keys_app.command("create")
 def create_key(
+    ctx: typer.Context,
     role: Annotated[str, typer.Option("--role", help="Role of the key.")],
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
-    store: StoreOption = None,
-    data_dir: DataDirOption = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-at",
+            help="When the key stops working: ISO 8601 with a time zone, 2030-01-31T00:00Z.",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once and stored hashed."""
     with failures():
-        settings = settings_for(store, data_dir)
-        key, record = with_services(settings, lambda s: s.auth.create_key(role, name))
-    err.print(f"created key {record.id} with role {record.role}; it is shown only once:")
+        expiry = parse_expiry(expires_at)
+        key, record = keys_of(ctx).create(role, name, expiry)
+    until = f", until {record.expires_at.isoformat()}" if record.expires_at else ""
+    err.print(
+        f"created key {record.id} with role {record.role}{until}; it is shown only once:",
+        highlight=False,
+    )
     out.print(key, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("list")
+def list_keys(ctx: typer.Context) -> None:
+    """List API keys, oldest first, tab-separated (never the keys themselves)."""
+    with failures():
+        records = keys_of(ctx).list()
+    typer.echo("\t".join(KEY_COLUMNS))
+    for r in records:
+        times = (stamp(r.created_at), stamp(r.expires_at), stamp(r.revoked_at))
+        typer.echo("\t".join((r.id, r.role, r.name or "-", *times)))
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The id of the key (see keys list).")],
+) -> None:
+    """Revoke an API key by id; it stops working at once."""
+    with failures():
+        keys_of(ctx).revoke(key_id)
+    out.print(f"revoked key {key_id}", highlight=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeysTarget:
+    """Whose keys `c360 keys` manages: a server's (`url`) or else the store's."""
+
+    url: str | None
+    admin_key: str | None
+    store: str | None
+    data_dir: Path | None
+
+
+@keys_app.callback()
+def keys_target(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    admin_key: AdminKeyOption = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Manage API keys: in the store (Neo4j, or an embedded data directory no server holds),
+    or through a running server with --url and --admin-key (C360_URL, C360_ADMIN_KEY)."""
+    ctx.obj = KeysTarget(url, admin_key, store, data_dir)
+
+
+def keys_of(ctx: typer.Context) -> RemoteKeys | StoreKeys:
+    """The keys of the server at `--url` (through its API) or else of the store itself."""
+    target: KeysTarget = ctx.obj
+    if target.url is not None:
+        return RemoteKeys(target.url, target.admin_key)
+    return StoreKeys(settings_for(target.store, target.data_dir))
+
+
+class StoreKeys:
+    """The key operations on the store itself: Neo4j, or an embedded data directory that no
+    server holds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def create(
+        self, role: str, name: str | None, expires_at: datetime | None
+    ) -> tuple[str, ApiKey]:
+        return self._run(lambda s: s.auth.create_key(role, name, expires_at=expires_at))
+
+    def list(self) -> list[ApiKey]:
+        return self._run(every_key)
+
+    def revoke(self, key_id: str) -> None:
+        if not self._run(lambda s: s.auth.revoke_key(key_id)):
+            raise CliError(f"no API key {key_id!r} that is not revoked already")
+
+    def _run(self, work: Callable[[Services], Awaitable[T]]) -> T:
+        """`with_services`, saying what to do when a server holds the embedded data
+        directory."""
+        try:
+            return with_services(self.settings, work)
+        except StoreUnavailable as e:
+            if self.settings.store != "embedded":
+                raise
+            raise CliError(
+                f"{e}; while a server runs, manage keys through it: c360 keys --url"
+                " http://HOST:PORT --admin-key KEY ... (or set C360_URL and C360_ADMIN_KEY)"
+            ) from e
+
+
+async def every_key(services: Services) -> list[ApiKey]:
+    found: list[ApiKey] = []
+    after = None
+    while True:
+        page = await services.auth.list_keys(first=KEYS_PAGE, after=after)
+        found.extend(page.items)
+        if page.cursor is None:
+            return found
+        after = page.cursor
+
+
+def parse_expiry(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--expires-at must be an ISO 8601 time, got {text!r}") from None
+    if when.tzinfo is None:
+        raise CliError(f"--expires-at needs a time zone (Z or +01:00), got {text!r}")
+    return when
+
+
+KEY_COLUMNS = ("id", "role", "name", "created", "expires", "revoked")
+"""`keys list` prints these, tab-separated, `-` for none (so `cut -f1` gives the ids)"""
+
+
+def stamp(when: datetime | None) -> str:
+    return when.isoformat(timespec="seconds") if when else "-"
 
 
 @app.command("rehash")

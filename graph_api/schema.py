@@ -1,14 +1,16 @@
 """The root Query and Mutation, and the schema built from them.
 
 Each operation declares the roles that may run it (reads need any role but `ingest`; ingest
-needs `ingest` or `admin`; merges and keys need `admin`), enforced and shown in the SDL as
-`@requiresRole`; fields carrying personal data are the PII guard's.
+needs `ingest` or `admin`; consent needs `admin` or `support`; merges and keys need
+`admin`), enforced and shown in the SDL as `@requiresRole`; fields carrying personal data
+are the PII guard's. The ingest role writes and learns nothing (see `IngestResult`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
@@ -28,7 +30,7 @@ from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
 from graph_api.settings import Settings
 from graph_api.tracking.ingest import ingest_counted
-from graph_api.types.api_key import ApiKeyCreated
+from graph_api.types.api_key import ApiKeyConnection, ApiKeyCreated
 from graph_api.types.audit_entry import AuditConnection
 from graph_api.types.consent import Consent, ConsentInput
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
@@ -118,6 +120,19 @@ class Query:
             first=size, after=after, customer_id=str(customer_id) if customer_id else None
         )
         return AuditConnection.from_domain(page)
+
+    @operation(
+        "API keys, oldest first: who each is for and until when, never the key itself"
+        " (admins only).",
+        allow=Roles(ADMIN_ROLES, "list API keys"),
+    )
+    async def api_keys(
+        self, info: Info, first: int = DEFAULT_PAGE, after: str | None = None
+    ) -> ApiKeyConnection:
+        context = info.context
+        size = limits.page_size(first, context.services.settings)
+        page = await context.services.auth.list_keys(first=size, after=after)
+        return ApiKeyConnection.from_domain(page)
 
     @operation(
         "Why two identifiers belong to one customer, link by link.",
@@ -247,15 +262,25 @@ class Mutation:
         return [Consent.from_domain(effective[p]) for p in sorted(effective)]
 
     @operation(
-        "Create an API key for a role; the key is shown once.",
+        "Create an API key for a role, optionally expiring; the key is shown once.",
         allow=Roles(ADMIN_ROLES, "create API keys"),
     )
-    async def create_api_key(self, info: Info, role: str, name: str | None = None) -> ApiKeyCreated:
+    async def create_api_key(
+        self,
+        info: Info,
+        role: str,
+        name: str | None = None,
+        expires_at: Annotated[
+            datetime | None,
+            strawberry.argument(description="From then on the key is refused (a time to come)."),
+        ] = None,
+    ) -> ApiKeyCreated:
         try:
-            key, record = await info.context.services.auth.create_key(role, name)
+            auth = info.context.services.auth
+            key, record = await auth.create_key(role, name, expires_at=expires_at)
         except ValueError as e:
             raise bad_input(str(e)) from e
-        return ApiKeyCreated.from_domain(key, record)
+        return ApiKeyCreated.made(key, record)
 
     @operation(
         "Revoke an API key by id; it stops working at once.",

@@ -88,7 +88,9 @@ def hash_key_for(settings: Settings) -> bytes:
 
 
 def build_services(settings: Settings) -> Services:
-    """Load the rules and build the store, the identity graph and the authenticator."""
+    """Check the settings, load the rules and build the store, the identity graph and the
+    authenticator."""
+    settings.check()
     rules = Rules.load(settings.rules_file)
     policy = Policy.load(settings.policy_file)
     hash_key = hash_key_for(settings)

@@ -29,6 +29,25 @@ class Secret:
 
 
 STORES = ("embedded", "neo4j")
+MIN_KEY_LENGTH = 32
+MIN_KEY_DISTINCT = 8
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def weak_key_reason(key: str) -> str | None:
+    """Why a key an operator chose is too weak to stand for an admin, or None.
+
+    The rule is a floor, not a measure of entropy: at least 32 characters, at least 8 of
+    them different (a random hex or base64 string of that length passes; a run of few
+    characters, or a short word, does not).
+    """
+    if len(key) < MIN_KEY_LENGTH:
+        return f"it has {len(key)} characters, at least {MIN_KEY_LENGTH} are needed"
+    if len(set(key)) < MIN_KEY_DISTINCT:
+        return (
+            f"it uses {len(set(key))} distinct characters, at least {MIN_KEY_DISTINCT} are needed"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,31 @@ class Settings:
     """`GET /metrics` requires `Authorization: Bearer <this>`; unset: /metrics is off"""
     public_metrics: bool = False
     """serve `/metrics` without a token (a scraper on a private network; development)"""
+
+    def check(self) -> None:
+        """Refuse settings c360 must not start with (`ConfigError` names the variable): a
+        weak bootstrap admin key, JWTs accepted without an audience and an issuer to check."""
+        key = self.bootstrap_admin_key.get()
+        weak = weak_key_reason(key) if key else None
+        if weak:
+            raise ConfigError(
+                f"C360_BOOTSTRAP_ADMIN_KEY is too weak: {weak}; make one with {MAKE_A_KEY}"
+            )
+        if self.jwt_secret or self.jwt_jwks_file is not None:
+            missing = [
+                name
+                for name, value in (
+                    ("C360_JWT_AUDIENCE", self.jwt_audience),
+                    ("C360_JWT_ISSUER", self.jwt_issuer),
+                )
+                if not value
+            ]
+            if missing:
+                raise ConfigError(
+                    f"{' and '.join(missing)} must be set when JWTs are accepted"
+                    " (C360_JWT_SECRET or C360_JWT_JWKS_FILE): a token is checked for the"
+                    " audience (`aud`) and issuer (`iss`) it was made for"
+                )
 
     def development(self) -> Settings:
         """The same settings with the developer's conveniences on: GraphiQL, introspection
@@ -114,8 +158,8 @@ class Settings:
             bootstrap_admin_key=Secret(env.get("C360_BOOTSTRAP_ADMIN_KEY", "")),
             jwt_secret=Secret(env.get("C360_JWT_SECRET", "")),
             jwt_jwks_file=path("C360_JWT_JWKS_FILE"),
-            jwt_audience=env.get("C360_JWT_AUDIENCE") or None,
-            jwt_issuer=env.get("C360_JWT_ISSUER") or None,
+            jwt_audience=env.get("C360_JWT_AUDIENCE", "").strip() or None,
+            jwt_issuer=env.get("C360_JWT_ISSUER", "").strip() or None,
             jwt_roles_claim=text("C360_JWT_ROLES_CLAIM", "roles"),
             hash_key=Secret(env.get("C360_HASH_KEY", "")),
             max_body_bytes=number("C360_MAX_BODY_BYTES", 1_000_000),

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from stores import OLD_PAGE_SIZE, older_page_sizes, page_size
@@ -222,3 +223,102 @@ def test_serve_demo_loads_the_demo_with_the_servers_gc_settings_then_serves(
     assert loaded_with == [GC_THRESHOLDS]
     assert "Demo data loaded" in result.output and "Admin key" in result.output
     assert [(host, port) for _, host, port in served] == [("127.0.0.1", 8123)]
+
+
+ADMIN = "c360_cli-admin-key-Rz5Qw1Xv8Lm3Tk6Nb2Hc"
+
+
+def one_line(result: Any) -> str:
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert result.exit_code == 1 and said.startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return said
+
+
+def test_keys_are_managed_through_a_running_server(tmp_path: Path) -> None:
+    """The server holds the embedded data directory: the CLI says so and goes through the
+    server's API with an admin key instead."""
+    from graph_api.app import create_app
+    from graph_api.settings import Secret, Settings
+    from tests.api.servers import Server
+
+    data_dir = tmp_path / "data"
+    server = Server(create_app(Settings(data_dir=data_dir, bootstrap_admin_key=Secret(ADMIN))))
+    server.start()
+    try:
+        blocked = runner.invoke(app, ["keys", "create", "--role", "support"], env=env(tmp_path))
+        said = one_line(blocked)
+        assert "is in use by another c360 process" in said and "--url" in said
+
+        remote = ["--url", server.url, "--admin-key", ADMIN]
+        made = runner.invoke(
+            app,
+            ["keys", *remote, "create", "--role", "support", "--name", "desk"],
+            env=env(tmp_path),
+        )
+        assert made.exit_code == 0, made.output
+        key = made.stdout.strip().splitlines()[-1]
+        assert key.startswith("c360_") and "with role support" in made.stderr
+        reply = httpx.post(
+            f"{server.url}/graphql",
+            json={"query": "{ customers(first: 1) { totalCount } }"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert reply.status_code == 200 and reply.json()["data"]["customers"]["totalCount"] == 0
+
+        through_env = {**env(tmp_path), "C360_URL": server.url, "C360_ADMIN_KEY": ADMIN}
+        listed = runner.invoke(app, ["keys", "list"], env=through_env)
+        assert listed.exit_code == 0, listed.output
+        [row] = [line.split("\t") for line in listed.stdout.splitlines() if "\tdesk\t" in line]
+        key_id = row[0]
+        assert row[1] == "support"
+        assert key not in listed.stdout and hash_key(key) not in listed.stdout
+
+        revoked = runner.invoke(app, ["keys", "revoke", key_id], env=through_env)
+        assert revoked.exit_code == 0, revoked.output
+        reply = httpx.post(
+            f"{server.url}/graphql",
+            json={"query": "{ customers(first: 1) { totalCount } }"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert reply.status_code == 401
+        again = runner.invoke(app, ["keys", "revoke", key_id], env=through_env)
+        assert one_line(again) == "error: the server refused: no API key with that id (NOT_FOUND)"
+
+        wrong_key = ["--url", server.url, "--admin-key", "c360_nope"]
+        wrong = runner.invoke(app, ["keys", *wrong_key, "list"], env=env(tmp_path))
+        assert one_line(wrong) == (
+            "error: the server refused: unknown, revoked or expired API key (INVALID_TOKEN)"
+        )
+        keyless = runner.invoke(app, ["keys", "--url", server.url, "list"], env=env(tmp_path))
+        assert "--url needs an admin API key" in one_line(keyless)
+    finally:
+        server.stop()
+    gone = runner.invoke(app, ["keys", *remote, "list"], env=env(tmp_path))
+    assert one_line(gone).startswith(f"error: cannot reach the c360 server at {server.url}")
+
+
+def test_keys_list_and_revoke_with_the_store_stopped(tmp_path: Path) -> None:
+    expiring = ["--name", "app", "--expires-at", "2999-01-31T00:00Z"]
+    made = runner.invoke(app, ["keys", "create", "--role", "ingest", *expiring], env=env(tmp_path))
+    assert made.exit_code == 0, made.output
+    assert "until 2999-01-31T00:00:00+00:00;" in " ".join(made.stderr.split())
+    listed = runner.invoke(app, ["keys", "list"], env=env(tmp_path))
+    assert listed.exit_code == 0, listed.output
+    header, *rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert header == ["id", "role", "name", "created", "expires", "revoked"]
+    [row] = rows
+    assert row[1:3] == ["ingest", "app"]
+    assert row[4:] == ["2999-01-31T00:00:00+00:00", "-"]
+    revoked = runner.invoke(app, ["keys", "revoke", row[0]], env=env(tmp_path))
+    assert revoked.exit_code == 0 and f"revoked key {row[0]}" in revoked.output
+    listed = runner.invoke(app, ["keys", "list"], env=env(tmp_path))
+    [row] = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+    assert row[5] != "-"
+    again = runner.invoke(app, ["keys", "revoke", row[0]], env=env(tmp_path))
+    assert one_line(again) == f"error: no API key '{row[0]}' that is not revoked already"
+    for bad, reason in (("tomorrow", "must be an ISO 8601 time"), ("2999-01-01", "time zone")):
+        result = runner.invoke(
+            app, ["keys", "create", "--role", "ingest", "--expires-at", bad], env=env(tmp_path)
+        )
+        assert reason in one_line(result)

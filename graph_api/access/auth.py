@@ -1,4 +1,5 @@
-"""Who is calling: API keys (stored hashed) and JWTs (HS256 secret or a JWKS file).
+"""Who is calling: API keys (stored hashed, optionally expiring) and JWTs (HS256 secret or
+a JWKS file, re-read when it changes; audience and issuer always checked).
 
 `Authorization: Bearer <api key or JWT>` for the API, HTTP Basic with the key as user name
 for the Segment tracking endpoint. Roles gate operations; fields are the PII policy's job.
@@ -10,26 +11,36 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import secrets
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
 from starlette.requests import HTTPConnection
 
-from graph_api.errors import forbidden, invalid_token, unauthenticated
+from graph_api.errors import ConfigError, forbidden, invalid_token, unauthenticated
 from graph_api.settings import Settings
+from identity_graph.model import Page
 from identity_graph.records import AccessRecords, ApiKey
+
+log = logging.getLogger("c360.auth")
 
 ROLES = frozenset({"admin", "support", "sales", "marketing", "analyst", "ingest"})
 READ_ROLES = ROLES - {"ingest"}
 INGEST_ROLES = frozenset({"ingest", "admin"})
 ADMIN_ROLES = frozenset({"admin"})
-CONSENT_ROLES = frozenset({"admin", "support", "ingest"})
+CONSENT_ROLES = frozenset({"admin", "support"})
+"""who may record consent through the API; the person's own choices arrive with their
+tracking messages (`context.consent`), which the ingest role sends"""
 KEY_PREFIX = "c360_"
+REQUIRED_CLAIMS = ["exp", "sub", "aud", "iss"]
+"""audience and issuer are required settings whenever JWTs are on (`Settings.check`)"""
 _JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 
 
@@ -47,6 +58,10 @@ def require(principal: Principal, allowed: Iterable[str], action: str) -> None:
         raise forbidden(f"your role may not {action}")
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -57,11 +72,75 @@ def check_role(role: str) -> str:
     return role
 
 
+class JwksFile:
+    """The signing keys of a JWKS file, re-read without a restart: when the file's
+    modification time or size changes, and when a token names a `kid` the keys lack (at
+    most once per `retry_seconds`, so tokens with made-up kids cannot make c360 re-read the
+    file on every request). A file that no longer parses keeps the keys read before."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retry_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._stamp: tuple[int, int] | None = None
+        self._read_at = 0.0
+        self._keys = self._load()  # at start-up, a file c360 cannot use is a ConfigError
+
+    def key_for(self, kid: object) -> Any:
+        """The key a token's `kid` names (any key when it names none)."""
+        if self._stat() != self._stamp:
+            self._reload()
+        key = self._find(kid)
+        if key is None and self._clock() - self._read_at >= self.retry_seconds:
+            self._reload()
+            key = self._find(kid)
+        if key is None:
+            raise invalid_token("no key in the JWKS matches the token's kid")
+        return key
+
+    def _find(self, kid: object) -> Any:
+        for key in self._keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+        return None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def _load(self) -> list[jwt.PyJWK]:
+        self._read_at = self._clock()
+        self._stamp = self._stat()
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return list(jwt.PyJWKSet.from_dict(data).keys)
+        except (OSError, ValueError, jwt.PyJWTError) as e:
+            raise ConfigError(f"C360_JWT_JWKS_FILE {self.path}: not a usable JWKS: {e}") from e
+
+    def _reload(self) -> None:
+        try:
+            self._keys = self._load()
+        except ConfigError as e:
+            log.warning("%s; keeping the keys read before", e)
+
+
 class Authenticator:
-    def __init__(self, settings: Settings, records: AccessRecords) -> None:
+    def __init__(
+        self, settings: Settings, records: AccessRecords, *, clock: Callable[[], datetime] = now
+    ) -> None:
         self.settings = settings
         self.records = records
-        self._jwks: jwt.PyJWKSet | None = None
+        self._clock = clock
+        self._jwks = JwksFile(settings.jwt_jwks_file) if settings.jwt_jwks_file else None
 
     async def from_bearer(self, request: HTTPConnection) -> Principal:
         header = request.headers.get("authorization", "")
@@ -97,28 +176,41 @@ class Authenticator:
             raise unauthenticated("the write key is empty")
         return await self._from_key(key)
 
-    async def create_key(self, role: str, name: str | None) -> tuple[str, ApiKey]:
-        """Make a key for a role; the clear key is returned once and never stored."""
+    async def create_key(
+        self, role: str, name: str | None, *, expires_at: datetime | None = None
+    ) -> tuple[str, ApiKey]:
+        """Make a key for a role, valid until `expires_at` (a time to come) if given; the
+        clear key is returned once and never stored."""
         check_role(role)
+        created = self._clock()
+        if expires_at is not None:
+            if expires_at.tzinfo is None:
+                raise ValueError("the expiry must carry a time zone")
+            if expires_at <= created:
+                raise ValueError("the expiry must be in the future")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        record = ApiKey(uuid.uuid4().hex, hash_key(key), role, name, datetime.now(UTC))
+        record = ApiKey(uuid.uuid4().hex, hash_key(key), role, name, created, expires_at=expires_at)
         await self.records.put_api_key(record)
         return key, record
+
+    async def list_keys(self, *, first: int, after: str | None) -> Page[ApiKey]:
+        """API key records (never a key), oldest first."""
+        return await self.records.api_keys(first=first, after=after)
 
     async def seed_key(self, key: str, role: str, name: str) -> None:
         """Store a key chosen by the operator (`C360_BOOTSTRAP_ADMIN_KEY`), once."""
         digest = hash_key(key)
         if await self.records.api_key(digest) is None:
             key_id = "bootstrap-" + uuid.uuid4().hex[:16]  # nothing derived from the secret
-            await self.records.put_api_key(ApiKey(key_id, digest, role, name, datetime.now(UTC)))
+            await self.records.put_api_key(ApiKey(key_id, digest, role, name, self._clock()))
 
     async def revoke_key(self, key_id: str) -> bool:
-        return await self.records.revoke_api_key(key_id, at=datetime.now(UTC))
+        return await self.records.revoke_api_key(key_id, at=self._clock())
 
     async def _from_key(self, key: str) -> Principal:
         record = await self.records.api_key(hash_key(key))
-        if record is None or record.revoked_at is not None:
-            raise invalid_token("unknown or revoked API key")
+        if record is None or not record.usable(self._clock()):
+            raise invalid_token("unknown, revoked or expired API key")
         if record.role not in ROLES:
             raise forbidden("the API key carries no known role")
         return Principal(f"key:{record.id}", frozenset({record.role}), "api_key")
@@ -132,17 +224,17 @@ class Authenticator:
                     algorithms=["HS256"],
                     audience=self.settings.jwt_audience,
                     issuer=self.settings.jwt_issuer,
-                    options={"require": ["exp", "sub"]},
+                    options={"require": REQUIRED_CLAIMS},
                 )
-            elif self.settings.jwt_jwks_file is not None:
+            elif self._jwks is not None:
                 kid = jwt.get_unverified_header(token).get("kid")
                 claims = jwt.decode(
                     token,
-                    self._signing_key(kid),
+                    self._jwks.key_for(kid),
                     algorithms=_JWT_ALGORITHMS,
                     audience=self.settings.jwt_audience,
                     issuer=self.settings.jwt_issuer,
-                    options={"require": ["exp", "sub"]},
+                    options={"require": REQUIRED_CLAIMS},
                 )
             else:
                 raise invalid_token("JWTs are not accepted by this server")
@@ -155,17 +247,6 @@ class Authenticator:
         if not roles:
             raise forbidden(f"the token carries no role (claim {self.settings.jwt_roles_claim!r})")
         return Principal(f"jwt:{claims['sub']}", frozenset(roles), "jwt")
-
-    def _signing_key(self, kid: object) -> Any:
-        if self._jwks is None:
-            assert self.settings.jwt_jwks_file is not None
-            data = json.loads(self.settings.jwt_jwks_file.read_text(encoding="utf-8"))
-            self._jwks = jwt.PyJWKSet.from_dict(data)
-        keys = self._jwks.keys
-        for key in keys:
-            if kid is None or key.key_id == kid:
-                return key.key
-        raise invalid_token("no key in the JWKS matches the token's kid")
 
 
 def _roles(claim: object) -> frozenset[str]:

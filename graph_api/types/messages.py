@@ -12,6 +12,9 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from graph_api import described
+from graph_api.access.auth import READ_ROLES
+from graph_api.context import Info
 from graph_api.errors import ApiError, SegmentError, bad_input
 from graph_api.tracking.mapper import Mapper, Message, Named
 from graph_api.types.event import EventCategory, EventType
@@ -146,23 +149,47 @@ def _category(category: EventCategory) -> DomainCategory | None:
     return None if category is EventCategory.ENGAGEMENT else category.to_domain()
 
 
-@strawberry.type(description="What became of one message.")
+@strawberry.type(
+    description="What became of one message. What it did to the graph (`customerId`,"
+    " `merges`, `conflict`) is shown only to a caller whose role reads customers: a write key"
+    " (role `ingest`) ships inside apps, so it learns nothing, not even whether an"
+    " identifier was known."
+)
 class IngestResult:
     message_id: str
     status: str = strawberry.field(
         description="`applied`, `duplicate` (the message id was seen before) or `dropped`"
         " (every identifier was blocked)."
     )
-    customer_id: strawberry.ID | None
-    merges: list[strawberry.ID]
-    conflict: strawberry.ID | None
+    outcome: strawberry.Private[Outcome]
+
+    @described.field(
+        "The customer the message landed on; null for a caller whose role does not read customers."
+    )
+    def customer_id(self, info: Info) -> strawberry.ID | None:
+        profile_id = self.outcome.profile_id
+        return strawberry.ID(profile_id) if profile_id and reads_customers(info) else None
+
+    @described.field(
+        "The merges the message caused; null for a caller whose role does not read customers."
+    )
+    def merges(self, info: Info) -> list[strawberry.ID] | None:
+        if not reads_customers(info):
+            return None
+        return [strawberry.ID(m) for m in self.outcome.merges]
+
+    @described.field(
+        "The merge conflict the message raised, if any; null for a caller whose"
+        " role does not read customers."
+    )
+    def conflict(self, info: Info) -> strawberry.ID | None:
+        conflict = self.outcome.conflict
+        return strawberry.ID(conflict) if conflict and reads_customers(info) else None
 
     @classmethod
     def from_domain(cls, outcome: Outcome) -> IngestResult:
-        return cls(
-            message_id=outcome.message_id,
-            status=outcome.status,
-            customer_id=strawberry.ID(outcome.profile_id) if outcome.profile_id else None,
-            merges=[strawberry.ID(m) for m in outcome.merges],
-            conflict=strawberry.ID(outcome.conflict) if outcome.conflict else None,
-        )
+        return cls(message_id=outcome.message_id, status=outcome.status, outcome=outcome)
+
+
+def reads_customers(info: Info) -> bool:
+    return not info.context.principal.roles.isdisjoint(READ_ROLES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,12 @@ from starlette.applications import Starlette
 from graph_api.app import create_app
 from graph_api.settings import Secret, Settings
 
-ADMIN_KEY = "c360_test-admin-key"
+ADMIN_KEY = "c360_test-admin-key-Wq7Zp3Lx9Rv2Nk5Tb8Hd"
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+JWT_AUDIENCE = "c360-tests"
+JWT_ISSUER = "https://issuer.c360.test/"
+JWT_CLAIMS = {"aud": JWT_AUDIENCE, "iss": JWT_ISSUER}
+"""the claims every token these tests make carries, to pass the audience and issuer checks"""
 
 
 @pytest.fixture
@@ -23,6 +28,8 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         bootstrap_admin_key=Secret(ADMIN_KEY),
         jwt_secret=Secret(JWT_SECRET),
+        jwt_audience=JWT_AUDIENCE,
+        jwt_issuer=JWT_ISSUER,
     ).development()
 
 
@@ -38,6 +45,16 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as c:
         yield c
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Api]:
+    """An app of these settings, started, and a GraphQL client to it."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield Api(client)
 
 
 class Api:

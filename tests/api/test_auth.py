@@ -15,13 +15,20 @@ from jwt.algorithms import RSAAlgorithm
 
 from graph_api.app import create_app
 from graph_api.settings import Settings
-from tests.api.conftest import JWT_SECRET, Api, codes
+from tests.api.conftest import JWT_AUDIENCE, JWT_CLAIMS, JWT_ISSUER, JWT_SECRET, Api, codes
 
 READ = "{ customers(first: 1) { totalCount } }"
+BOOT_KEY = "c360_boot-Hk2Lq8Ws4Zx6Nc1Vb3Mp7Rt"
 
 
 def token(roles: Any = ("support",), secret: str = JWT_SECRET, **claims: Any) -> str:
-    payload = {"sub": "alice", "roles": list(roles), "exp": int(time.time()) + 600, **claims}
+    payload = {
+        "sub": "alice",
+        "roles": list(roles),
+        "exp": int(time.time()) + 600,
+        **JWT_CLAIMS,
+        **claims,
+    }
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
@@ -61,7 +68,7 @@ async def test_jwt_hs256_carries_roles(api: Api) -> None:
     assert (await api(READ, key=token()))["customers"]["totalCount"] == 0
     assert codes(await api.errors(READ, key=token(roles=["ingest"]))) == ["FORBIDDEN"]
     spaced = jwt.encode(
-        {"sub": "bob", "roles": "ingest admin", "exp": int(time.time()) + 60},
+        {"sub": "bob", "roles": "ingest admin", "exp": int(time.time()) + 60, **JWT_CLAIMS},
         JWT_SECRET,
         algorithm="HS256",
     )
@@ -80,8 +87,15 @@ async def test_jwt_from_jwks_file(tmp_path: Path) -> None:
     public = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
-    app = create_app(Settings(data_dir=tmp_path / "data", jwt_jwks_file=jwks))
-    claims = {"sub": "carol", "roles": ["sales"], "exp": int(time.time()) + 60}
+    app = create_app(
+        Settings(
+            data_dir=tmp_path / "data",
+            jwt_jwks_file=jwks,
+            jwt_audience=JWT_AUDIENCE,
+            jwt_issuer=JWT_ISSUER,
+        )
+    )
+    claims = {"sub": "carol", "roles": ["sales"], "exp": int(time.time()) + 60, **JWT_CLAIMS}
     good = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "k1"})
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = jwt.encode(claims, other, algorithm="RS256", headers={"kid": "k1"})
@@ -96,13 +110,13 @@ async def test_jwt_from_jwks_file(tmp_path: Path) -> None:
 async def test_bootstrap_key_is_seeded_once(tmp_path: Path) -> None:
     from graph_api.settings import Secret
 
-    settings = Settings(data_dir=tmp_path / "data", bootstrap_admin_key=Secret("c360_boot"))
+    settings = Settings(data_dir=tmp_path / "data", bootstrap_admin_key=Secret(BOOT_KEY))
     for _ in range(2):
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                data = await Api(client)(READ, key="c360_boot")
+                data = await Api(client)(READ, key=BOOT_KEY)
                 assert data["customers"]["totalCount"] == 0
 
 

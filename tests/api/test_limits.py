@@ -6,14 +6,12 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import graphql
-import httpx
 import pytest
 
-from graph_api.app import create_app
 from graph_api.cost import LIST_BOUNDS, MAX_COST
 from graph_api.schema import export_schema
 from graph_api.settings import Settings
-from tests.api.conftest import Api, codes
+from tests.api.conftest import Api, codes, serving
 
 DEEP = "{ customers { edges { node { mergeHistory { links { from { kind } } } } } } }"
 SHALLOW = "{ customers { edges { node { id } } } }"
@@ -22,11 +20,8 @@ SHALLOW = "{ customers { edges { node { id } } } }"
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[Api]:
     small = dataclasses.replace(settings, max_depth=5, max_aliases=4, max_tokens=60)
-    app = create_app(small)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield Api(client)
+    async with serving(small) as api:
+        yield api
 
 
 async def test_depth_limit(limited: Api) -> None:

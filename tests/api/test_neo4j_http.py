@@ -25,7 +25,7 @@ from identity_graph.adapters.neo4j.store import Neo4jStore
 
 pytestmark = pytest.mark.neo4j
 
-ADMIN_KEY = "c360_neo4j-http-admin"
+ADMIN_KEY = "c360_neo4j-http-admin-Jr4Vw8Qn2Xc6Zt1Lp9Kd"
 SERVER = Path(__file__).parent.parent / "neo4j" / "server"
 QUERY = """query($email: String!) {
   customer(identifier: {kind: "email", value: $email}) {

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +13,14 @@ from typing import Any
 import httpx
 import pytest
 import segment.analytics
-import uvicorn
 from segment.analytics.request import APIError
-from starlette.applications import Starlette
 
 from graph_api.app import create_app
 from graph_api.services import Services, build_services
 from graph_api.settings import Settings
 from identity_graph.adapters.embedded.store import EmbeddedStore
 from identity_graph.model import ConsentStatus, EventCategory
+from tests.api.servers import Server
 
 RULES = "[kinds.crm_id]\nlimit = 1\n"
 
@@ -222,39 +218,6 @@ async def test_metrics_count_requests_and_ingest(tracker: Tracker) -> None:
 
 
 # --- the official Segment client against a running server ------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Server:
-    """A real uvicorn server on a free local port, run in a thread."""
-
-    def __init__(self, app: Starlette) -> None:
-        self.config = uvicorn.Config(
-            app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
-
-    def start(self) -> None:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                pytest.fail("the server did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 async def seed_key(settings: Settings, key: str) -> None:

@@ -26,7 +26,7 @@ from graph_api.access.policy import LOW_CARDINALITY, Mode, Policy, normal_key
 from graph_api.app import create_app
 from graph_api.schema import export_schema
 from graph_api.settings import Secret, Settings
-from tests.api.conftest import ADMIN_KEY, JWT_SECRET, Api
+from tests.api.conftest import ADMIN_KEY, JWT_AUDIENCE, JWT_CLAIMS, JWT_ISSUER, JWT_SECRET, Api
 
 HASH_KEY = "privacy-test-hash-key"
 READERS = ("admin", "support", "sales", "marketing", "analyst")
@@ -130,6 +130,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "policy_file": policy,
         "bootstrap_admin_key": Secret(ADMIN_KEY),
         "jwt_secret": Secret(JWT_SECRET),
+        "jwt_audience": JWT_AUDIENCE,
+        "jwt_issuer": JWT_ISSUER,
         "hash_key": Secret(HASH_KEY),
         "max_aliases": 100,
         "max_tokens": 10_000,
@@ -166,7 +168,7 @@ async def keys(api: Api) -> dict[str, str]:
 
 def token(*roles: str, sub: str = "privacy-tester") -> str:
     """An HS256 JWT carrying the roles (any list, even empty or unknown)."""
-    claims = {"sub": sub, "roles": list(roles), "exp": int(time.time()) + 600}
+    claims = {"sub": sub, "roles": list(roles), "exp": int(time.time()) + 600, **JWT_CLAIMS}
     return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
 

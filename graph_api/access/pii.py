@@ -75,8 +75,7 @@ class PiiGuard(FieldExtension):
         if self.classified_by is PiiClassifier.TRAIT_NAME:
             name = str(getattr(source, "name", ""))
             category = access.policy.trait_category(name)
-            hashable = hashable_value(value) and access.policy.hashable_key(name)
-            return access.render(value, category, f"{label}:{name}", customer, hashable=hashable)
+            return access.render(value, category, f"{label}:{name}", customer, key=name)
         if self.classified_by is not None:
             classify = (
                 access.policy.trait_category
@@ -88,9 +87,8 @@ class PiiGuard(FieldExtension):
             where = tuple(info.path.as_list())
             return access.render_tree(value, classify, label, customer, where)
         assert self.category is not None
-        hashable = hashable_value(value) and access.policy.hashable_key(info.field_name)
         return access.render(
-            value, self.category, label, customer, numeric=self.numeric, hashable=hashable
+            value, self.category, label, customer, numeric=self.numeric, key=info.field_name
         )
 
 
@@ -151,17 +149,18 @@ class Access:
         customer: str | None,
         *,
         numeric: bool = False,
-        hashable: bool = True,
+        key: str | None = None,
     ) -> Any:
         """The value as the caller may see it. Masked and hashed values of `numeric` fields
-        read null; a value that is not `hashable` (a keyed hash of it would be reversible by
-        comparing with known customers) is masked where the mode says hashed."""
+        read null. `key` names the trait or property the value is of (None: an identifier's
+        value, always hashable); where the mode says hashed, a value whose keyed hash would be
+        reversible by comparing with known customers (`hashable`) is masked instead."""
         mode = self.mode(category)
         if mode is Mode.CLEAR:
             if customer is not None:
                 self.reads.append((customer, label))
             return value
-        if mode is Mode.HASHED and hashable:
+        if mode is Mode.HASHED and (key is None or self.hashable(key, value)):
             return None if numeric else keyed_hash(self.hash_key, value)
         if mode in (Mode.MASKED, Mode.HASHED):
             return None if numeric else mask(value)
@@ -210,17 +209,16 @@ class Access:
             category,
             f"{label}.{top}",
             customer,
-            hashable=hashable_value(value) and self.policy.hashable_key(top),
+            key=top,
         )
+
+    def hashable(self, key: str, value: Any) -> bool:
+        """A keyed hash is served only for texts long enough not to be guessed, under keys
+        with many values (numbers, yes/no, short codes, genders and countries are masked)."""
+        return isinstance(value, str) and mask(value) != HIDDEN and self.policy.hashable_key(key)
 
 
 _RANK = {Mode.DENIED: 0, Mode.HASHED: 1, Mode.MASKED: 2, Mode.CLEAR: 3}
-
-
-def hashable_value(value: Any) -> bool:
-    """A keyed hash is served only for texts long enough not to be guessed by trying the
-    few values a trait takes (numbers, yes/no, short codes are masked instead)."""
-    return isinstance(value, str) and mask(value) != HIDDEN
 
 
 class DeniedKeys(SchemaExtension):

@@ -10,6 +10,7 @@ from typing import Any, cast
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -155,6 +156,24 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+def cors(settings: Settings) -> list[Middleware]:
+    """CORS for the listed origins only: their preflights are answered (and cached for ten
+    minutes), other origins get no `Access-Control-Allow-Origin`, and credentials (cookies)
+    are never allowed: callers send a bearer token or a write key."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "content-encoding"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     """Build the app; the store is opened by the lifespan and closed at shutdown."""
     if services is None:
@@ -185,6 +204,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         routes=routes,
         middleware=[
             Middleware(metrics.MetricsMiddleware),
+            *cors(shared.settings),
             Middleware(BodyLimit, limit=shared.settings.max_body_bytes),
         ],
         lifespan=lifespan,

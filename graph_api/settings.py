@@ -80,6 +80,8 @@ class Settings:
     """`GET /metrics` requires `Authorization: Bearer <this>`; unset: /metrics is off"""
     public_metrics: bool = False
     """serve `/metrics` without a token (a scraper on a private network; development)"""
+    cors_origins: tuple[str, ...] = ()
+    """origins whose pages may call the API from a browser (`C360_CORS_ORIGINS`); none"""
 
     def check(self) -> None:
         """Refuse settings c360 must not start with (`ConfigError` names the variable): a
@@ -131,6 +133,16 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {value}")
             return value
 
+        def origins(name: str) -> tuple[str, ...]:
+            found = tuple(o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip())
+            for origin in found:
+                scheme, sep, host = origin.partition("://")
+                if scheme not in ("http", "https") or not sep or not host or "/" in host:
+                    raise ConfigError(
+                        f"{name}: {origin!r} is not an origin (scheme://host[:port], no path)"
+                    )
+            return found
+
         def flag(name: str) -> bool:
             raw = env.get(name, "").strip().lower()
             if raw in ("", "0", "false", "no", "off"):
@@ -171,4 +183,5 @@ class Settings:
             introspection=flag("C360_INTROSPECTION"),
             metrics_token=Secret(env.get("C360_METRICS_TOKEN", "")),
             public_metrics=flag("C360_PUBLIC_METRICS"),
+            cors_origins=origins("C360_CORS_ORIGINS"),
         )

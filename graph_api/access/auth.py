@@ -218,26 +218,20 @@ class Authenticator:
     def _from_jwt(self, token: str) -> Principal:
         try:
             if self.settings.jwt_secret:
-                claims = jwt.decode(
-                    token,
-                    self.settings.jwt_secret.get(),
-                    algorithms=["HS256"],
-                    audience=self.settings.jwt_audience,
-                    issuer=self.settings.jwt_issuer,
-                    options={"require": REQUIRED_CLAIMS},
-                )
+                key, algorithms = self.settings.jwt_secret.get(), ["HS256"]
             elif self._jwks is not None:
-                kid = jwt.get_unverified_header(token).get("kid")
-                claims = jwt.decode(
-                    token,
-                    self._jwks.key_for(kid),
-                    algorithms=_JWT_ALGORITHMS,
-                    audience=self.settings.jwt_audience,
-                    issuer=self.settings.jwt_issuer,
-                    options={"require": REQUIRED_CLAIMS},
-                )
+                key = self._jwks.key_for(jwt.get_unverified_header(token).get("kid"))
+                algorithms = _JWT_ALGORITHMS
             else:
                 raise invalid_token("JWTs are not accepted by this server")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
         except jwt.PyJWTError as e:
             raise invalid_token(f"invalid token: {e}") from e
         roles = _roles(claims.get(self.settings.jwt_roles_claim))

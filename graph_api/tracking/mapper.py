@@ -14,8 +14,9 @@ to the rules:
 - message id: the sender's (1 to 200 characters), else a fresh `str(uuid4())`; so a message
   sent again without one is *not* idempotent.
 - timestamp: the sender's, in UTC (a naive time is taken as UTC), else the time of receipt.
-  A client's clock is not trusted: a time later than the receipt (no skew allowed:
-  `FUTURE_SKEW` is zero) is stored as the receipt time and counted
+  A client's clock is not trusted: a time later than the receipt (no skew allowed: any
+  allowance would let a claimed time land after a later message's) is stored as the
+  receipt time and counted
   (`c360_clamped_timestamps_total`), so no claimed future time wins a trait's survivorship
   or a merge. (Consent choices are ordered by receipt, whatever time they claim: see
   `identity_graph.survivorship.effective_consent`.)
@@ -29,7 +30,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -52,9 +53,6 @@ from identity_graph.service import MAX_MESSAGE_ID
 IDENTIFYING_TRAITS = ("email", "phone")
 """traits whose values are also identifiers of the same kind"""
 RECORDS_TRAITS = frozenset({MessageType.IDENTIFY, MessageType.IMPORT})
-FUTURE_SKEW = timedelta(0)
-"""how far past its receipt a message's time may be and still be stored as sent: none, so
-that no claimed time ever lands after a later message's (an operator's choice, say)"""
 NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 ECOMMERCE_EVENTS = frozenset(
@@ -157,10 +155,10 @@ class Mapper:
         if claimed is None:
             return received
         claimed = utc(claimed)
-        if claimed > received + FUTURE_SKEW:
+        if claimed > received:
             count_clamped(self.entry)
             return received
-        return min(claimed, received)
+        return claimed
 
     def identifier(self, kind: str, raw: object, field: str) -> Identifier:
         """A normalised identifier, or a blocked one as sent (the resolver drops it)."""

@@ -18,13 +18,6 @@ from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import Page
 from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 
-AUDIT_ORDER = """
-CREATE INDEX IF NOT EXISTS audit_time ON audit (at, id);
-CREATE INDEX IF NOT EXISTS audit_customer_time ON audit (customer_id, at, id);
-"""
-"""the audit log's order, newest first by (at, id), as the Neo4j store keeps it: entries
-appended by several processes need no shared counter to be ordered"""
-
 
 class EmbeddedRecords(AccessRecords):
     """API keys and audit entries in `audit.sqlite3`, one writer and one reader."""
@@ -42,8 +35,6 @@ class EmbeddedRecords(AccessRecords):
         audit log and API keys an older c360 kept in the tables file)."""
         self._writer = connect(data_dir / AUDIT_FILE)
         create_audit_tables(self._writer, data_dir / TABLES_FILE)
-        self._writer.executescript(AUDIT_ORDER)
-        self._writer.executescript(KEY_EXPIRY)
         self._reader = connect(data_dir / AUDIT_FILE)
 
     async def close(self) -> None:
@@ -180,13 +171,6 @@ class EmbeddedRecords(AccessRecords):
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"embedded store write failed: {e}") from e
 
-
-KEY_EXPIRY = """
-CREATE TABLE IF NOT EXISTS api_key_expiry (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-"""
-"""the expiry of the keys that have one, beside `api_keys` rather than a column of it: the
-keys of an older c360 (moved from its tables file by `create_audit_tables`, column for
-column) keep their table as it was, and never expire"""
 
 SELECT_API_KEYS = (
     "SELECT k.id, k.key_hash, k.role, k.name, k.created_at, k.revoked_at, e.expires_at"

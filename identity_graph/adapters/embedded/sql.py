@@ -81,12 +81,20 @@ CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL,
     principal TEXT NOT NULL, role TEXT NOT NULL, customer_id TEXT NOT NULL,
     fields TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS audit_customer ON audit (customer_id, seq);
+DROP INDEX IF EXISTS audit_customer;
 CREATE INDEX IF NOT EXISTS audit_id ON audit (id);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (at, id);
+CREATE INDEX IF NOT EXISTS audit_customer_time ON audit (customer_id, at, id);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, name TEXT,
     created_at INTEGER NOT NULL, revoked_at INTEGER);
+CREATE TABLE IF NOT EXISTS api_key_expiry (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 """
+"""`audit.sqlite3`. The log is ordered newest first by (at, id), as the Neo4j store keeps
+it: entries appended by several processes need no shared counter (`seq` stays only for the
+files of older versions). A key's expiry is in `api_key_expiry` rather than a column of
+`api_keys`: the keys of an older c360 (moved from its tables file column for column) keep
+their table as it was, and never expire."""
 
 MIGRATIONS = (
     ("identifiers", "digest", "ALTER TABLE identifiers ADD COLUMN digest TEXT"),

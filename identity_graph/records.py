@@ -67,6 +67,11 @@ class AccessRecords(ABC):
         more."""
 
     @abstractmethod
+    async def expire_audit(self, before: datetime, *, batch: int) -> int:
+        """Physically delete the audit entries older than `before`, `batch` per transaction;
+        return how many."""
+
+    @abstractmethod
     async def put_api_key(self, key: ApiKey) -> None:
         """Store an API key record (its hash only, and its expiry if it has one)."""
 

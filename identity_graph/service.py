@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from identity_graph.errors import InvalidOperation, MalformedObservation, NotFound
+from identity_graph.errors import (
+    IdentityGraphError,
+    InvalidOperation,
+    MalformedObservation,
+    NotFound,
+)
 from identity_graph.model import (
     PURPOSES,
     ConsentStatus,
@@ -16,7 +21,19 @@ from identity_graph.model import (
     MergeKind,
     MergeRecord,
     Observation,
+    StoredEvent,
 )
+from identity_graph.privacy import (
+    MAX_REASON,
+    MESSAGE_KIND,
+    Erasure,
+    ErasureReceipt,
+    RetentionPolicy,
+    RetentionReport,
+    Suppression,
+    suppression_hash,
+)
+from identity_graph.records import AccessRecords
 from identity_graph.resolver import (
     NewId,
     Outcome,
@@ -27,7 +44,13 @@ from identity_graph.resolver import (
     usable_identifiers,
 )
 from identity_graph.rules import Rules
-from identity_graph.store import ChangeSet, IdentityStore, ProfileConsent, WriteTx
+from identity_graph.store import (
+    ChangeSet,
+    IdentityStore,
+    ProfileConsent,
+    WriteTx,
+    event_cursor,
+)
 
 MAX_EXPLAIN_HOPS = 50
 MAX_MESSAGE_ID = 200
@@ -109,11 +132,16 @@ class IdentityGraph:
         need not check first."""
         for observation in observations:
             self._check(observation)
-        usable = [usable_identifiers(o, self.rules) for o in observations]
-        keys = list({i.key for kept in usable for i in kept})  # the store orders its locks
+        found = [usable_identifiers(o, self.rules) for o in observations]
         message_ids = [o.message_id for o in observations]
 
         async def work(tx: WriteTx) -> list[Outcome]:
+            usable = found
+            if self.store.may_suppress:
+                # inside the transaction, before anything is read or written: a suppressed
+                # value never reaches the store again
+                usable = await self._unsuppressed(tx, observations, found)
+            keys = list({i.key for kept in usable for i in kept})  # the store orders its locks
             snapshot = await tx.snapshot(keys, message_ids=message_ids)
             batches, outcomes = plan_batch(
                 observations,
@@ -128,6 +156,166 @@ class IdentityGraph:
             return outcomes
 
         return await self.store.write(work)
+
+    async def _unsuppressed(
+        self,
+        tx: WriteTx,
+        observations: Sequence[Observation],
+        usable: Sequence[list[Identifier]],
+    ) -> list[list[Identifier]]:
+        """Each observation's usable identifiers less the suppressed ones (as if blocked);
+        none at all for a message whose id is suppressed (a replay of an erased person's)."""
+        hashes: dict[str, str] = {}
+        for observation, kept in zip(observations, usable, strict=True):
+            hashes[f"{MESSAGE_KIND}:{observation.message_id}"] = ""
+            for identifier in kept:
+                hashes[identifier.key] = ""
+        for what in hashes:
+            hashes[what] = suppression_hash(self.digest, what)
+        suppressed = await tx.suppressed(list(set(hashes.values())))
+        if not suppressed:
+            return list(usable)
+        return [
+            []
+            if hashes[f"{MESSAGE_KIND}:{observation.message_id}"] in suppressed
+            else [i for i in kept if hashes[i.key] not in suppressed]
+            for observation, kept in zip(observations, usable, strict=True)
+        ]
+
+    async def erase(
+        self,
+        customer_id: str,
+        *,
+        reason: str,
+        actor: str,
+        suppress: bool = True,
+        purge: bool = True,
+    ) -> ErasureReceipt:
+        """Erase a person: everything the store holds of them is physically deleted when this
+        returns, and (with `suppress`) their identifiers and message ids are suppressed, so
+        no later or replayed message brings them back. All or nothing; an absorbed id
+        erases the profile it was merged into. `purge=False` leaves the deleted values in
+        the store's logs until the next `purge` (for many erasures in a row)."""
+        reason = reason.strip()
+        if not reason or len(reason) > MAX_REASON:
+            raise InvalidOperation(f"an erasure needs a reason of 1 to {MAX_REASON} characters")
+        at = self.clock()
+        erasure_id = self.make_id()
+
+        async def work(tx: WriteTx) -> ErasureReceipt:
+            current = await tx.resolve(customer_id)
+            scope = await tx.erasure_scope(current) if current else None
+            if scope is None:
+                raise await self._unknown_customer(customer_id)
+            suppressions: tuple[Suppression, ...] = ()
+            if suppress:
+                suppressions = tuple(
+                    Suppression(
+                        suppression_hash(self.digest, key), key.partition(":")[0], erasure_id, at
+                    )
+                    for key in scope.keys
+                ) + tuple(
+                    Suppression(
+                        suppression_hash(self.digest, f"{MESSAGE_KIND}:{m}"),
+                        MESSAGE_KIND,
+                        erasure_id,
+                        at,
+                    )
+                    for m in scope.message_ids
+                )
+            erasure = Erasure(erasure_id, scope, at, reason, actor, suppressions)
+            await tx.apply(ChangeSet(erasures=[erasure]))
+            return erasure.receipt
+
+        receipt = await self.store.write(work)
+        if purge:
+            await self.store.purge()
+        return receipt
+
+    async def _unknown_customer(self, customer_id: str) -> IdentityGraphError:
+        erased = await self.store.erasure(customer_id)
+        if erased is not None:
+            return InvalidOperation(
+                f"customer {customer_id!r} was erased at {erased.erased_at.isoformat()}"
+                f" (erasure {erased.id})"
+            )
+        return NotFound(f"no customer {customer_id!r}")
+
+    async def unsuppress(self, identifier: Identifier) -> bool:
+        """Lift the suppression of an identifier; False if it was not suppressed."""
+        hashed = suppression_hash(self.digest, identifier.key)
+
+        async def work(tx: WriteTx) -> bool:
+            if not await tx.suppressed([hashed]):
+                return False
+            await tx.apply(ChangeSet(unsuppress=[hashed]))
+            return True
+
+        return await self.store.write(work)
+
+    async def export_events(
+        self, customer_id: str, *, page: int = 1000
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event of a customer, newest first, a page at a time (never all in memory)."""
+        after: str | None = None
+        while True:
+            pages = await self.store.events([customer_id], first=page, after=after, types=None)
+            got = pages.get(customer_id)
+            if got is None:
+                return
+            for event in got.items:
+                yield event
+            if not got.more or not got.items:
+                return
+            after = event_cursor(got.items[-1])
+
+    async def apply_retention(
+        self,
+        policy: RetentionPolicy,
+        *,
+        records: AccessRecords | None = None,
+        batch: int = 5000,
+    ) -> RetentionReport:
+        """Delete physically what the policy no longer keeps, in batches: old events,
+        message-id entries and conflict records, audit entries (in `records`), and inactive
+        profiles (erased without suppression: they may come back)."""
+        now = self.clock()
+        cutoffs = policy.cutoffs(now)
+        counts = await self.store.expire(cutoffs, batch=batch)
+        audit = 0
+        if records is not None and cutoffs.audit is not None:
+            audit = await records.expire_audit(cutoffs.audit, batch=batch)
+        profiles = identifiers = 0
+        if cutoffs.profiles is not None:
+            after: str | None = None
+            while ids := await self.store.inactive_profiles(
+                before=cutoffs.profiles, first=100, after=after
+            ):
+                after = ids[-1]
+                for pid in ids:
+                    try:
+                        receipt = await self.erase(
+                            pid,
+                            reason="retention: inactive profile",
+                            actor="retention",
+                            suppress=False,
+                            purge=False,
+                        )
+                    except (NotFound, InvalidOperation):
+                        continue  # merged or erased meanwhile
+                    profiles += 1
+                    identifiers += receipt.identifiers
+                    counts["events"] = counts.get("events", 0) + receipt.events
+        await self.store.purge()
+        return RetentionReport(
+            ran_at=now,
+            events=counts.get("events", 0),
+            audit=audit,
+            profiles=profiles,
+            identifiers=identifiers,
+            messages=counts.get("messages", 0),
+            conflicts=counts.get("conflicts", 0),
+        )
 
     async def undo_merge(self, merge_id: str, *, actor: str) -> MergeRecord:
         """Undo a merge: remove the links that caused it and split the profile again."""

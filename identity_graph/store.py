@@ -28,6 +28,7 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
+from identity_graph.privacy import Cutoffs, Erasure, ErasureReceipt, ErasureScope, Suppression
 
 T = TypeVar("T")
 
@@ -124,6 +125,10 @@ class ChangeSet:
     """(message id, profile id, time)"""
     digests: dict[str, str] = field(default_factory=dict)
     """identifier key -> the digest of its value under the current key (a re-hash)"""
+    erasures: list[Erasure] = field(default_factory=list)
+    """people to delete physically, applied after everything else of the change set"""
+    unsuppress: list[str] = field(default_factory=list)
+    """suppression hashes to lift"""
 
     def __bool__(self) -> bool:
         return any(bool(v) for v in vars(self).values())
@@ -168,6 +173,15 @@ class WriteTx(ABC):
     @abstractmethod
     async def resolve(self, profile_id: str) -> str | None:
         """The current profile an id names, following `mergedInto` redirects; None if unknown."""
+
+    @abstractmethod
+    async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
+        """Lock a current profile and return everything the store holds of it (None if
+        `profile_id` is not a current profile)."""
+
+    @abstractmethod
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        """The hashes among these that are on the suppression list."""
 
     @abstractmethod
     async def apply(self, changes: ChangeSet) -> None:
@@ -256,6 +270,41 @@ class IdentityStore(ABC):
     async def consents(self, ids: Sequence[str]) -> dict[str, list[ConsentRecord]]:
         """Consent records of each profile's identifiers, each with its `seq`; each
         identifier's in the order they were stored."""
+
+    # --- privacy ---------------------------------------------------------------------
+
+    may_suppress: bool = True
+    """False only when the store knows its suppression list is empty, so that ingest can
+    skip hashing every identifier. A store shared by several processes keeps it True."""
+
+    @abstractmethod
+    async def purge(self) -> None:
+        """Make every deletion applied so far physical in every file the store writes
+        (its journal, write-ahead logs): once this returns, no file holds a deleted value."""
+
+    @abstractmethod
+    async def erasure(self, id: str) -> ErasureReceipt | None:
+        """The receipt of the erasure with this id, or of the erasure of the customer with
+        this id; None if there is none."""
+
+    @abstractmethod
+    async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
+        """Suppressed identifiers (not message ids), oldest first by (`at`, `hash`); `after`
+        is the hash the page continues after. The page's cursor is its last hash."""
+
+    @abstractmethod
+    async def inactive_profiles(
+        self, *, before: datetime, first: int, after: str | None
+    ) -> list[str]:
+        """Up to `first` current profile ids, in id order after `after`, none of whose
+        identifiers was seen at or after `before`."""
+
+    @abstractmethod
+    async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
+        """Physically delete events (per category), message-id entries of messages that are
+        not events, and conflict records older than the cutoffs, `batch` rows per
+        transaction (memory stays bounded whatever the store holds; writes go on between
+        batches). Returns counts under `events`, `messages` and `conflicts`."""
 
     @abstractmethod
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:

@@ -89,6 +89,9 @@ class EmbeddedRecords(AccessRecords):
         )
         return Page(items, total, items[-1].id if more and items else None, more)
 
+    async def expire_audit(self, before: datetime, *, batch: int) -> int:
+        raise NotImplementedError
+
     async def put_api_key(self, key: ApiKey) -> None:
         if key.expires_at is not None:  # first: a key is never stored without its expiry
             await self._write_rows(

@@ -47,6 +47,7 @@ import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,7 +75,8 @@ from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros
 from identity_graph.errors import StoreUnavailable
-from identity_graph.model import ConsentStatus, MergeRecord
+from identity_graph.model import ConsentStatus, MergeRecord, Page
+from identity_graph.privacy import Cutoffs, ErasureReceipt, ErasureScope, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
     ChangeSet,
@@ -282,6 +284,27 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         resolved = {pid: self.partition.current(pid) for pid in ids}
         return {pid: cur for pid, cur in resolved.items() if cur is not None}
 
+    # --- privacy (placeholders: the adapter's implementation replaces them) ------------
+
+    may_suppress = False
+
+    async def purge(self) -> None:
+        raise NotImplementedError
+
+    async def erasure(self, id: str) -> ErasureReceipt | None:
+        raise NotImplementedError
+
+    async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
+        raise NotImplementedError
+
+    async def inactive_profiles(
+        self, *, before: datetime, first: int, after: str | None
+    ) -> list[str]:
+        raise NotImplementedError
+
+    async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
+        raise NotImplementedError
+
 
 class _EmbeddedTx(WriteTx):
     def __init__(self, store: EmbeddedStore) -> None:
@@ -349,6 +372,12 @@ class _EmbeddedTx(WriteTx):
 
     async def resolve(self, profile_id: str) -> str | None:
         return self.store.partition.current(profile_id)
+
+    async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
+        raise NotImplementedError
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        raise NotImplementedError
 
     async def apply(self, changes: ChangeSet) -> None:
         self.pending.append(changes)

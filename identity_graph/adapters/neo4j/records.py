@@ -66,6 +66,9 @@ class Neo4jRecords(AccessRecords):
             more,
         )
 
+    async def expire_audit(self, before: datetime, *, batch: int) -> int:
+        raise NotImplementedError
+
     async def put_api_key(self, key: ApiKey) -> None:
         row = {
             "id": key.id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, LiteralString, TypeVar
 
 from neo4j import (
@@ -61,6 +62,7 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
+from identity_graph.privacy import Cutoffs, ErasureReceipt, ErasureScope, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
     ChangeSet,
@@ -347,6 +349,27 @@ class Neo4jStore(IdentityStore):
             for x, y, (source, mid, at, rule) in zip(keys, keys[1:], links, strict=False)
         ]
 
+    # --- privacy (placeholders: the adapter's implementation replaces them) ------------
+
+    may_suppress = False
+
+    async def purge(self) -> None:
+        raise NotImplementedError
+
+    async def erasure(self, id: str) -> ErasureReceipt | None:
+        raise NotImplementedError
+
+    async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
+        raise NotImplementedError
+
+    async def inactive_profiles(
+        self, *, before: datetime, first: int, after: str | None
+    ) -> list[str]:
+        raise NotImplementedError
+
+    async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
+        raise NotImplementedError
+
 
 class _Neo4jTx(WriteTx):
     """A `WriteTx` over one managed transaction; it holds no state that outlives a retry."""
@@ -428,6 +451,12 @@ class _Neo4jTx(WriteTx):
 
     async def resolve(self, profile_id: str) -> str | None:
         return await self._lock_current(profile_id)
+
+    async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
+        raise NotImplementedError
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        raise NotImplementedError
 
     async def apply(self, changes: ChangeSet) -> None:
         params = changes_to_rows(changes, first_ord=self.next_ord)

@@ -1,5 +1,6 @@
-"""Who is calling: API keys (stored hashed, optionally expiring) and JWTs (HS256 secret or
-a JWKS file, re-read when it changes; audience and issuer always checked).
+"""Who is calling: API keys (stored hashed, optionally expiring, their records cached for a
+few seconds) and JWTs (HS256 secret or a JWKS file, re-read when it changes; audience and
+issuer always checked).
 
 `Authorization: Bearer <api key or JWT>` for the API, HTTP Basic with the key as user name
 for the Segment tracking endpoint. Roles gate operations; fields are the PII policy's job.
@@ -15,6 +16,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +72,61 @@ def check_role(role: str) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; known roles: {', '.join(sorted(ROLES))}")
     return role
+
+
+KEY_CACHE_SECONDS = 5.0
+"""How long a key record read from the store is trusted: the longest a key revoked by another
+process (another API worker on the same Neo4j database) is still accepted here. A revocation
+through this process takes effect at once."""
+
+
+class KeyCache:
+    """API key records read from the store, by key hash, for `ttl` seconds of `clock`.
+
+    Only records the store returned are kept (revoked and expiring ones too: whether a key is
+    usable is decided on every request against the record). An unknown key is looked up
+    every time: caching misses would let random tokens push good keys out and would refuse,
+    for a while, a key another process has just created. At most `size` records are kept,
+    the least recently used dropped first.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = KEY_CACHE_SECONDS,
+        size: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._clock = clock
+        self._records: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self._generation = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def get(self, digest: str, records: AccessRecords) -> ApiKey | None:
+        """The record of this key hash: the cached one if fresh, else the store's."""
+        held = self._records.get(digest)
+        if held is not None and self._clock() - held[0] < self.ttl:
+            self._records.move_to_end(digest)
+            return held[1]
+        generation, read_at = self._generation, self._clock()
+        record = await records.api_key(digest)
+        if record is None:
+            self._records.pop(digest, None)
+        elif generation == self._generation:  # no revocation while the store was read
+            self._records[digest] = (read_at, record)
+            self._records.move_to_end(digest)
+            while len(self._records) > self.size:
+                self._records.popitem(last=False)
+        return record
+
+    def clear(self) -> None:
+        """Forget every record, and any read under way: it may predate a revocation."""
+        self._records.clear()
+        self._generation += 1
 
 
 class JwksFile:
@@ -135,11 +192,17 @@ class JwksFile:
 
 class Authenticator:
     def __init__(
-        self, settings: Settings, records: AccessRecords, *, clock: Callable[[], datetime] = now
+        self,
+        settings: Settings,
+        records: AccessRecords,
+        *,
+        clock: Callable[[], datetime] = now,
+        keys: KeyCache | None = None,
     ) -> None:
         self.settings = settings
         self.records = records
         self._clock = clock
+        self.keys = keys if keys is not None else KeyCache()
         self._jwks = JwksFile(settings.jwt_jwks_file) if settings.jwt_jwks_file else None
 
     async def from_bearer(self, request: HTTPConnection) -> Principal:
@@ -205,10 +268,14 @@ class Authenticator:
             await self.records.put_api_key(ApiKey(key_id, digest, role, name, self._clock()))
 
     async def revoke_key(self, key_id: str) -> bool:
-        return await self.records.revoke_api_key(key_id, at=self._clock())
+        """Revoke a key by id, refused from the next request on; False if there is none."""
+        try:
+            return await self.records.revoke_api_key(key_id, at=self._clock())
+        finally:
+            self.keys.clear()  # all of it: it is keyed by hash, and revocations are rare
 
     async def _from_key(self, key: str) -> Principal:
-        record = await self.records.api_key(hash_key(key))
+        record = await self.keys.get(hash_key(key), self.records)
         if record is None or not record.usable(self._clock()):
             raise invalid_token("unknown, revoked or expired API key")
         if record.role not in ROLES:

@@ -116,7 +116,8 @@ def suppression_hash(digest: Callable[[str], str] | None, what: str) -> str:
     return hashlib.sha256(what.encode("utf-8")).hexdigest()
 
 
-CATEGORIES = tuple(c.value for c in EventCategory)
+CATEGORIES = {c.name: c for c in EventCategory}
+"""the names a retention file gives categories (as GraphQL does), and their categories"""
 DEFAULT_MESSAGE_DAYS = 90
 """how long a message id of a message that is not an event (an identify, a consent choice)
 is remembered for deduplication; an event's message id lives as long as the event"""
@@ -129,7 +130,9 @@ class RetentionPolicy:
     """How long each kind of record is kept; None keeps it forever."""
 
     event_days: int | None = None
-    event_days_by_category: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    event_days_by_category: Mapping[EventCategory, int] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     audit_days: int | None = None
     inactive_profile_days: int | None = None
     message_days: int | None = DEFAULT_MESSAGE_DAYS
@@ -170,7 +173,7 @@ class RetentionPolicy:
         return cls(
             event_days=_days(config, events, "days"),
             event_days_by_category=MappingProxyType(
-                {name: _days(config, by_category, name) for name in by_category}  # type: ignore[misc]
+                {CATEGORIES[name]: _days(config, by_category, name) for name in by_category}  # type: ignore[misc]
             ),
             audit_days=_days(config, audit, "days"),
             inactive_profile_days=_days(config, profiles, "inactive_days"),
@@ -187,7 +190,7 @@ class RetentionPolicy:
         return Cutoffs(
             events={
                 category: before(self.event_days_by_category.get(category, self.event_days))
-                for category in CATEGORIES
+                for category in EventCategory
             },
             audit=before(self.audit_days),
             profiles=before(self.inactive_profile_days),
@@ -221,8 +224,8 @@ def _days(
 class Cutoffs:
     """Records older than these times are deleted; None keeps that kind."""
 
-    events: Mapping[str, datetime | None]
-    """per event category"""
+    events: Mapping[EventCategory, datetime | None]
+    """per event category (a `StrEnum`: equal to the category as stored)"""
     audit: datetime | None
     profiles: datetime | None
     """profiles with no sighting since are erased (without suppression)"""

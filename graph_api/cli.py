@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -123,6 +124,15 @@ def serve(
             " on a server others can reach.",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes over one Neo4j database (the neo4j store only: the embedded"
+            " store is one process).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API server (GraphQL, Segment tracking API, metrics)."""
     import uvicorn
@@ -131,6 +141,12 @@ def serve(
 
     with failures():
         settings = settings_for(store, data_dir)
+        if workers > 1 and settings.store != "neo4j":
+            raise CliError(
+                "--workers needs the neo4j store: the embedded store holds the identity graph"
+                " in the memory of one process and locks its data directory, so it serves from"
+                " one process (run several API processes over Neo4j instead)"
+            )
         if demo or dev:
             settings = settings.development()
         if demo:
@@ -138,8 +154,27 @@ def serve(
             key = with_services(settings, load_demo)
             out.print(f"GraphiQL: [bold]http://{host}:{port}/graphql[/bold]")
             out.print(f"Admin key (shown once): [bold]{key}[/bold]", highlight=False)
+        if workers > 1:
+            # each worker reads its settings from the environment: pass on what the options
+            # changed, and seed the bootstrap key here once, not in several workers at once
+            os.environ["C360_STORE"] = settings.store
+            if demo or dev:
+                os.environ.update(
+                    C360_GRAPHIQL="1", C360_INTROSPECTION="1", C360_PUBLIC_METRICS="1"
+                )
+            with_services(settings, seed_bootstrap_key)
+            uvicorn.run(
+                "graph_api.app:create_app", factory=True, workers=workers, host=host, port=port
+            )
+            return
         application = create_app(settings)
     uvicorn.run(application, host=host, port=port)
+
+
+async def seed_bootstrap_key(services: Services) -> None:
+    key = services.settings.bootstrap_admin_key
+    if key:
+        await services.auth.seed_key(key.get(), "admin", "bootstrap admin key")
 
 
 async def load_demo(services: Services) -> str:

@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL, the Segment tracking API, health and metrics."""
+"""The ASGI application: GraphQL, the Segment tracking API, the browser pages, health and
+metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, cast
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import HTTPConnection, Request
@@ -16,18 +18,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from graph_api import metrics
 from graph_api.access.auth import Principal
 from graph_api.context import Context
+from graph_api.documents import TrustedDocuments, lift_document_id
 from graph_api.errors import C360Error, PayloadTooLarge, code_of, public_message, status_of
 from graph_api.loaders import Loaders
+from graph_api.privacy.retention import retention_schedule
 from graph_api.schema import build_schema
 from graph_api.services import Services, build_services, tune_runtime
 from graph_api.settings import Settings
 from graph_api.tracking import endpoints as tracking
+from graph_api.web import pages
 from identity_graph.errors import StoreUnavailable
 
 log = logging.getLogger("c360.api")
@@ -42,7 +47,8 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 
 
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our authentication and JSON error responses."""
+    """Strawberry's ASGI view with our authentication, JSON error responses, trusted
+    documents and c360's own GraphiQL page."""
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
@@ -52,6 +58,31 @@ class GraphQLView(GraphQL[Context, None]):
             subscription_protocols=(),
         )
         self.services = services
+        self.documents = TrustedDocuments(
+            settings.trusted_documents_file, settings.trusted_documents_roles
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Strawberry's page loads GraphiQL from a CDN; c360's serves its own copy."""
+        return pages.graphiql()
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> Any:
+        roles = context.principal.roles
+        if isinstance(request_data, list):
+            request_data = [self.documents.resolve(item, roles) for item in request_data]
+        else:
+            request_data = self.documents.resolve(request_data, roles)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -79,7 +110,12 @@ class GraphQLView(GraphQL[Context, None]):
         parsed = super().parse_json(data)
         if not isinstance(parsed, dict | list):
             raise HTTPException(400, "the request body must be a JSON object")
-        return parsed
+        # Strawberry hands a POST body over as bytes, a GET request's `variables` as text:
+        # only a whole request may carry a `documentId`
+        return lift_document_id(parsed) if isinstance(data, bytes) else parsed
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:  # type: ignore[override]
+        return cast(dict[str, Any], lift_document_id(super().parse_query_params(params)))
 
     async def get_context(  # type: ignore[override]
         self, request: Request, response: Response
@@ -189,7 +225,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             key = shared.settings.bootstrap_admin_key
             if key:
                 await shared.auth.seed_key(key.get(), "admin", "bootstrap admin key")
-            yield
+            async with retention_schedule(shared):
+                yield
         finally:
             await shared.store.close()
 
@@ -199,6 +236,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
         *tracking.routes,
+        *pages.routes,
     ]
     app = Starlette(
         routes=routes,

@@ -56,6 +56,8 @@ class Settings:
     data_dir: Path = Path("data")
     rules_file: Path | None = None
     policy_file: Path | None = None
+    retention_file: Path | None = None
+    """how long each kind of record is kept (`C360_RETENTION_FILE`); unset: the defaults"""
     neo4j_uri: str = "bolt://localhost:7687"
     neo4j_user: str = "neo4j"
     neo4j_password: Secret = field(default_factory=lambda: Secret(""))
@@ -82,6 +84,10 @@ class Settings:
     """serve `/metrics` without a token (a scraper on a private network; development)"""
     cors_origins: tuple[str, ...] = ()
     """origins whose pages may call the API from a browser (`C360_CORS_ORIGINS`); none"""
+    trusted_documents_file: Path | None = None
+    """the registered GraphQL documents (`C360_TRUSTED_DOCUMENTS_FILE`, `c360 documents`)"""
+    trusted_documents_roles: frozenset[str] = frozenset()
+    """roles that may only run registered documents (`C360_TRUSTED_DOCUMENTS_ROLES`)"""
 
     def check(self) -> None:
         """Refuse settings c360 must not start with (`ConfigError` names the variable): a
@@ -91,6 +97,11 @@ class Settings:
         if weak:
             raise ConfigError(
                 f"C360_BOOTSTRAP_ADMIN_KEY is too weak: {weak}; make one with {MAKE_A_KEY}"
+            )
+        if self.trusted_documents_roles and self.trusted_documents_file is None:
+            raise ConfigError(
+                "C360_TRUSTED_DOCUMENTS_ROLES needs C360_TRUSTED_DOCUMENTS_FILE: the documents"
+                " those roles may run"
             )
         if self.jwt_secret or self.jwt_jwks_file is not None:
             missing = [
@@ -163,6 +174,7 @@ class Settings:
             data_dir=Path(text("C360_DATA_DIR", "data")),
             rules_file=path("C360_RULES_FILE"),
             policy_file=path("C360_POLICY_FILE"),
+            retention_file=path("C360_RETENTION_FILE"),
             neo4j_uri=text("NEO4J_URI", "bolt://localhost:7687"),
             neo4j_user=text("NEO4J_USER", "neo4j"),
             neo4j_password=Secret(env.get("NEO4J_PASSWORD", "")),
@@ -184,4 +196,10 @@ class Settings:
             metrics_token=Secret(env.get("C360_METRICS_TOKEN", "")),
             public_metrics=flag("C360_PUBLIC_METRICS"),
             cors_origins=origins("C360_CORS_ORIGINS"),
+            trusted_documents_file=path("C360_TRUSTED_DOCUMENTS_FILE"),
+            trusted_documents_roles=frozenset(
+                r.strip()
+                for r in env.get("C360_TRUSTED_DOCUMENTS_ROLES", "").split(",")
+                if r.strip()
+            ),
         )

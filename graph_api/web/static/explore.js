@@ -1,0 +1,720 @@
+// The c360 explorer: a customer's profile and identity graph, read through the public GraphQL
+// API with the key the user pastes (kept in this tab's sessionStorage only), so the key's
+// role decides what is drawn. Plain JS, no build step; cytoscape draws the graph.
+(function () {
+  "use strict";
+
+  var KEY_ITEM = "c360.explore.key";
+  var EXPLAIN_BATCH = 25; // aliases per request, under the server's alias limit (30)
+  var KIND_COLOURS = {
+    user_id: "#1c7ed6",
+    email: "#2b8a3e",
+    phone: "#0c8599",
+    anonymous_id: "#868e96",
+    device_id: "#7048e8",
+  };
+  var OTHER_COLOUR = "#e8590c";
+  var KIND_ORDER = ["user_id", "email", "phone", "device_id", "anonymous_id"];
+
+  var LINK = "fragment link on Link { from { kind value } to { kind value } source messageId observedAt rule }";
+  var PROFILE = [
+    "query Profile($id: ID, $identifier: IdentifierInput) {",
+    "  customer(id: $id, identifier: $identifier) {",
+    "    id createdAt",
+    "    identifiers { kind value firstSeen lastSeen sources }",
+    "    traits { name firstName lastName email phone company title birthday",
+    "      address { street city state postalCode country } custom }",
+    "    consents { purpose status at source }",
+    "    events(first: 20) { totalCount edges { node { id type name category timestamp source properties } } }",
+    "    mergeHistory(first: 50) { id at kind survivorId absorbedId actor messageId undoes undoneBy",
+    "      links(first: 20) { ...link } identifiers(first: 20) { kind value } }",
+    "    conflicts(first: 20) { id at messageId reason dropped(first: 20) { kind value } }",
+    "  }",
+    "}",
+    LINK,
+  ].join("\n");
+  var CUSTOMERS =
+    "query Customers($after: String) { customers(first: 15, after: $after) { totalCount" +
+    " edges { node { id traits { name } identifiers { kind } } } pageInfo { hasNextPage endCursor } } }";
+  var ADMIN_PROBE = "query Role { apiKeys(first: 1) { totalCount } }";
+  var UNDO = "mutation Undo($id: ID!) { undoMerge(mergeId: $id) { id kind survivorId absorbedId } }";
+  var SPLIT =
+    "mutation Split($customer: ID!, $identifiers: [IdentifierInput!]!) {" +
+    " unmerge(customerId: $customer, identifiers: $identifiers) { id kind survivorId absorbedId } }";
+  var EXPLAIN =
+    "query Explain($a: IdentifierInput!, $b: IdentifierInput!) { explainLink(a: $a, b: $b) { linked path { ...link } } }\n" +
+    LINK;
+
+  var state = {
+    key: sessionStorage.getItem(KEY_ITEM) || "",
+    admin: false,
+    customer: null,
+    errors: [],
+    nodes: [], // one per identifier: {id, kind, value, clear, denied, data}
+    picked: [],
+    cy: null,
+    after: null,
+  };
+  window.c360Explorer = state; // for the browser tests and the curious
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  // Build DOM from untrusted data: text only, never HTML.
+  function h(tag, attrs) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      var value = attrs[name];
+      if (value === undefined || value === null || value === false) return;
+      if (name === "text") node.textContent = value;
+      else if (name.slice(0, 2) === "on") node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    });
+    for (var i = 2; i < arguments.length; i++) {
+      var child = arguments[i];
+      if (child === null || child === undefined || child === false) continue;
+      if (Array.isArray(child)) child.forEach(function (c) { if (c) node.appendChild(c); });
+      else node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  function say(message, isError) {
+    var status = $("status");
+    status.textContent = message || "";
+    status.className = isError ? "error" : "";
+  }
+
+  function ApiError(errors, status) {
+    var first = (errors && errors[0]) || {};
+    this.code = (first.extensions && first.extensions.code) || "HTTP_" + status;
+    this.message = (first.message || "request failed") + " (" + this.code + ")";
+  }
+
+  // One GraphQL request with the pasted key; resolves to {data, errors}.
+  function gql(query, variables) {
+    return fetch("/graphql", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + state.key },
+      body: JSON.stringify({ query: query, variables: variables || {} }),
+    }).then(function (response) {
+      return response.json().then(
+        function (body) {
+          if (!body.data) throw new ApiError(body.errors, response.status);
+          return { data: body.data, errors: body.errors || [] };
+        },
+        function () {
+          throw new ApiError([], response.status);
+        }
+      );
+    });
+  }
+
+  function isClear(value) {
+    return typeof value === "string" && value.indexOf("*") < 0 && !/^[0-9a-f]{64}$/.test(value);
+  }
+
+  function short(value) {
+    if (value === null || value === undefined) return "denied";
+    return value.length > 28 ? value.slice(0, 12) + "…" + value.slice(-8) : value;
+  }
+
+  function when(iso) {
+    return iso ? iso.replace("T", " ").replace(/(\.\d+)?(\+00:00|Z)$/, "") : "";
+  }
+
+  // Fields the role may not read come back null with a FORBIDDEN_FIELD error at their path.
+  function deniedAt(path) {
+    var where = path.join(".");
+    var keys = [];
+    var whole = false;
+    state.errors.forEach(function (error) {
+      if (!error.path || (error.extensions || {}).code !== "FORBIDDEN_FIELD") return;
+      if (error.path.join(".") !== where) return;
+      if (error.extensions.key) keys.push(error.extensions.key);
+      else whole = true;
+    });
+    return { whole: whole, keys: keys };
+  }
+
+  function deniedBadge() {
+    return h("span", { class: "badge denied", text: "denied" });
+  }
+
+  function shown(value, path) {
+    if (value !== null && value !== undefined) {
+      return typeof value === "object" ? JSON.stringify(value) : String(value);
+    }
+    return deniedAt(path).whole ? deniedBadge() : h("span", { class: "muted", text: "—" });
+  }
+
+  // --- key ---------------------------------------------------------------------------
+
+  function useKey(key) {
+    state.key = key;
+    if (key) sessionStorage.setItem(KEY_ITEM, key);
+    else sessionStorage.removeItem(KEY_ITEM);
+    $("key").value = key;
+    state.admin = false;
+    $("whoami").textContent = "";
+    if (!key) return Promise.resolve();
+    return gql(ADMIN_PROBE)
+      .then(function (result) {
+        state.admin = !result.errors.length;
+      })
+      .catch(function (error) {
+        if (error.code === "INVALID_TOKEN" || error.code === "UNAUTHENTICATED") throw error;
+      })
+      .then(function () {
+        $("whoami").textContent = state.admin
+          ? "admin key: undo and split enabled"
+          : "undo and split need an admin key";
+        state.after = null;
+        $("customer-list").replaceChildren();
+        return loadCustomers();
+      });
+  }
+
+  function loadCustomers() {
+    return gql(CUSTOMERS, { after: state.after }).then(function (result) {
+      var page = result.data.customers;
+      page.edges.forEach(function (edge) {
+        var node = edge.node;
+        var kinds = {};
+        node.identifiers.forEach(function (i) { kinds[i.kind] = true; });
+        $("customer-list").appendChild(
+          h("li", { "data-id": node.id, onclick: function () { find("id", node.id); } },
+            h("span", { text: node.traits.name || "(no name)" }),
+            h("span", { class: "id", text: node.id.slice(0, 10) + "… · " + node.identifiers.length + " ids" }))
+        );
+      });
+      state.after = page.pageInfo.endCursor;
+      $("more").hidden = !page.pageInfo.hasNextPage;
+      $("customers").querySelector("p").textContent = page.totalCount + " customers. Pick one, or find one above.";
+    });
+  }
+
+  // --- search and profile ----------------------------------------------------------
+
+  function lookup(kind, text) {
+    var value = text.trim();
+    if (kind === "auto") {
+      var named = /^([a-z_][a-z0-9_]*):(.+)$/i.exec(value);
+      if (/^[0-9a-f]{32}$/i.test(value)) kind = "id";
+      else if (named && named[1] !== "http" && named[1] !== "https") {
+        kind = named[1].toLowerCase();
+        value = named[2].trim();
+      } else if (value.indexOf("@") > 0) kind = "email";
+      else if (/^\+?[\d ().-]{7,}$/.test(value)) kind = "phone";
+      else kind = "id";
+    }
+    return kind === "id" ? { id: value } : { identifier: { kind: kind, value: value } };
+  }
+
+  function find(kind, text) {
+    if (!state.key) return say("Paste an API key first.", true);
+    if (!text.trim()) return say("Type what to look for.", true);
+    say("Looking…");
+    return load(lookup(kind, text));
+  }
+
+  function load(variables) {
+    return gql(PROFILE, variables)
+      .then(function (result) {
+        if (!result.data.customer) {
+          var failed = result.errors.filter(function (e) { return e.path && e.path.length === 1; });
+          say(failed.length ? failed[0].message : "No customer found.", true);
+          return;
+        }
+        state.customer = result.data.customer;
+        state.errors = result.errors;
+        showProfile();
+        return draw().then(function () {
+          var c = state.customer;
+          say("Customer " + c.id + ": " + c.identifiers.length + " identifiers.");
+        });
+      })
+      .catch(function (error) {
+        say(error.message, true);
+      });
+  }
+
+  function showProfile() {
+    var c = state.customer;
+    var t = c.traits || {};
+    var traitRows = [];
+    ["name", "email", "phone", "company", "title", "birthday"].forEach(function (name) {
+      traitRows.push(h("dt", { text: name }), h("dd", null, shown(t[name], ["customer", "traits", name])));
+    });
+    var address = t.address || {};
+    var place = ["street", "city", "state", "postalCode", "country"]
+      .map(function (part) { return address[part]; })
+      .filter(function (part) { return part; })
+      .join(", ");
+    var addressDenied = ["street", "city", "state", "postalCode", "country"].some(function (part) {
+      return deniedAt(["customer", "traits", "address", part]).whole;
+    });
+    traitRows.push(h("dt", { text: "address" }), h("dd", null, addressDenied ? deniedBadge() : place || "—"));
+    var custom = t.custom || {};
+    var customDenied = deniedAt(["customer", "traits", "custom"]);
+    Object.keys(custom).forEach(function (key) {
+      var value = custom[key];
+      var denied = value === null && customDenied.keys.indexOf(key) >= 0;
+      traitRows.push(h("dt", { text: key }), h("dd", null, denied ? deniedBadge() : shown(value, [])));
+    });
+
+    var consents = c.consents.length
+      ? h("dl", { class: "kv" }, c.consents.map(function (consent) {
+          return [
+            h("dt", { text: consent.purpose }),
+            h("dd", null, h("span", { class: "badge " + consent.status, text: consent.status }),
+              h("span", { class: "muted", text: " " + when(consent.at) + " · " + consent.source })),
+          ];
+        }).flat())
+      : h("p", { class: "muted", text: "No consent recorded." });
+
+    var events = h("ol", { class: "timeline" }, c.events.edges.map(function (edge, i) {
+      var e = edge.node;
+      var denied = deniedAt(["customer", "events", "edges", i, "node", "properties"]);
+      var props = Object.keys(e.properties || {})
+        .filter(function (k) { return e.properties[k] !== null; })
+        .slice(0, 4)
+        .map(function (k) {
+          var v = e.properties[k];
+          return k + ": " + (typeof v === "object" ? JSON.stringify(v) : v);
+        })
+        .join(" · ");
+      return h("li", { class: e.type },
+        h("div", null, h("strong", { text: e.name || e.type.toLowerCase() }),
+          h("span", { class: "when", text: "  " + when(e.timestamp) })),
+        props ? h("div", { class: "props mono", text: props }) : null,
+        denied.keys.length || denied.whole
+          ? h("div", null, deniedBadge(), h("span", { class: "muted", text: " " + denied.keys.join(", ") }))
+          : null);
+    }));
+
+    var merges = c.mergeHistory.length
+      ? h("ul", { class: "records" }, c.mergeHistory.map(mergeRow))
+      : h("p", { class: "muted", text: "No merges." });
+    var conflicts = c.conflicts.length
+      ? h("ul", { class: "records" }, c.conflicts.map(function (conflict) {
+          return h("li", null, h("span", { class: "badge denied", text: "CONFLICT" }),
+            h("span", { text: conflict.reason }),
+            h("span", { class: "muted", text: when(conflict.at) + " · dropped " + conflict.dropped.map(function (d) {
+              return d.kind + " " + short(d.value);
+            }).join(", ") }));
+        }))
+      : h("p", { class: "muted", text: "No merge conflicts." });
+
+    var panel = $("profile");
+    panel.hidden = false;
+    panel.replaceChildren(
+      h("h2", { text: t.name || "Customer" }),
+      h("div", { class: "mono muted", text: c.id }),
+      h("div", { class: "muted", text: c.identifiers.length + " identifiers · " + c.events.totalCount +
+        " events · since " + when(c.createdAt) }),
+      h("h3", { text: "Traits" }), h("dl", { class: "kv" }, traitRows),
+      h("h3", { text: "Consent" }), consents,
+      h("h3", { text: "Audiences" }), h("p", { class: "muted", text: "This c360 has no audiences yet." }),
+      h("h3", { text: "Latest events" }), events,
+      h("h3", { text: "Merges" }), merges,
+      h("h3", { text: "Merge conflicts" }), conflicts
+    );
+  }
+
+  function mergeRow(record) {
+    var undoable = record.kind === "MERGE" && !record.undoneBy && state.admin;
+    return h("li", { "data-merge": record.id },
+      h("span", { class: "badge " + (record.undoneBy ? "undone" : record.kind), text: record.undoneBy ? "UNDONE" : record.kind }),
+      h("span", { text: when(record.at) }),
+      h("span", { class: "muted mono", text: (record.kind === "UNMERGE" ? "new " : "absorbed ") + record.absorbedId.slice(0, 10) + "…" }),
+      record.links.length ? h("span", { class: "muted", text: record.links.length + " link(s)" }) : null,
+      undoable ? h("button", { type: "button", class: "danger undo", onclick: function () { undo(record); }, text: "Undo" }) : null);
+  }
+
+  // --- the graph -------------------------------------------------------------------
+
+  function colour(kind) {
+    return KIND_COLOURS[kind] || OTHER_COLOUR;
+  }
+
+  function evidence(link) {
+    return [
+      link.from.kind + " " + short(link.from.value) + " — " + link.to.kind + " " + short(link.to.value),
+      "source: " + link.source,
+      "message: " + link.messageId,
+      "seen: " + when(link.observedAt),
+      "rule: " + link.rule,
+    ].join("\n");
+  }
+
+  function nodeOf(ref) {
+    var matches = state.nodes.filter(function (n) { return n.kind === ref.kind && n.value === ref.value; });
+    return matches.length === 1 ? matches[0] : null;
+  }
+
+  function edgeKey(a, b) {
+    return a < b ? a + "|" + b : b + "|" + a;
+  }
+
+  // The API explains links between identifiers a role reads clear: the paths from one
+  // identifier to every other make a tree of real links, each with its evidence.
+  function explainTree(anchor, targets) {
+    var batches = [];
+    for (var i = 0; i < targets.length; i += EXPLAIN_BATCH) batches.push(targets.slice(i, i + EXPLAIN_BATCH));
+    var links = [];
+    var refused = {};
+    var run = batches.reduce(function (previous, batch) {
+      return previous.then(function () {
+        var declared = ["$a: IdentifierInput!"];
+        var fields = [];
+        var variables = { a: { kind: anchor.kind, value: anchor.value } };
+        batch.forEach(function (node, j) {
+          declared.push("$b" + j + ": IdentifierInput!");
+          fields.push("e" + j + ": explainLink(a: $a, b: $b" + j + ") { linked path { ...link } }");
+          variables["b" + j] = { kind: node.kind, value: node.value };
+        });
+        var query = "query Tree(" + declared.join(", ") + ") { " + fields.join(" ") + " }\n" + LINK;
+        return gql(query, variables).then(function (result) {
+          batch.forEach(function (node, j) {
+            var answer = result.data["e" + j];
+            if (answer && answer.linked) links = links.concat(answer.path);
+          });
+          result.errors.forEach(function (error) {
+            var j = error.path ? Number(String(error.path[0]).slice(1)) : NaN;
+            if (!isNaN(j) && batch[j]) refused[batch[j].kind] = error.message;
+          });
+        });
+      });
+    }, Promise.resolve());
+    return run.then(function () {
+      return { links: links, refused: refused };
+    });
+  }
+
+  function draw() {
+    var c = state.customer;
+    state.picked = [];
+    state.nodes = c.identifiers.map(function (identifier, i) {
+      var denied = identifier.value === null;
+      return {
+        id: "n" + i,
+        kind: identifier.kind,
+        value: identifier.value,
+        clear: isClear(identifier.value),
+        denied: denied,
+        identifier: identifier,
+      };
+    });
+    var clear = state.nodes.filter(function (n) { return n.clear; });
+    clear.sort(function (a, b) {
+      return rank(a.kind) - rank(b.kind);
+    });
+    var anchor = clear[0];
+    var explained = anchor ? explainTree(anchor, clear.slice(1)) : Promise.resolve({ links: [], refused: {} });
+    return explained.then(function (tree) {
+      render(anchor, tree);
+    });
+  }
+
+  function rank(kind) {
+    var at = KIND_ORDER.indexOf(kind);
+    return at < 0 ? KIND_ORDER.length : at;
+  }
+
+  function render(anchor, tree) {
+    var c = state.customer;
+    var elements = [];
+    var edges = {};
+    state.nodes.forEach(function (n) {
+      elements.push({
+        group: "nodes",
+        data: { id: n.id, label: n.kind + "\n" + short(n.value), colour: colour(n.kind), node: n },
+        classes: "identifier" + (n.denied ? " denied" : "") + (n.clear ? "" : " hidden-value"),
+      });
+    });
+    function addEdge(link, classes, extra) {
+      var from = nodeOf(link.from);
+      var to = nodeOf(link.to);
+      if (!from || !to || from === to) return null;
+      var key = edgeKey(from.id, to.id);
+      if (edges[key]) {
+        if (classes.indexOf("merge") >= 0) {
+          edges[key].classes += " merge";
+          edges[key].data.tip += "\n" + extra;
+        }
+        return edges[key];
+      }
+      edges[key] = {
+        group: "edges",
+        data: { id: "e" + Object.keys(edges).length, source: from.id, target: to.id, tip: evidence(link) + (extra ? "\n" + extra : ""), link: link },
+        classes: classes,
+      };
+      elements.push(edges[key]);
+      return edges[key];
+    }
+    tree.links.forEach(function (link) { addEdge(link, "link"); });
+    c.mergeHistory.forEach(function (record) {
+      if (record.kind !== "MERGE" || record.undoneBy) return;
+      record.links.forEach(function (link) {
+        addEdge(link, "link merge", "merge boundary: " + record.id + " at " + when(record.at));
+      });
+    });
+    c.conflicts.forEach(function (conflict) {
+      var group = "c" + conflict.id;
+      elements.push({
+        group: "nodes",
+        data: { id: group, label: "conflict " + when(conflict.at), tip: conflict.reason + "\nmessage: " + conflict.messageId },
+        classes: "conflict",
+      });
+      conflict.dropped.forEach(function (ref, j) {
+        elements.push({
+          group: "nodes",
+          data: {
+            id: group + "-" + j, parent: group, label: ref.kind + "\n" + short(ref.value), colour: colour(ref.kind),
+            tip: "dropped by a merge conflict: " + conflict.reason + "\nmessage: " + conflict.messageId,
+          },
+          classes: "dropped",
+        });
+      });
+    });
+
+    if (state.cy) state.cy.destroy();
+    var count = state.nodes.length;
+    var linkCount = Object.keys(edges).length;
+    var layout = count <= 150 && linkCount
+      ? { name: "cose", animate: false, randomize: true, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; }, padding: 30 }
+      : linkCount
+        ? { name: "breadthfirst", roots: anchor ? "#" + anchor.id : undefined, circle: true, spacingFactor: 0.8, padding: 20 }
+        : { name: "grid", padding: 30, avoidOverlap: true };
+    state.cy = cytoscape({
+      container: $("graph"),
+      elements: elements,
+      layout: layout,
+      minZoom: 0.05,
+      maxZoom: 2.5,
+      style: [
+        { selector: "node.identifier", style: {
+          "background-color": "data(colour)", label: "data(label)", "text-wrap": "wrap", "font-size": 9,
+          "text-valign": "bottom", "text-margin-y": 3, color: "#1d2433", width: 22, height: 22,
+          "text-background-color": "#ffffff", "text-background-opacity": 0.75, "text-background-padding": 1 } },
+        { selector: "node.hidden-value", style: { "border-width": 2, "border-style": "dashed", "border-color": "#495057" } },
+        { selector: "node.denied", style: { "background-color": "#ffffff", "border-color": "#c92a2a", "border-width": 2 } },
+        { selector: "node.conflict", style: {
+          label: "data(label)", "font-size": 9, "text-valign": "top", "background-color": "#fff5f5",
+          "border-color": "#c92a2a", "border-style": "dashed", "border-width": 1, color: "#c92a2a" } },
+        { selector: "node.dropped", style: {
+          "background-color": "data(colour)", "background-opacity": 0.35, label: "data(label)", "text-wrap": "wrap",
+          "font-size": 8, "text-valign": "bottom", width: 16, height: 16, "border-width": 2, "border-color": "#c92a2a" } },
+        { selector: "edge", style: { width: 2, "line-color": "#adb5bd", "curve-style": "bezier" } },
+        { selector: "edge.merge", style: { width: 4, "line-color": "#f59f00", "line-style": "dashed" } },
+        { selector: "edge.explained", style: { "line-style": "dotted" } },
+        { selector: ".faded", style: { opacity: 0.2 } },
+        { selector: "edge.path", style: { width: 5, "line-color": "#d6336c", opacity: 1 } },
+        { selector: "node.path", style: { "border-width": 4, "border-color": "#d6336c", opacity: 1 } },
+        { selector: "node.picked", style: { "border-width": 4, "border-color": "#1d2433", "border-style": "solid" } },
+      ],
+    });
+    $("graph").setAttribute("data-identifiers", String(count));
+    $("graph").setAttribute("data-links", String(linkCount));
+    bindGraph();
+    legend();
+    notes(tree.refused);
+    $("details").replaceChildren();
+    updateActions();
+  }
+
+  function bindGraph() {
+    var cy = state.cy;
+    var tip = $("tip");
+    cy.on("mouseover", "node, edge", function (event) {
+      var target = event.target;
+      var text = target.data("tip");
+      var node = target.data("node");
+      if (node) {
+        var i = node.identifier;
+        text = i.kind + " " + (i.value === null ? "(denied)" : i.value) + "\nfirst seen " + when(i.firstSeen) +
+          "\nlast seen " + when(i.lastSeen) + "\nsources: " + i.sources.join(", ");
+      }
+      if (!text) return;
+      tip.textContent = text;
+      var where = event.renderedPosition || target.renderedPosition();
+      tip.style.left = Math.round(where.x + 14) + "px";
+      tip.style.top = Math.round(where.y + $("toolbar").offsetHeight + 14) + "px";
+      tip.hidden = false;
+    });
+    cy.on("mouseout", "node, edge", function () {
+      tip.hidden = true;
+    });
+    cy.on("tap", "node.identifier", function (event) {
+      var node = event.target.data("node");
+      var at = state.picked.indexOf(node);
+      if (at >= 0) state.picked.splice(at, 1);
+      else state.picked.push(node);
+      event.target.toggleClass("picked", at < 0);
+      updateActions();
+    });
+    cy.on("tap", "edge", function (event) {
+      $("details").replaceChildren(h("h3", { text: "Link" }), h("div", { class: "mono", text: event.target.data("tip") }));
+    });
+  }
+
+  function legend() {
+    var kinds = {};
+    state.nodes.forEach(function (n) { kinds[n.kind] = true; });
+    var items = Object.keys(kinds).sort(function (a, b) { return rank(a) - rank(b); }).map(function (kind) {
+      var swatch = h("span", { class: "swatch" });
+      swatch.style.background = colour(kind);
+      return h("span", null, swatch, kind);
+    });
+    var merge = h("span", { class: "swatch line" });
+    merge.style.background = "#f59f00";
+    items.push(h("span", null, merge, "merge boundary"));
+    if (state.customer.conflicts.length) items.push(h("span", { class: "muted", text: "red boxes: dropped by conflicts" }));
+    $("legend").replaceChildren.apply($("legend"), items);
+  }
+
+  function notes(refused) {
+    var messages = [];
+    var hidden = state.nodes.filter(function (n) { return !n.clear; });
+    if (hidden.length) {
+      messages.push(hidden.length + " identifier(s) are masked, hashed or denied to your role (dashed): the API" +
+        " explains no link by such a value, so their links are not drawn (merge boundaries excepted).");
+    }
+    Object.keys(refused).forEach(function (kind) {
+      messages.push(kind + ": " + refused[kind]);
+    });
+    $("notes").replaceChildren.apply($("notes"), messages.map(function (m) { return h("div", { text: m }); }));
+  }
+
+  function updateActions() {
+    var picked = state.picked;
+    $("picked").textContent = picked.length
+      ? "Picked: " + picked.map(function (n) { return n.kind + " " + short(n.value); }).join(", ")
+      : "Click identifiers to pick them.";
+    $("explain").disabled = picked.length !== 2;
+    $("clear").disabled = !picked.length;
+    $("split").hidden = !state.admin;
+    $("split").disabled = !picked.length || !state.customer || picked.length >= state.customer.identifiers.length;
+  }
+
+  function clearPicks() {
+    state.picked = [];
+    if (state.cy) state.cy.elements().removeClass("picked path faded");
+    $("details").replaceChildren();
+    updateActions();
+  }
+
+  function explain() {
+    var a = state.picked[0];
+    var b = state.picked[1];
+    if (!a.clear || !b.clear) {
+      $("details").replaceChildren(h("p", { class: "muted", text: "Your role does not read both values clear, and the API explains links only by clear values." }));
+      return Promise.resolve();
+    }
+    return gql(EXPLAIN, { a: { kind: a.kind, value: a.value }, b: { kind: b.kind, value: b.value } })
+      .then(function (result) {
+        if (result.errors.length) throw new ApiError(result.errors, 200);
+        var answer = result.data.explainLink;
+        var cy = state.cy;
+        cy.elements().removeClass("path").addClass("faded");
+        if (!answer.linked) {
+          $("details").replaceChildren(h("p", { text: "These two are not linked." }));
+          return;
+        }
+        answer.path.forEach(function (link) {
+          var from = nodeOf(link.from);
+          var to = nodeOf(link.to);
+          if (!from || !to) return;
+          var edge = cy.edges().filter(function (e) {
+            return edgeKey(e.source().id(), e.target().id()) === edgeKey(from.id, to.id);
+          });
+          if (!edge.length) {
+            edge = cy.add({ group: "edges", data: { source: from.id, target: to.id, tip: evidence(link) }, classes: "link explained" });
+          }
+          edge.removeClass("faded").addClass("path");
+          cy.getElementById(from.id).removeClass("faded").addClass("path");
+          cy.getElementById(to.id).removeClass("faded").addClass("path");
+        });
+        $("details").replaceChildren(
+          h("h3", { text: "Why these two are one customer: " + answer.path.length + " link(s)" }),
+          h("ol", { class: "path" }, answer.path.map(function (link) {
+            return h("li", { class: "mono", text: evidence(link).replace(/\n/g, " · ") });
+          }))
+        );
+      })
+      .catch(function (error) {
+        $("details").replaceChildren(h("p", { class: "muted", text: error.message }));
+      });
+  }
+
+  function undo(record) {
+    var question = "Undo merge " + record.id + "?\nThe identifiers it brought in go back to customer " +
+      record.absorbedId + ".";
+    if (!window.confirm(question)) return Promise.resolve();
+    say("Undoing…");
+    return gql(UNDO, { id: record.id })
+      .then(function (result) {
+        if (result.errors.length) throw new ApiError(result.errors, 200);
+        return load({ id: state.customer.id }).then(function () {
+          say("Merge " + record.id + " undone: " + state.customer.identifiers.length + " identifiers left here.");
+        });
+      })
+      .catch(function (error) {
+        say(error.message, true);
+      });
+  }
+
+  function split() {
+    var picked = state.picked.slice();
+    var hidden = picked.filter(function (n) { return !n.clear; });
+    if (hidden.length) return say("Split needs identifiers your role reads clear.", true);
+    var question = "Split " + picked.length + " identifier(s) off customer " + state.customer.id +
+      " into a new customer?\n" + picked.map(function (n) { return n.kind + " " + n.value; }).join("\n");
+    if (!window.confirm(question)) return Promise.resolve();
+    say("Splitting…");
+    var identifiers = picked.map(function (n) { return { kind: n.kind, value: n.value }; });
+    return gql(SPLIT, { customer: state.customer.id, identifiers: identifiers })
+      .then(function (result) {
+        if (result.errors.length) throw new ApiError(result.errors, 200);
+        var record = result.data.unmerge;
+        return load({ id: state.customer.id }).then(function () {
+          say("Split off into customer " + record.absorbedId + ".");
+        });
+      })
+      .catch(function (error) {
+        say(error.message, true);
+      });
+  }
+
+  // --- wiring ----------------------------------------------------------------------
+
+  $("key-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    say("");
+    useKey($("key").value.trim()).catch(function (error) {
+      say(error.message, true);
+    });
+  });
+  $("forget").addEventListener("click", function () {
+    useKey("");
+    say("Key forgotten.");
+  });
+  $("search").addEventListener("submit", function (event) {
+    event.preventDefault();
+    find($("kind").value, $("value").value);
+  });
+  $("more").addEventListener("click", function () {
+    loadCustomers().catch(function (error) { say(error.message, true); });
+  });
+  $("explain").addEventListener("click", explain);
+  $("split").addEventListener("click", split);
+  $("clear").addEventListener("click", clearPicks);
+
+  if (state.key) {
+    useKey(state.key).catch(function (error) {
+      say(error.message, true);
+    });
+  }
+})();

@@ -24,6 +24,7 @@ stack trace.
 GraphQL codes: BAD_REQUEST (the document does not parse or validate, a variable has the wrong
 type), BAD_INPUT, INVALID_IDENTIFIER, UNKNOWN_KIND, NOT_FOUND, INVALID_OPERATION,
 UNAUTHENTICATED, INVALID_TOKEN, FORBIDDEN, FORBIDDEN_FIELD, QUERY_TOO_COSTLY,
+EXPORT_TOO_LARGE (a data-subject export too large for one response: the CLI streams it),
 STORE_UNAVAILABLE (also HTTP 503), INTERNAL.
 """
 

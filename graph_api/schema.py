@@ -1,9 +1,10 @@
 """The root Query and Mutation, and the schema built from them.
 
 Each operation declares the roles that may run it (reads need any role but `ingest`; ingest
-needs `ingest` or `admin`; consent needs `admin` or `support`; merges and keys need
-`admin`), enforced and shown in the SDL as `@requiresRole`; fields carrying personal data
-are the PII guard's. The ingest role writes and learns nothing (see `IngestResult`).
+needs `ingest` or `admin`; consent and the data-subject export need `admin` or `support`;
+merges, keys, erasure, suppressions and retention need `admin`), enforced and shown in the
+SDL as `@requiresRole`; fields carrying personal data are the PII guard's. The ingest role
+writes and learns nothing (see `IngestResult`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection
+from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -28,6 +30,7 @@ from graph_api.access.policy import Mode
 from graph_api.context import Info
 from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
+from graph_api.privacy import erasure, export, retention
 from graph_api.settings import Settings
 from graph_api.tracking.ingest import ingest_counted
 from graph_api.types.api_key import ApiKeyConnection, ApiKeyCreated
@@ -35,17 +38,22 @@ from graph_api.types.audit_entry import AuditConnection
 from graph_api.types.consent import Consent, ConsentInput
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
 from graph_api.types.customer_filter import CustomerFilter
+from graph_api.types.erasure_receipt import ErasureReceipt
 from graph_api.types.identifier import IdentifierInput
 from graph_api.types.link_explanation import LinkExplanation
 from graph_api.types.merge_record import MergeRecord, operator
 from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, TrackInput
 from graph_api.types.page_info import PageInfo
+from graph_api.types.retention_report import RetentionReport
+from graph_api.types.suppression import SuppressionConnection
 from identity_graph.model import Observation
+from identity_graph.privacy import MAX_REASON
 from identity_graph.store import ProfileFilter
 from identity_graph.survivorship import effective_consent
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
 DEFAULT_PAGE = 20
+EXPORT_ROLES = ADMIN_ROLES | {"support"}
 
 
 @strawberry.type
@@ -120,6 +128,38 @@ class Query:
             first=size, after=after, customer_id=str(customer_id) if customer_id else None
         )
         return AuditConnection.from_domain(page)
+
+    @operation(
+        "Everything c360 holds of one person, as one JSON document (a data-subject export,"
+        " GDPR Art. 15/20): identifiers, traits and their history, every event, consents,"
+        " merge history, conflicts and who read their data. Values are clear, and the export"
+        " is audited as a clear read. Nothing of other people: their identifiers appear by"
+        f" kind only. Refused (EXPORT_TOO_LARGE) beyond {export.GRAPHQL_MAX_EVENTS:,} events:"
+        " `c360 privacy export` streams any size.",
+        allow=Roles(EXPORT_ROLES, "export a customer's data"),
+    )
+    async def data_subject_export(self, info: Info, customer_id: strawberry.ID) -> JSON:
+        context = info.context
+        started = await export.start_export(
+            context.services,
+            str(customer_id),
+            context.principal,
+            max_events=export.GRAPHQL_MAX_EVENTS,
+        )
+        return JSON(await export.document(started))
+
+    @operation(
+        "Erased identifiers that later messages lose (keyed hashes, never values), oldest"
+        " first (admins only).",
+        allow=Roles(ADMIN_ROLES, "list suppressions"),
+    )
+    async def suppressions(
+        self, info: Info, first: int = DEFAULT_PAGE, after: str | None = None
+    ) -> SuppressionConnection:
+        services = info.context.services
+        size = limits.page_size(first, services.settings)
+        page = await services.store.suppressions(first=size, after=after)
+        return SuppressionConnection.from_domain(page)
 
     @operation(
         "API keys, oldest first: who each is for and until when, never the key itself"
@@ -260,6 +300,43 @@ class Mutation:
         records = (await context.services.store.consents([current]))[current]
         effective = effective_consent(records)
         return [Consent.from_domain(effective[p]) for p in sorted(effective)]
+
+    @operation(
+        "Erase a customer (GDPR Art. 17): every record of them is physically deleted when"
+        " this returns, and with `suppress` (the default) their identifiers and message ids"
+        " are suppressed, so no later or replayed message brings them back. An absorbed id"
+        " erases its survivor. Audited with the reason; admins only.",
+        allow=Roles(ADMIN_ROLES, "erase customers"),
+    )
+    async def erase_customer(
+        self, info: Info, customer_id: strawberry.ID, reason: str, suppress: bool = True
+    ) -> ErasureReceipt:
+        if not reason.strip() or len(reason.strip()) > MAX_REASON:
+            raise bad_input(f"give a reason of 1 to {MAX_REASON} characters")
+        context = info.context
+        receipt = await erasure.erase(
+            context.services, str(customer_id), context.principal, reason=reason, suppress=suppress
+        )
+        return ErasureReceipt.from_domain(receipt)
+
+    @operation(
+        "Lift an identifier's suppression, so that messages carrying it are taken again;"
+        " false if it was not suppressed. Audited; admins only.",
+        allow=Roles(ADMIN_ROLES, "lift suppressions"),
+    )
+    async def unsuppress(self, info: Info, identifier: IdentifierInput) -> bool:
+        context = info.context
+        found = identifier.to_domain(context.services.rules)
+        return await erasure.unsuppress(context.services, found, context.principal)
+
+    @operation(
+        "Run the retention policy (C360_RETENTION_FILE) now, as the server does every hour;"
+        " says what it deleted (admins only).",
+        allow=Roles(ADMIN_ROLES, "apply retention"),
+    )
+    async def apply_retention(self, info: Info) -> RetentionReport:
+        report = await retention.run_retention(info.context.services)
+        return RetentionReport.from_domain(report)
 
     @operation(
         "Create an API key for a role, optionally expiring; the key is shown once.",

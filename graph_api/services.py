@@ -20,6 +20,7 @@ from graph_api.access.policy import Policy
 from graph_api.errors import ConfigError
 from graph_api.settings import Settings
 from identity_graph.adapters.embedded.store import Compacted, EmbeddedStore, compact, tune_gc
+from identity_graph.privacy import RetentionError, RetentionPolicy
 from identity_graph.records import AccessRecords
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
@@ -39,6 +40,8 @@ class Services:
     """who may read which category of personal data, and how"""
     hash_key: bytes = b""
     """the key of `hashed` values; see `hash_key_for`"""
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    """how long each kind of record is kept (`C360_RETENTION_FILE`)"""
     audit: AuditWriter = field(init=False)
     """records clear reads of personal data, one store write per group of requests"""
 
@@ -93,6 +96,10 @@ def build_services(settings: Settings) -> Services:
     settings.check()
     rules = Rules.load(settings.rules_file)
     policy = Policy.load(settings.policy_file)
+    try:
+        retention = RetentionPolicy.load(settings.retention_file)
+    except RetentionError as e:
+        raise ConfigError(f"C360_RETENTION_FILE: {e}") from e
     hash_key = hash_key_for(settings)
     store, records = build_stores(settings)
 
@@ -105,6 +112,7 @@ def build_services(settings: Settings) -> Services:
         auth=Authenticator(settings, records),
         policy=policy,
         hash_key=hash_key,
+        retention=retention,
     )
 
 

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from graph_api import documents_cli
 from graph_api.errors import C360Error, CliError
 from graph_api.keys_client import KEYS_PAGE, RemoteKeys
 from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(documents_cli.app, name="documents")
 
 out = Console()
 err = Console(stderr=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from strawberry.http import GraphQLRequestData
 
+from graph_api.access.auth import ROLES
 from graph_api.errors import C360Error, ConfigError
 
 PREFIX = "sha256:"
@@ -90,6 +91,12 @@ class TrustedDocuments:
     its role may only run registered ones."""
 
     def __init__(self, path: Path | None, roles: frozenset[str]) -> None:
+        unknown = sorted(roles - ROLES)
+        if unknown:
+            raise ConfigError(
+                f"C360_TRUSTED_DOCUMENTS_ROLES: unknown role(s) {', '.join(unknown)};"
+                f" roles: {', '.join(sorted(ROLES))}"
+            )
         self.manifest = Manifest(path) if path is not None else None
         self.roles = roles
         self._documents: dict[str, str] = {}

@@ -1,4 +1,5 @@
-"""The `c360` command: serve, import, keys create|list|revoke, rehash, compact, export-schema.
+"""The `c360` command: serve, import, keys create|list|revoke, rehash, compact, export-schema;
+`privacy export|erase` and `retention run` live in `privacy_cli`.
 
 Settings come from the environment (`Settings.from_env`), then the options override them.
 Errors print one line on stderr and exit 1, never a traceback.
@@ -19,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graph_api import documents_cli
+from graph_api import documents_cli, privacy_cli
 from graph_api.errors import C360Error, CliError
 from graph_api.keys_client import KEYS_PAGE, RemoteKeys
 from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
@@ -49,6 +50,8 @@ app = typer.Typer(
 keys_app = typer.Typer(no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(documents_cli.app, name="documents")
+app.add_typer(privacy_cli.privacy_app, name="privacy")
+app.add_typer(privacy_cli.retention_app, name="retention")
 
 out = Console()
 err = Console(stderr=True)

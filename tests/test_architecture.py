@@ -1,5 +1,7 @@
 """Who may import whom: the domain knows no edge and no adapter, an adapter knows no other
-adapter and no edge, and only the composition root (`graph_api.services`) names an adapter.
+adapter and no edge, only the composition root (`graph_api.services`) names an adapter, and
+the rooms of the edge that the CLI shares (`access`, `tracking`, `privacy`) never import the
+schema, its types, the app or the CLI.
 
 Imports are read with `ast`, anywhere in a module (inside functions too), relative ones
 resolved; `from x import y` counts as importing `x.y`, so a rule on `x` covers it.
@@ -49,8 +51,17 @@ def imports_of(module: str, source: str, *, is_package: bool = False) -> set[str
     return found
 
 
+ROOMS_WITHOUT_THE_SCHEMA = ("graph_api.access", "graph_api.tracking", "graph_api.privacy")
+"""rooms of the edge that the CLI uses too: they never import GraphQL's side of it"""
+THE_SCHEMA_SIDE = ("graph_api.schema", "graph_api.types", "graph_api.app", "graph_api.cli")
+
+
 def broken_rule(module: str, imported: str) -> str | None:
     """Why `module` may not import `imported`, or None if it may."""
+    if any(within(module, room) for room in ROOMS_WITHOUT_THE_SCHEMA) and any(
+        within(imported, side) for side in THE_SCHEMA_SIDE
+    ):
+        return "a room of the edge imports the schema, its types, the app or the CLI"
     if within(module, ADAPTERS):
         if within(imported, "graph_api"):
             return "an adapter imports the edge"
@@ -98,6 +109,8 @@ def test_the_layers_hold() -> None:
         ("identity_graph.adapters.neo4j.store", "from graph_api import settings"),
         ("graph_api.schema", "from identity_graph.adapters.neo4j.store import Neo4jStore"),
         ("graph_api.app", "from identity_graph.adapters.embedded.store import compact"),
+        ("graph_api.privacy.export", "from graph_api.types.customer import Customer"),
+        ("graph_api.tracking.importer", "from graph_api import schema"),
     ],
 )
 def test_the_checker_catches_a_wrong_import(module: str, source: str) -> None:
@@ -112,6 +125,8 @@ def test_the_checker_catches_a_wrong_import(module: str, source: str) -> None:
         ("identity_graph.adapters.embedded.store", "from identity_graph.store import WriteTx"),
         ("graph_api.services", "from identity_graph.adapters.neo4j.store import Neo4jStore"),
         ("graph_api.schema", "import strawberry\nfrom identity_graph.service import IdentityGraph"),
+        ("graph_api.privacy.export", "from graph_api.services import Services"),
+        ("graph_api.schema", "from graph_api.privacy import export"),
     ],
 )
 def test_the_checker_allows_a_right_import(module: str, source: str) -> None:

@@ -38,6 +38,11 @@ ARGUMENTS = {
     "setConsent": 'customerId: "{customer}", choices: [{{purpose: "analytics", status: GRANTED}}]',
     "createApiKey": 'role: "support", expiresAt: "2999-01-01T00:00:00Z"',
     "revokeApiKey": 'id: "{key}"',
+    "dataSubjectExport": 'customerId: "{customer}"',
+    "suppressions": "first: 1",
+    "eraseCustomer": 'customerId: "{customer}", reason: "role matrix"',
+    "unsuppress": 'identifier: {{kind: "email", value: "{email}"}}',
+    "applyRetention": "",
 }
 """the arguments of each operation, as GraphQL text; `{name}` is filled in from the seed"""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from identity_graph.errors import (
     IdentityGraphError,
@@ -28,6 +29,7 @@ from identity_graph.privacy import (
     MESSAGE_KIND,
     Erasure,
     ErasureReceipt,
+    ErasureScope,
     RetentionPolicy,
     RetentionReport,
     Suppression,
@@ -48,6 +50,8 @@ from identity_graph.store import (
     ChangeSet,
     IdentityStore,
     ProfileConsent,
+    ProfileGraph,
+    Snapshot,
     WriteTx,
     event_cursor,
 )
@@ -64,6 +68,59 @@ MAX_SOURCES_KNOWN = 1024
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+T = TypeVar("T")
+
+
+def touched_profiles(changes: Iterable[ChangeSet]) -> set[str]:
+    """Every profile id a change set makes, changes, absorbs, splits or erases."""
+    touched: set[str] = set()
+    for c in changes:
+        touched.update(pid for pid, _ in c.new_profiles)
+        touched.update(c.restored_profiles)
+        touched.update(s.profile_id for s in c.sightings)
+        for absorbed, survivor in c.reassign:
+            touched.update((absorbed, survivor))
+        touched.update(c.assign.values())
+        for record in c.merges:
+            touched.update((record.survivor, record.absorbed))
+        touched.update(x.profile_id for x in c.consents)
+        touched.update(c.consent_states)
+        touched.update(pid for _, pid, _ in c.messages)
+        for erasure in c.erasures:
+            touched.update(erasure.scope.profile_ids)
+    return touched
+
+
+class _Recording(WriteTx):
+    """A transaction that notes the change sets applied through it."""
+
+    def __init__(self, tx: WriteTx, applied: list[ChangeSet]) -> None:
+        self.tx = tx
+        self.applied = applied
+
+    async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
+        return await self.tx.snapshot(keys, message_ids=message_ids)
+
+    async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
+        return await self.tx.profile_graph(profile_id)
+
+    async def merge_record(self, merge_id: str) -> MergeRecord | None:
+        return await self.tx.merge_record(merge_id)
+
+    async def resolve(self, profile_id: str) -> str | None:
+        return await self.tx.resolve(profile_id)
+
+    async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
+        return await self.tx.erasure_scope(profile_id)
+
+    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
+        return await self.tx.suppressed(hashes)
+
+    async def apply(self, changes: ChangeSet) -> None:
+        await self.tx.apply(changes)
+        self.applied.append(changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +155,27 @@ class IdentityGraph:
         self.digest = digest
         self._sources: set[str] = set()
         """sources already found well-formed (a deployment has a few)"""
+        self.listeners: list[Callable[[set[str]], None]] = []
+        """called after each write with the ids of the profiles it touched (made, changed,
+        absorbed, split or erased): how computed audiences stay live"""
+
+    async def _write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
+        """`store.write(work)`, then tell the listeners which profiles it touched (from the
+        change sets of the run that committed: a transaction function may run again)."""
+        if not self.listeners:
+            return await self.store.write(work)
+        applied: list[ChangeSet] = []
+
+        async def recorded(tx: WriteTx) -> T:
+            applied.clear()
+            return await work(_Recording(tx, applied))
+
+        result = await self.store.write(recorded)
+        touched = touched_profiles(applied)
+        if touched:
+            for listener in self.listeners:
+                listener(touched)
+        return result
 
     def _check(self, observation: Observation) -> None:
         if not observation.message_id or len(observation.message_id) > MAX_MESSAGE_ID:
@@ -155,7 +233,7 @@ class IdentityGraph:
                 await tx.apply(changes)
             return outcomes
 
-        return await self.store.write(work)
+        return await self._write(work)
 
     async def _unsuppressed(
         self,
@@ -227,7 +305,7 @@ class IdentityGraph:
             await tx.apply(ChangeSet(erasures=[erasure]))
             return erasure.receipt
 
-        receipt = await self.store.write(work)
+        receipt = await self._write(work)
         if purge:
             await self.store.purge()
         return receipt
@@ -251,7 +329,7 @@ class IdentityGraph:
             await tx.apply(ChangeSet(unsuppress=[hashed]))
             return True
 
-        return await self.store.write(work)
+        return await self._write(work)
 
     async def export_events(
         self, customer_id: str, *, page: int = 1000
@@ -341,7 +419,7 @@ class IdentityGraph:
             await tx.apply(changes)
             return changes.merges[0]
 
-        return await self.store.write(work)
+        return await self._write(work)
 
     @staticmethod
     async def _holder(tx: WriteTx, record: MergeRecord) -> str | None:
@@ -372,7 +450,7 @@ class IdentityGraph:
             async def work(tx: WriteTx, changes: ChangeSet = changes) -> None:
                 await tx.apply(changes)
 
-            await self.store.write(work)
+            await self._write(work)
             done += len(keys)
             after = keys[-1]
             if progress is not None:
@@ -403,7 +481,7 @@ class IdentityGraph:
             await tx.apply(changes)
             return changes.merges[-1]
 
-        return await self.store.write(work)
+        return await self._write(work)
 
     async def set_consent(
         self,
@@ -439,7 +517,7 @@ class IdentityGraph:
             )
             return current
 
-        return await self.store.write(work)
+        return await self._write(work)
 
     async def explain_link(self, a: Identifier, b: Identifier) -> Explanation:
         """The shortest chain of links between two identifiers, each with its evidence."""

@@ -1,0 +1,447 @@
+"""Keeping computed traits and audience memberships exact as the identity graph changes.
+
+`IdentityGraph` tells the engine which profiles each write touched (`touched`); one
+background task re-evaluates them, usually within milliseconds, and records every entry and
+exit. A profile absorbed by a merge or erased leaves its audiences; the profile it went to is
+evaluated afresh. Time windows lapse by themselves: after each evaluation the engine notes
+when the oldest counted event of a windowed condition leaves its window and evaluates the
+profile again then (so membership follows within a second of the lapse, with no write).
+Defining an audience builds it for every profile in the background (`BUILDING` with its
+progress, then `READY`) while ingest goes on; a changed computed trait rebuilds only the
+audiences that read it.
+
+All evaluation runs in the one task, so a build and a live update never race within a
+process. The next lapse of each profile is kept in memory: at start, audiences with time
+windows are rebuilt once, which finds the lapses again. With several API processes over one
+Neo4j database each runs an engine; their evaluations read the same facts and record the same
+changes (a membership entered twice is recorded once), but the work is repeated.
+
+Computed trait values are computed when read, from the profile's events, so they are always
+exact; conditions that read them use the same computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from identity_graph.audiences.definitions import (
+    ComputedTraitDefinition,
+    Condition,
+    DefinitionError,
+    EventMatch,
+    computed_names,
+    parse_computed_trait,
+    parse_condition,
+    windows,
+)
+from identity_graph.audiences.evaluation import Facts, compute, explain, holds, next_lapse
+from identity_graph.audiences.store import (
+    Audience,
+    AudienceChange,
+    AudienceStore,
+    ChangeKind,
+    ComputedTrait,
+    Status,
+)
+from identity_graph.errors import NotFound
+from identity_graph.model import JSON, PURPOSES, ConsentStatus, StoredEvent
+from identity_graph.resolver import NewId, new_id
+from identity_graph.rules import Rules
+from identity_graph.store import IdentityStore, ProfileFilter
+from identity_graph.survivorship import consent_state, current_traits
+
+log = logging.getLogger("c360.audiences")
+
+MAX_DEFINITIONS = 100
+"""computed traits, and audiences, a deployment may define (each), unless configured"""
+BATCH = 200
+"""profiles evaluated per step"""
+BUILD_PAGE = 500
+"""profiles a build reads per step"""
+EVENT_PAGE = 1000
+TICK_SECONDS = 1.0
+"""how often the task looks for lapses when nothing wakes it"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Definition:
+    """An audience with its parsed condition and what it reads."""
+
+    def __init__(self, audience: Audience, condition: Condition) -> None:
+        self.audience = audience
+        self.condition = condition
+        self.computed = computed_names(condition)
+
+
+class AudienceEngine:
+    """Definitions, live membership, builds and explanations."""
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        audiences: AudienceStore,
+        rules: Rules,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        make_id: NewId = new_id,
+        max_definitions: int = MAX_DEFINITIONS,
+        tick: float = TICK_SECONDS,
+    ) -> None:
+        self.store = store
+        self.audiences = audiences
+        self.rules = rules
+        self.clock = clock
+        self.make_id = make_id
+        self.max_definitions = max_definitions
+        self.tick = tick
+        self._traits: dict[str, ComputedTraitDefinition] = {}
+        self._trait_records: dict[str, ComputedTrait] = {}
+        self._defs: dict[str, _Definition] = {}
+        self._dirty: dict[str, None] = {}
+        self._lapses: list[tuple[datetime, str]] = []
+        self._builds: dict[str, str | None] = {}
+        """audience id -> the profile id its build continues after (None: from the start)"""
+        self._build_total: dict[str, int] = {}
+        self._build_done: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        """held while definitions change or profiles are evaluated"""
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the definitions and start the background task (audiences left BUILDING, and
+        those with time windows, are built again)."""
+        for trait in await self.audiences.computed_traits():
+            self._traits[trait.name] = parse_computed_trait(trait.name, trait.definition)
+            self._trait_records[trait.name] = trait
+        for audience in await self.audiences.audiences():
+            definition = _Definition(audience, parse_condition(audience.condition))
+            self._defs[audience.id] = definition
+            if audience.status is Status.BUILDING or self._windows(definition):
+                self._builds[audience.id] = None
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="c360-audiences")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    def touched(self, profile_ids: Iterable[str]) -> None:
+        """Profiles a write changed (or absorbed, or erased): evaluated again shortly."""
+        if not self._defs:
+            return
+        for pid in profile_ids:
+            self._dirty[pid] = None
+        self._idle.clear()
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Wait until every touched profile is evaluated and every build finished (tests and
+        benchmarks)."""
+        while self._dirty or self._builds:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # --- definitions ------------------------------------------------------------------------
+
+    async def define_computed_trait(self, name: str, definition: Any) -> ComputedTrait:
+        parsed = parse_computed_trait(name, definition)
+        async with self._lock:
+            if name not in self._traits and len(self._traits) >= self.max_definitions:
+                raise DefinitionError(
+                    f"at most {self.max_definitions} computed traits may be defined"
+                )
+            now = self.clock()
+            old = self._trait_records.get(name)
+            record = ComputedTrait(name, dict(definition), old.created_at if old else now, now)
+            await self.audiences.put_computed_trait(record)
+            self._traits[name] = parsed
+            self._trait_records[name] = record
+            for d in self._defs.values():
+                if name in d.computed:
+                    await self._rebuild(d)
+        return record
+
+    async def delete_computed_trait(self, name: str) -> bool:
+        async with self._lock:
+            users = sorted(d.audience.name for d in self._defs.values() if name in d.computed)
+            if users:
+                raise DefinitionError(
+                    f"computed trait {name!r} is used by audience(s) {', '.join(users)}:"
+                    " delete or change them first"
+                )
+            deleted = await self.audiences.delete_computed_trait(name)
+            self._traits.pop(name, None)
+            self._trait_records.pop(name, None)
+        return deleted
+
+    def computed_traits(self) -> list[ComputedTrait]:
+        return [self._trait_records[name] for name in sorted(self._trait_records)]
+
+    async def define_audience(self, name: str, condition: Any, purpose: str | None) -> Audience:
+        """Define (or, by name, redefine) an audience; it is built in the background."""
+        if not name or not name.strip() or len(name) > 200:
+            raise DefinitionError("name: an audience's name is 1 to 200 characters")
+        parsed = parse_condition(condition)
+        unknown = sorted(computed_names(parsed) - set(self._traits))
+        if unknown:
+            raise DefinitionError(
+                f"condition: unknown computed trait(s) {', '.join(map(repr, unknown))}"
+            )
+        if purpose is not None and purpose not in PURPOSES:
+            raise DefinitionError(
+                f"purpose: unknown consent purpose {purpose!r} (one of {', '.join(PURPOSES)})"
+            )
+        async with self._lock:
+            existing = next((d for d in self._defs.values() if d.audience.name == name), None)
+            if existing is None and len(self._defs) >= self.max_definitions:
+                raise DefinitionError(f"at most {self.max_definitions} audiences may be defined")
+            now = self.clock()
+            audience = Audience(
+                id=existing.audience.id if existing else self.make_id(),
+                name=name,
+                condition=condition,
+                purpose=purpose,
+                status=Status.BUILDING,
+                created_at=existing.audience.created_at if existing else now,
+                size=existing.audience.size if existing else 0,
+            )
+            definition = _Definition(audience, parsed)
+            self._defs[audience.id] = definition
+            await self._rebuild(definition)
+        return audience
+
+    async def delete_audience(self, audience_id: str) -> bool:
+        async with self._lock:
+            self._defs.pop(audience_id, None)
+            self._builds.pop(audience_id, None)
+            return await self.audiences.delete_audience(audience_id)
+
+    async def _rebuild(self, definition: _Definition) -> None:
+        audience = replace(definition.audience, status=Status.BUILDING, progress=0.0)
+        definition.audience = audience
+        await self.audiences.put_audience(audience)
+        self._builds[audience.id] = None
+        self._build_done[audience.id] = 0
+        self._idle.clear()
+        self._wake.set()
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def defined(self) -> list[Audience]:
+        """Every audience with its size and build state."""
+        return await self.audiences.audiences()
+
+    async def find(self, *, id: str | None = None, name: str | None = None) -> Audience | None:
+        for audience in await self.audiences.audiences():
+            if (id is not None and audience.id == id) or (
+                name is not None and audience.name == name
+            ):
+                return audience
+        return None
+
+    async def computed_values(self, profile_id: str) -> dict[str, JSON]:
+        """Every computed trait's value for a profile now (empty for an unknown one)."""
+        if not self._traits:
+            return {}
+        facts = await self.facts(profile_id)
+        if facts is None:
+            return {}
+        now = self.clock()
+        return {name: compute(d, facts, now) for name, d in sorted(self._traits.items())}
+
+    async def explain(self, profile_id: str, audience_id: str) -> dict[str, Any]:
+        """Why a customer is or is not a member: the condition tree with what each node saw."""
+        definition = self._defs.get(audience_id)
+        if definition is None:
+            raise NotFound(f"no audience {audience_id!r}")
+        current = (await self.store.resolve_profiles([profile_id])).get(profile_id)
+        facts = await self.facts(current) if current else None
+        if facts is None:
+            raise NotFound(f"no customer {profile_id!r}")
+        now = self.clock()
+        computed = self._computed(definition, facts, now)
+        tree = explain(definition.condition, facts, computed, now)
+        purpose = definition.audience.purpose
+        consent_ok = purpose is None or facts.consent.get(purpose) is ConsentStatus.GRANTED
+        audience = definition.audience
+        return {
+            "audience": {"id": audience.id, "name": audience.name},
+            "customerId": facts.profile_id,
+            "evaluatedAt": now.isoformat(),
+            "member": bool(tree["holds"]) and consent_ok,
+            "consent": {
+                "purpose": purpose,
+                "status": None
+                if purpose is None or purpose not in facts.consent
+                else facts.consent[purpose].value,
+                "holds": consent_ok,
+            },
+            "condition": tree,
+        }
+
+    async def facts(self, profile_id: str) -> Facts | None:
+        """What a current profile holds now, as conditions read it (None if not current)."""
+        store = self.store
+        profile = (await store.profiles([profile_id])).get(profile_id)
+        if profile is None:
+            return None
+        values = (await store.traits([profile_id])).get(profile_id, [])
+        traits = {name: v.value for name, v in current_traits(values, self.rules).items()}
+        consent = consent_state((await store.consents([profile_id])).get(profile_id, []))
+        events: list[StoredEvent] = []
+        after: str | None = None
+        while True:
+            pages = await store.events([profile_id], first=EVENT_PAGE, after=after, types=None)
+            page = pages.get(profile_id)
+            if page is None:
+                break
+            events.extend(page.items)
+            if not page.more or not page.items:
+                break
+            after = page.cursor
+        return Facts(
+            profile_id,
+            traits,
+            tuple(events),
+            frozenset(r.identifier.kind for r in profile.identifiers),
+            consent,
+        )
+
+    def _computed(self, d: _Definition, facts: Facts, now: datetime) -> dict[str, JSON]:
+        return {name: compute(self._traits[name], facts, now) for name in d.computed}
+
+    def _windows(self, d: _Definition) -> list[EventMatch]:
+        found = windows(d.condition)
+        for name in d.computed:
+            trait = self._traits.get(name)
+            if trait is not None and trait.match.within_days is not None:
+                found.append(trait.match)
+        return found
+
+    def member(self, d: _Definition, facts: Facts, now: datetime) -> bool:
+        purpose = d.audience.purpose
+        if purpose is not None and facts.consent.get(purpose) is not ConsentStatus.GRANTED:
+            return False
+        return holds(d.condition, facts, self._computed(d, facts, now), now)
+
+    # --- the task ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a store outage: log, wait, go on; nothing is lost
+                log.exception("audience evaluation failed; retrying")
+                await asyncio.sleep(self.tick)
+
+    async def _step(self) -> None:
+        if not self._dirty and not self._builds:
+            self._idle.set()
+            timeout = self.tick
+            if self._lapses:
+                wait = (self._lapses[0][0] - self.clock()).total_seconds()
+                timeout = max(0.0, min(timeout, wait))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+        self._wake.clear()
+        now = self.clock()
+        while self._lapses and self._lapses[0][0] <= now:
+            _, pid = heapq.heappop(self._lapses)
+            self._dirty[pid] = None
+        if self._dirty:
+            batch = list(self._dirty)[:BATCH]
+            for pid in batch:
+                self._dirty.pop(pid, None)
+            async with self._lock:
+                await self._evaluate(batch, list(self._defs.values()))
+        elif self._builds:
+            async with self._lock:
+                await self._build_step()
+
+    async def _evaluate(self, ids: list[str], defs: list[_Definition]) -> None:
+        """Evaluate profiles against `defs` and record what changed."""
+        if not defs:
+            return
+        resolved = await self.store.resolve_profiles(ids)
+        gone = [pid for pid in ids if resolved.get(pid) != pid]
+        current = list(dict.fromkeys(resolved[p] for p in ids if p in resolved))
+        held = await self.audiences.memberships([*gone, *current])
+        now = self.clock()
+        changes: list[AudienceChange] = []
+        wanted = {d.audience.id for d in defs}
+        for pid in gone:
+            for m in held.get(pid, []):
+                if m.audience_id in wanted:
+                    changes.append(self._change(m.audience_id, pid, ChangeKind.EXITED, now))
+        for pid in current:
+            facts = await self.facts(pid)
+            if facts is None:
+                continue
+            was = {m.audience_id for m in held.get(pid, [])}
+            lapse: datetime | None = None
+            for d in defs:
+                is_member = self.member(d, facts, now)
+                if is_member != (d.audience.id in was):
+                    kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
+                    changes.append(self._change(d.audience.id, pid, kind, now))
+                when = next_lapse(self._windows(d), facts, now)
+                if when is not None and (lapse is None or when < lapse):
+                    lapse = when
+            if lapse is not None:
+                heapq.heappush(self._lapses, (lapse, pid))
+        if changes:
+            await self.audiences.record(changes)
+
+    def _change(self, audience_id: str, pid: str, kind: ChangeKind, at: datetime) -> AudienceChange:
+        return AudienceChange(self.make_id(), audience_id, pid, kind, at)
+
+    async def _build_step(self) -> None:
+        """Evaluate the next page of profiles for the audiences being built."""
+        audience_id, after = next(iter(self._builds.items()))
+        building = [
+            self._defs[a]
+            for a, cursor in self._builds.items()
+            if cursor == after and a in self._defs
+        ]
+        page = await self.store.list_profiles(first=BUILD_PAGE, after=after, where=ProfileFilter())
+        await self._evaluate(list(page.items), building)
+        for d in building:
+            aid = d.audience.id
+            done = self._build_done.get(aid, 0) + len(page.items)
+            self._build_done[aid] = done
+            total = max(page.total, done, 1)
+            if page.more and page.cursor is not None:
+                self._builds[aid] = page.cursor
+                d.audience = replace(d.audience, progress=min(done / total, 0.99))
+            else:
+                del self._builds[aid]
+                self._build_done.pop(aid, None)
+                d.audience = replace(
+                    d.audience, status=Status.READY, progress=1.0, built_at=self.clock()
+                )
+            await self.audiences.put_audience(d.audience)
+        if audience_id in self._builds and audience_id not in self._defs:
+            del self._builds[audience_id]

@@ -1,0 +1,234 @@
+"""Computed traits and audience conditions evaluated against one profile's facts: pure
+functions of the facts and the time.
+
+>>> from datetime import UTC, datetime
+>>> from identity_graph.model import EventCategory, MessageType, StoredEvent
+>>> now = datetime(2026, 1, 31, tzinfo=UTC)
+>>> order = StoredEvent("m1", "email:a@x.io", MessageType.TRACK, "Order Completed",
+...                     EventCategory.BEHAVIOURAL, {"total": 40},
+...                     datetime(2026, 1, 30, tzinfo=UTC), "web")
+>>> facts = Facts("p1", {"plan": "pro"}, (order,), frozenset({"email"}), {})
+>>> ltv = parse_computed_trait(
+...     "ltv", {"kind": "sum", "event": "Order Completed", "property": "total"})
+>>> compute(ltv, facts, now)
+40
+>>> rich = parse_condition({"computed": {"name": "ltv", "op": "gt", "value": 30}})
+>>> holds(rich, facts, {"ltv": 40}, now)
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from identity_graph.audiences.definitions import (
+    All,
+    Any_,
+    ComputedTest,
+    ComputedTraitDefinition,
+    Condition,
+    EventMatch,
+    EventTest,
+    IdentifierTest,
+    Kind,
+    Not,
+    TraitTest,
+    parse_computed_trait,
+    parse_condition,
+)
+from identity_graph.model import JSON, ConsentStatus, StoredEvent
+
+__all__ = ["Facts", "compute", "explain", "holds", "matching", "next_lapse"]
+_ = (parse_computed_trait, parse_condition)  # used by the doctest above
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a profile holds now, as conditions read it."""
+
+    profile_id: str
+    traits: Mapping[str, JSON]
+    """each trait's current (surviving) value"""
+    events: Sequence[StoredEvent]
+    """every event of the profile"""
+    kinds: frozenset[str]
+    """the identifier kinds it holds"""
+    consent: Mapping[str, ConsentStatus]
+    """its effective consent status per purpose"""
+
+
+def matching(match: EventMatch, events: Sequence[StoredEvent], now: datetime) -> list[StoredEvent]:
+    """The events a match counts at `now`, oldest first (ties by message id)."""
+    since = None if match.within_days is None else now - timedelta(days=match.within_days)
+    found = [
+        e
+        for e in events
+        if e.type == match.type
+        and (match.name is None or e.name == match.name)
+        and (since is None or since < e.timestamp <= now)
+        and all(t.test.holds(_lookup(e.properties, t.property)) for t in match.where)
+    ]
+    found.sort(key=lambda e: (e.timestamp, e.message_id))
+    return found
+
+
+def _lookup(properties: Mapping[str, JSON], path: str) -> JSON | None:
+    """A property by name, or by a dotted path into nested objects."""
+    if path in properties:
+        return properties[path]
+    value: Any = properties
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _number(value: JSON | None) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _key(value: JSON) -> tuple[str, str]:
+    """A sort key that orders unlike JSON scalars deterministically."""
+    return (type(value).__name__, repr(value))
+
+
+def compute(definition: ComputedTraitDefinition, facts: Facts, now: datetime) -> JSON:
+    """A computed trait's value at `now`; None when no matching event gives one."""
+    events = matching(definition.match, facts.events, now)
+    kind = definition.kind
+    if kind is Kind.EVENT_COUNT:
+        return len(events)
+    if kind is Kind.FIRST_SEEN:
+        return events[0].timestamp.isoformat() if events else None
+    if kind is Kind.LAST_SEEN:
+        return events[-1].timestamp.isoformat() if events else None
+    prop = definition.property or ""
+    if kind is Kind.FIRST:
+        return _lookup(events[0].properties, prop) if events else None
+    if kind is Kind.LAST:
+        return _lookup(events[-1].properties, prop) if events else None
+    values = [v for e in events if (v := _lookup(e.properties, prop)) is not None]
+    if kind in (Kind.SUM, Kind.MIN, Kind.MAX, Kind.AVERAGE):
+        numbers = [n for v in values if (n := _number(v)) is not None]
+        if kind is Kind.SUM:
+            return _tidy(sum(numbers))
+        if not numbers:
+            return None
+        if kind is Kind.MIN:
+            return min(numbers)
+        if kind is Kind.MAX:
+            return max(numbers)
+        return _tidy(sum(numbers) / len(numbers))
+    scalars = [v for v in values if not isinstance(v, dict | list)]
+    if kind is Kind.MOST_FREQUENT:
+        if not scalars:
+            return None
+        counts = Counter(_key(v) for v in scalars)
+        by_key = {_key(v): v for v in scalars}
+        best = min(counts, key=lambda k: (-counts[k], k))
+        return by_key[best]
+    unique = sorted({_key(v): v for v in scalars}.items())
+    if kind is Kind.UNIQUE_LIST:
+        return [v for _, v in unique]
+    return len(unique)  # UNIQUE_COUNT
+
+
+def _tidy(value: float | int) -> float | int:
+    """A whole float as an int (a sum of integers stays an integer), else rounded to 10
+    places so that sums do not depend on the order they were added in."""
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        return round(value, 10)
+    return value
+
+
+def holds(condition: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime) -> bool:
+    """Whether the condition holds for the facts at `now`."""
+    return bool(_walk(condition, facts, computed, now, trace=False)["holds"])
+
+
+def explain(
+    condition: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime
+) -> dict[str, Any]:
+    """The condition tree with, at each node, whether it held and what it saw."""
+    return _walk(condition, facts, computed, now, trace=True)
+
+
+def _walk(
+    c: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime, *, trace: bool
+) -> dict[str, Any]:
+    if isinstance(c, All | Any_):
+        op = "all" if isinstance(c, All) else "any"
+        children = []
+        result = isinstance(c, All)
+        for child in c.children:
+            node = _walk(child, facts, computed, now, trace=trace)
+            children.append(node)
+            if isinstance(c, All) and not node["holds"]:
+                result = False
+                if not trace:
+                    break
+            if isinstance(c, Any_) and node["holds"]:
+                result = True
+                if not trace:
+                    break
+        return {op: children, "holds": result}
+    if isinstance(c, Not):
+        inner = _walk(c.child, facts, computed, now, trace=trace)
+        return {"not": inner, "holds": not inner["holds"]}
+    if isinstance(c, TraitTest):
+        seen = facts.traits.get(c.name)
+        return {
+            "trait": {"name": c.name, "op": c.test.op.value, "value": c.test.value},
+            "holds": c.test.holds(seen),
+            "seen": seen,
+        }
+    if isinstance(c, ComputedTest):
+        seen = computed.get(c.name)
+        return {
+            "computed": {"name": c.name, "op": c.test.op.value, "value": c.test.value},
+            "holds": c.test.holds(seen),
+            "seen": seen,
+        }
+    if isinstance(c, EventTest):
+        count = len(matching(c.match, facts.events, now))
+        return {
+            "event": {
+                "name": c.match.name,
+                "type": c.match.type.name,
+                "count": {"op": c.count.op.value, "value": c.count.value},
+                "within_days": c.match.within_days,
+            },
+            "holds": c.count.holds(count),
+            "seen": count,
+        }
+    assert isinstance(c, IdentifierTest)
+    present = c.kind in facts.kinds
+    return {
+        "identifier": {"kind": c.kind, "exists": c.exists},
+        "holds": present is c.exists,
+        "seen": present,
+    }
+
+
+def next_lapse(matches: Sequence[EventMatch], facts: Facts, now: datetime) -> datetime | None:
+    """The first moment after `now` when an event leaves one of these windowed matches (so a
+    count, and what depends on it, may change with no write); None if none will."""
+    first: datetime | None = None
+    for match in matches:
+        if match.within_days is None:
+            continue
+        events = matching(match, facts.events, now)
+        if events:
+            leaves = events[0].timestamp + timedelta(days=match.within_days)
+            if first is None or leaves < first:
+                first = leaves
+    return first

@@ -1,0 +1,154 @@
+"""Computed traits and conditions evaluated against a profile's facts at a given time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from identity_graph.audiences.definitions import parse_computed_trait, parse_condition, windows
+from identity_graph.audiences.evaluation import Facts, compute, explain, holds, next_lapse
+from identity_graph.model import ConsentStatus, EventCategory, MessageType, StoredEvent
+
+NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def event(
+    n: int, name: str, days_ago: float, type: MessageType = MessageType.TRACK, **props: Any
+) -> StoredEvent:
+    return StoredEvent(
+        f"m{n}",
+        "email:a@x.io",
+        type,
+        name,
+        EventCategory.BEHAVIOURAL,
+        props,
+        NOW - days_ago * DAY,
+        "web",
+    )
+
+
+EVENTS = (
+    event(1, "Order Completed", 100, total=50, currency="EUR", sku="A"),
+    event(2, "Order Completed", 20, total=30.5, currency="USD", sku="B"),
+    event(3, "Order Completed", 2, total=19.5, currency="EUR", sku="A"),
+    event(4, "Order Completed", 1, total="n/a", currency="EUR", sku="C"),
+    event(5, "Pricing", 3, MessageType.PAGE, path="/pricing"),
+)
+FACTS = Facts(
+    "p1",
+    {"plan": "pro", "age": 41},
+    EVENTS,
+    frozenset({"email", "user_id"}),
+    {"email_marketing": ConsentStatus.GRANTED},
+)
+
+
+@pytest.mark.parametrize(
+    ("definition", "value"),
+    [
+        ({"kind": "event_count", "event": "Order Completed"}, 4),
+        ({"kind": "event_count", "event": "Order Completed", "within_days": 30}, 3),
+        (
+            {
+                "kind": "event_count",
+                "event": "Order Completed",
+                "where": [{"property": "currency", "op": "eq", "value": "EUR"}],
+            },
+            3,
+        ),
+        ({"kind": "event_count"}, 4),
+        ({"kind": "event_count", "type": "PAGE"}, 1),
+        ({"kind": "event_count", "event": "Pricing", "type": "PAGE"}, 1),
+        ({"kind": "sum", "event": "Order Completed", "property": "total"}, 100),
+        ({"kind": "min", "event": "Order Completed", "property": "total"}, 19.5),
+        ({"kind": "max", "event": "Order Completed", "property": "total"}, 50),
+        ({"kind": "average", "event": "Order Completed", "property": "total"}, 100 / 3),
+        ({"kind": "sum", "event": "Refund", "property": "total"}, 0),
+        ({"kind": "average", "event": "Refund", "property": "total"}, None),
+        ({"kind": "first", "event": "Order Completed", "property": "sku"}, "A"),
+        ({"kind": "last", "event": "Order Completed", "property": "sku"}, "C"),
+        ({"kind": "most_frequent", "event": "Order Completed", "property": "currency"}, "EUR"),
+        ({"kind": "unique_list", "event": "Order Completed", "property": "sku"}, ["A", "B", "C"]),
+        ({"kind": "unique_count", "event": "Order Completed", "property": "currency"}, 2),
+        ({"kind": "first_seen", "event": "Order Completed"}, (NOW - 100 * DAY).isoformat()),
+        ({"kind": "last_seen", "event": "Order Completed"}, (NOW - DAY).isoformat()),
+        ({"kind": "last_seen", "event": "Refund"}, None),
+    ],
+)
+def test_each_kind_of_computed_trait(definition: dict[str, Any], value: Any) -> None:
+    computed = compute(parse_computed_trait("t", definition), FACTS, NOW)
+    if isinstance(value, float):
+        assert computed == pytest.approx(value)
+    else:
+        assert computed == value
+
+
+def test_a_window_is_rolling_days_ending_now() -> None:
+    trait = parse_computed_trait(
+        "recent", {"kind": "event_count", "event": "Order Completed", "within_days": 2}
+    )
+    assert compute(trait, FACTS, NOW) == 1  # the order 2 days ago sits on the boundary: out
+    assert compute(trait, FACTS, NOW - timedelta(hours=1)) == 2
+
+
+CONDITION = {
+    "all": [
+        {
+            "event": {
+                "name": "Order Completed",
+                "count": {"op": "gte", "value": 2},
+                "within_days": 30,
+            }
+        },
+        {"trait": {"name": "plan", "op": "eq", "value": "pro"}},
+        {"computed": {"name": "ltv", "op": "gt", "value": 90}},
+        {"not": {"identifier": {"kind": "phone", "exists": True}}},
+    ]
+}
+
+
+def test_the_issue_condition_holds_and_is_explained() -> None:
+    condition = parse_condition(CONDITION)
+    assert holds(condition, FACTS, {"ltv": 100}, NOW)
+    assert not holds(condition, FACTS, {"ltv": 80}, NOW)
+    tree = explain(condition, FACTS, {"ltv": 80}, NOW)
+    assert tree["holds"] is False
+    event_node, trait_node, computed_node, not_node = tree["all"]
+    assert (event_node["holds"], event_node["seen"]) == (True, 3)
+    assert (trait_node["holds"], trait_node["seen"]) == (True, "pro")
+    assert (computed_node["holds"], computed_node["seen"]) == (False, 80)
+    assert not_node["holds"] is True and not_node["not"]["seen"] is False
+
+
+def test_any_and_a_missing_trait() -> None:
+    condition = parse_condition(
+        {
+            "any": [
+                {"trait": {"name": "vip", "op": "eq", "value": True}},
+                {"trait": {"name": "age", "op": "in", "value": [40, 41]}},
+            ]
+        }
+    )
+    assert holds(condition, FACTS, {}, NOW)
+    nodes = explain(condition, FACTS, {}, NOW)["any"]
+    assert [n["seen"] for n in nodes] == [None, 41]
+
+
+def test_the_next_lapse_is_when_the_oldest_counted_event_leaves_its_window() -> None:
+    condition = parse_condition(CONDITION)
+    lapse = next_lapse(windows(condition), FACTS, NOW)
+    assert lapse == EVENTS[1].timestamp + 30 * DAY
+    later = lapse + timedelta(seconds=1)
+    assert holds(condition, FACTS, {"ltv": 100}, later)  # two orders are still in the window
+    assert next_lapse(windows(condition), FACTS, later) == EVENTS[2].timestamp + 30 * DAY
+    assert (
+        next_lapse(
+            windows(parse_condition({"trait": {"name": "plan", "op": "exists", "value": True}})),
+            FACTS,
+            NOW,
+        )
+        is None
+    )

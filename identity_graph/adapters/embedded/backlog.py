@@ -11,6 +11,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from identity_graph.privacy import Erasure, ErasureReceipt
 from identity_graph.store import ChangeSet
 
 MAX_BACKLOG = 250_000
@@ -48,7 +49,10 @@ class Backlog:
         """profile id -> the last uncopied write that touched it"""
         self._all_dirty = 0
         """the last uncopied write that moved identifiers between profiles one by one (an
-        undo or a split) or stored consent: reads of any profile wait for it"""
+        undo or a split), stored consent or erased a person: reads of any profile wait for
+        it"""
+        self.receipts: dict[str, tuple[int, ErasureReceipt]] = {}
+        """erasure id and customer id -> (write, receipt) of the uncopied erasures"""
 
     def start_at(self, seq: int) -> None:
         """Begin with every write up to `seq` applied and copied (as the tables hold them)."""
@@ -76,7 +80,23 @@ class Backlog:
                 dirty[pid] = seq
             for merge in changes.merges:
                 dirty[merge.survivor] = dirty[merge.absorbed] = seq
+            if changes.erasures:
+                self._erased(seq, changes.erasures)
         self.applied = seq
+
+    def _erased(self, seq: int, erasures: list[Erasure]) -> None:
+        """Note erasures: reads of any profile wait for them (they delete records of other
+        profiles that name the person), their receipts answer until the tables hold them,
+        and no pending message id maps to a profile that is gone."""
+        self._all_dirty = seq
+        gone: set[str] = set()
+        for erasure in erasures:
+            gone.update(erasure.scope.profile_ids)
+            receipt = erasure.receipt
+            self.receipts[receipt.id] = self.receipts[receipt.customer_id] = (seq, receipt)
+        self.messages = {m: pid for m, pid in self.messages.items() if pid not in gone}
+        for entry in self.pending:
+            entry.messages = [(m, pid) for m, pid in entry.messages if pid not in gone]
 
     def copied_to(self, copied: int) -> None:
         """The tables hold the writes up to `copied`: forget them."""
@@ -93,6 +113,8 @@ class Backlog:
                 self.messages.pop(message_id, None)
         del self.pending[:done]
         self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq > copied}
+        if self.receipts:
+            self.receipts = {k: r for k, r in self.receipts.items() if r[0] > copied}
 
     def undo_after(self, durable: int) -> None:
         """Forget the writes after `durable`, which the journal failed to hold: reads and
@@ -103,6 +125,13 @@ class Backlog:
         self.weight = sum(p.weight for p in self.pending)
         self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq <= durable}
         self._all_dirty = min(self._all_dirty, durable)
+        self.receipts = {k: r for k, r in self.receipts.items() if r[0] <= durable}
+
+    def last_touch(self, ids: Sequence[str]) -> int:
+        """The last uncopied write that touched the profiles `ids` themselves (0 if none):
+        their identifiers, merges, traits, events or message ids."""
+        dirty = self._dirty
+        return max((dirty.get(pid, 0) for pid in ids), default=0)
 
     def last_write_to(self, ids: Sequence[str]) -> int:
         """The last uncopied write that touched the profiles `ids` (0 if none)."""

@@ -120,6 +120,17 @@ class Partition:
             members[profile_of[key]].discard(key)
             profile_of[key] = pid
             members[pid].add(key)
+        for erasure in c.erasures:
+            scope = erasure.scope
+            for key in scope.keys:
+                owner = profile_of.pop(key, None)
+                if owner is not None:
+                    members.get(owner, set()).discard(key)
+            for pid in scope.profile_ids:
+                members.pop(pid, None)
+                self.created.pop(pid, None)
+                self.redirect.pop(pid, None)
+                counted.pop(pid, None)
 
 
 class _States(Mapping[str, ProfileState]):

@@ -90,7 +90,16 @@ class EmbeddedRecords(AccessRecords):
         return Page(items, total, items[-1].id if more and items else None, more)
 
     async def expire_audit(self, before: datetime, *, batch: int) -> int:
-        raise NotImplementedError
+        deleted = 0
+        while True:
+            done = await self._write_rows(
+                "DELETE FROM audit WHERE rowid IN"
+                " (SELECT rowid FROM audit WHERE at < ? ORDER BY at LIMIT ?)",
+                [(to_micros(before), batch)],
+            )
+            deleted += done
+            if done < batch:
+                return deleted
 
     async def put_api_key(self, key: ApiKey) -> None:
         if key.expires_at is not None:  # first: a key is never stored without its expiry

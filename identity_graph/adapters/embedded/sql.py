@@ -13,6 +13,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from identity_graph.adapters.embedded import erasure
 from identity_graph.codec import (
     dumps,
     from_micros,
@@ -113,6 +114,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         "SELECT 1 FROM sqlite_master WHERE name = 'profile_consents'"
     ).fetchone()
     db.executescript(SCHEMA)
+    db.executescript(erasure.SCHEMA)
     if not had_states:
         _decide_consent_states(db)
     for table, column, statement in MIGRATIONS:
@@ -223,11 +225,15 @@ STATEMENTS = (
     "INSERT INTO profile_consents (profile_id, purpose, status) VALUES (?, ?, ?)"
     " ON CONFLICT (profile_id, purpose) DO UPDATE SET status = excluded.status",
     "DELETE FROM profile_consents WHERE profile_id = ? AND purpose = ?",
+    *erasure.STATEMENTS,
 )
 """The statements a change set is written with. Journalled rows name them by index, so a
 new statement is added at the end, whatever its place in `ORDER`."""
-ORDER = (0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 14, 16)
-"""the order in which a change set's statements run"""
+ORDER = (
+    *(0, 1, 2, 15, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 18, 14, 16),
+    *range(erasure.FIRST, erasure.FIRST + len(erasure.STATEMENTS)),
+)
+"""the order in which a change set's statements run: erasures after everything else"""
 _SET_CONSENT_STATE = 17
 
 Rows = list[tuple[int, list[Sequence[Any]]]]
@@ -362,7 +368,9 @@ def change_rows(c: ChangeSet) -> Rows:
             if status is None
         ],
     ]
-    return [(i, rows[i]) for i in ORDER if rows[i]]
+    if c.erasures or c.unsuppress:
+        rows.extend(erasure.erasure_rows(c.unsuppress, c.erasures))
+    return [(i, rows[i]) for i in ORDER if i < len(rows) and rows[i]]
 
 
 SORTED_LAST = {2: 0, 15: 0, 11: 0, 12: 1, 14: 0}
@@ -416,7 +424,9 @@ class WindowWriter:
                     continue
                 held.setdefault(index, []).extend(params)
                 continue
-            if index == _REMOVED_LINKS:
+            if index in erasure.DELETING:
+                self._run_held()
+            elif index == _REMOVED_LINKS:
                 self._in_order(_LINKS)
             elif index in _IN_ORDER_FROM:
                 self._in_order(_INSERT_IDENTIFIERS)
@@ -444,6 +454,11 @@ class WindowWriter:
 
     def finish(self) -> None:
         """Run the held rows, sorted; call before the window's transaction commits."""
+        self._run_held()
+
+    def _run_held(self) -> None:
+        """Run the rows held so far, sorted (before an erasure deletes what they add, and
+        at the window's end)."""
         for index in sorted(self.held):
             params = self.held[index]
             params.sort(key=itemgetter(SORTED_LAST.get(index, 0)))

@@ -43,6 +43,7 @@ one), `backlog` (the writes not yet copied), `copier` (the copier process), `rec
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -69,12 +70,20 @@ from identity_graph.adapters.embedded.journal import (
     connect_journal,
     connect_tables_for_copy,
 )
+from identity_graph.adapters.embedded.maintenance import expire_rows, purge_files
 from identity_graph.adapters.embedded.partition import Partition
+from identity_graph.adapters.embedded.privacy_reads import (
+    inactive_profiles,
+    read_receipt,
+    read_scope,
+    read_suppressions,
+    suppression_hashes,
+)
 from identity_graph.adapters.embedded.reads import ProfileReads, consents_of, links_from
 from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros
-from identity_graph.errors import StoreUnavailable
+from identity_graph.errors import InvalidOperation, StoreUnavailable
 from identity_graph.model import ConsentStatus, MergeRecord, Page
 from identity_graph.privacy import Cutoffs, ErasureReceipt, ErasureScope, Suppression
 from identity_graph.records import AccessRecords
@@ -119,6 +128,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._records = EmbeddedRecords(round_trip=self._round_trip)
         self._reader: sqlite3.Connection | None = None
         self._lock_file: int | None = None
+        self._suppressed: set[str] = set()
+        """every suppression hash (message ids' too), as the tables will hold them"""
+        self.may_suppress = False
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -160,6 +172,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._groups.open(journal, copied)
         self._backlog.start_at(copied)
         self._records.open(self.data_dir)
+        # an erasure a crash left unpurged (copied just now, or before the crash) is purged
+        purge_files(self.data_dir, copied)
         self._reader = connect(self.data_dir / TABLES_FILE)
         self._copier.open()
         self._load()
@@ -182,11 +196,18 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         db = self._read()
         self.partition.load(db)
         self.consent.load(db, self.partition.members)
+        self._suppressed = suppression_hashes(db)
+        self.may_suppress = bool(self._suppressed)
 
     def _apply(self, changes: ChangeSet) -> None:
         """Change memory as the change set changes the tables."""
         self.partition.apply(changes)
         self.consent.apply(changes, self.partition.members)
+        if changes.unsuppress or changes.erasures:
+            self._suppressed.difference_update(changes.unsuppress)
+            for erasure in changes.erasures:
+                self._suppressed.update(s.hash for s in erasure.suppressions)
+            self.may_suppress = bool(self._suppressed)
 
     async def close(self) -> None:
         async with self._groups.lock:
@@ -284,26 +305,113 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         resolved = {pid: self.partition.current(pid) for pid in ids}
         return {pid: cur for pid, cur in resolved.items() if cur is not None}
 
-    # --- privacy (placeholders: the adapter's implementation replaces them) ------------
-
-    may_suppress = False
+    # --- privacy -------------------------------------------------------------------
 
     async def purge(self) -> None:
-        raise NotImplementedError
+        """Once the tables hold every applied write, delete the journal rows they hold and
+        truncate the write-ahead logs (`maintenance.purge_files`)."""
+        await self._copier.caught_up(self._backlog.applied)
+        try:
+            await asyncio.to_thread(purge_files, self.data_dir, self._backlog.copied)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"embedded store purge failed: {e}") from e
 
     async def erasure(self, id: str) -> ErasureReceipt | None:
-        raise NotImplementedError
+        pending = self._backlog.receipts.get(id)
+        if pending is not None:
+            return pending[1]
+        return read_receipt(self._read(), id)
 
     async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
-        raise NotImplementedError
+        db = await self._fresh()
+        found = read_suppressions(db, first=first, after=after)
+        if found is None:
+            raise InvalidOperation("malformed suppression cursor")
+        items, total, more = found
+        return Page(tuple(items), total, items[-1].hash if more and items else None, more)
 
     async def inactive_profiles(
         self, *, before: datetime, first: int, after: str | None
     ) -> list[str]:
-        raise NotImplementedError
+        await self._fresh()
+        backlog = self._backlog
+        while True:
+            found = await self._in_thread(
+                inactive_profiles, before=before, first=first, after=after
+            )
+            # a profile written since is not inactive
+            kept = [
+                pid
+                for pid in found
+                if pid in self.partition.members and backlog.last_touch([pid]) <= backlog.copied
+            ]
+            if kept or len(found) < first:
+                return kept
+            after = found[-1]
 
     async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
-        raise NotImplementedError
+        try:
+            return await asyncio.to_thread(expire_rows, self.data_dir, cutoffs, batch)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"embedded store retention failed: {e}") from e
+
+    async def _in_thread(self, read: Callable[..., T], **options: object) -> T:
+        """`read(db, **options)` on a connection of its own to the tables, in a worker
+        thread: a long scan holds up neither the event loop nor the reader."""
+
+        def run() -> T:
+            with closing(connect(self.data_dir / TABLES_FILE)) as db:
+                return read(db, **options)
+
+        if self._reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        try:
+            return await asyncio.to_thread(run)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"embedded store read failed: {e}") from e
+
+    async def _settled(self, profile_id: str, *, may_release: bool) -> str | None:
+        """The current profile `profile_id` names, once the tables hold every write that
+        touched it (called with the write lock, by an erasure that read nothing yet). The
+        copier is waited for without the lock, so that ingest goes on meanwhile, unless
+        `may_release` is False or writes touched the person again `SETTLE_TRIES` times."""
+        lock = self._groups.lock
+        for tries in range(SETTLE_TRIES, -1, -1):
+            current = self.partition.current(profile_id)
+            if current is None:
+                return None
+            last = self._backlog.last_touch([current])
+            if last <= self._backlog.copied:
+                return current
+            if not may_release or not tries:
+                await self._copier.caught_up(last)
+                return current
+            lock.release()
+            try:
+                await self._copier.caught_up(last)
+            finally:
+                await _reacquire(lock)
+            self._read()  # the store may have closed meanwhile
+        raise AssertionError("unreachable")
+
+
+SETTLE_TRIES = 3
+"""times an erasure waits for the copier without the write lock before it waits with it"""
+
+
+async def _reacquire(lock: asyncio.Lock) -> None:
+    """Take `lock` again, even if cancelled meanwhile (the cancellation is raised once it
+    is held): the caller's `async with` releases it."""
+    cancelled = False
+    while True:
+        try:
+            await lock.acquire()
+        except asyncio.CancelledError:
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 class _EmbeddedTx(WriteTx):
@@ -322,11 +430,12 @@ class _EmbeddedTx(WriteTx):
         unique = list(dict.fromkeys(message_ids))
         seen = {m: pending[m] for m in unique if m in pending}
         rest = [m for m in unique if m not in seen]
+        found: dict[str, str] = {}
         db = store._read()
         for chunk in chunks(rest, SQL_VARS // 2):
             marks = qmarks(len(chunk))
             # an event's message is known by its event row, any other by its own row
-            seen.update(
+            found.update(
                 db.execute(
                     f"SELECT message_id, profile_id FROM messages WHERE message_id IN ({marks})"
                     " UNION ALL SELECT message_id, profile_id FROM events"
@@ -334,6 +443,9 @@ class _EmbeddedTx(WriteTx):
                     [*chunk, *chunk],
                 ).fetchall()
             )
+        # an erased person's rows stay until the copier deletes them: their messages are
+        # not seen any more
+        seen.update((m, pid) for m, pid in found.items() if partition.current(pid) is not None)
         return Snapshot(profile_of, profiles, seen)
 
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
@@ -374,10 +486,18 @@ class _EmbeddedTx(WriteTx):
         return self.store.partition.current(profile_id)
 
     async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
-        raise NotImplementedError
+        store = self.store
+        if profile_id not in store.partition.members:
+            return None
+        # a merge while the copier was waited for makes the person the profile it joined
+        current = await store._settled(profile_id, may_release=not self.pending)
+        if current is None:
+            return None
+        return read_scope(store._read(), store.partition, current)
 
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
-        raise NotImplementedError
+        held = self.store._suppressed
+        return {h for h in hashes if h in held}
 
     async def apply(self, changes: ChangeSet) -> None:
         self.pending.append(changes)

@@ -9,7 +9,8 @@ is audited as a clear read of every section, before anything is read.
 
 Merge records and conflicts may name identifiers of other profiles (the other side of an
 undone merge or a split, an identifier a conflict kept off this profile): those appear by
-their kind only, and other profiles' ids as null.
+their kind only, and other profiles' ids as null. Enumerations read as GraphQL spells them
+(`MERGE`, `TRACK`, `BEHAVIOURAL`, `GRANTED`), times as ISO 8601.
 """
 
 from __future__ import annotations
@@ -252,9 +253,9 @@ def _trait_value(value: TraitValue) -> dict[str, Any]:
 def _event(event: StoredEvent) -> dict[str, Any]:
     return {
         "id": event.message_id,
-        "type": event.type.value,
+        "type": event.type.name,
         "name": event.name,
-        "category": event.category.value,
+        "category": event.category.name,
         "timestamp": event.timestamp,
         "source": event.source,
         "properties": dict(event.properties),
@@ -267,13 +268,13 @@ def _consents(records: Iterable[ConsentRecord]) -> dict[str, Any]:
     effective = effective_consent(listed)
     return {
         "effective": [
-            {"purpose": p, "status": r.status.value, "at": r.at, "source": r.source}
+            {"purpose": p, "status": r.status.name, "at": r.at, "source": r.source}
             for p, r in sorted(effective.items())
         ],
         "records": [
             {
                 "purpose": r.purpose,
-                "status": r.status.value,
+                "status": r.status.name,
                 "at": r.at,
                 "source": r.source,
                 "identifier": _identifier(r.identifier_key),
@@ -288,7 +289,7 @@ def _merge(record: MergeRecord, own: Collection[str], ids: Collection[str]) -> d
     return {
         "id": record.id,
         "at": record.at,
-        "kind": record.kind.value,
+        "kind": record.kind.name,
         "survivorId": record.survivor if record.survivor in ids else None,
         "absorbedId": record.absorbed if record.absorbed in ids else None,
         "actor": "OPERATOR" if by_operator else "MESSAGE",

@@ -7,7 +7,6 @@ the tests assert on."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import http.server
 import threading
@@ -20,13 +19,11 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 from graph_api.app import create_app
-from graph_api.services import build_services
 from graph_api.settings import Settings
-from graph_api.tracking import demo
 from tests.api.servers import Server, free_port
+from tests.browser.demo import ADMIN_KEY, Api, load_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
-ADMIN_KEY = "c360_browser-admin-key-Hq4Lp8Zt2Wm6Rx9Vb3Kd"
 PAGES = Path(__file__).parent / "pages"
 OFFLINE = [
     # no route but loopback: any other host name fails to resolve
@@ -102,55 +99,17 @@ def c360(
             "C360_TRUSTED_DOCUMENTS_ROLES": "sales",
         }
     ).development()
-    # in a thread of its own: Playwright's sync API may already run a loop in this one
-    loader = threading.Thread(target=lambda: asyncio.run(load_demo(settings)))
-    loader.start()
-    loader.join()
+    load_demo(settings)
     server = Server(create_app(settings))
     server.start()
     yield server
     server.stop()
 
 
-async def load_demo(settings: Settings) -> None:
-    services = build_services(settings)
-    await services.store.open()
-    try:
-        await demo.load(services.graph)
-    finally:
-        await services.store.close()
-
-
 @pytest.fixture(scope="session")
 def api(c360: Server) -> Iterator[Api]:
     with httpx.Client(base_url=c360.url, timeout=30) as client:
         yield Api(client)
-
-
-class Api:
-    """GraphQL over HTTP to the test server, to set up and check what the pages show."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def __call__(
-        self, query: str, variables: dict[str, Any] | None = None, *, key: str = ADMIN_KEY
-    ) -> dict[str, Any]:
-        """The whole answer (`data` and any `errors`)."""
-        response = self.client.post(
-            "/graphql",
-            json={"query": query, "variables": variables or {}},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        assert body.get("data") is not None, body
-        return body
-
-    def key(self, role: str) -> str:
-        body = self("mutation($r: String!) { createApiKey(role: $r) { key } }", {"r": role})
-        key: str = body["data"]["createApiKey"]["key"]
-        return key
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from graph_api.cli import app as cli
 from tests.api.servers import Server
-from tests.browser.conftest import Api, PageServer, Recorded
+from tests.browser.conftest import PageServer, Recorded
+from tests.browser.demo import Api
 
 PROFILE = "query Profile($id: ID!) { customer(id: $id) { id traits { name } } }\n"
 FIRST = "{ customers(first: 1) { edges { node { id } } } }"

@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.api.servers import Server
-from tests.browser.conftest import ADMIN_KEY, Api, Recorded
+from tests.browser.conftest import Recorded
+from tests.browser.demo import ADMIN_KEY, Api
 
 MERGED = """query($after: String) {
   customers(first: 20, after: $after) {

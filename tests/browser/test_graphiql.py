@@ -4,7 +4,8 @@ request to any other origin (and none could leave: only 127.0.0.1 resolves)."""
 from __future__ import annotations
 
 from tests.api.servers import Server
-from tests.browser.conftest import ADMIN_KEY, Api, Recorded
+from tests.browser.conftest import Recorded
+from tests.browser.demo import ADMIN_KEY, Api
 
 SET_HEADERS = """(key) => {
   const editors = [...document.querySelectorAll('.CodeMirror')].map((e) => e.CodeMirror);

@@ -350,6 +350,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
             after = found[-1]
 
     async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
+        await self._copier.caught_up(self._backlog.applied)  # what was written before, too
         try:
             return await asyncio.to_thread(expire_rows, self.data_dir, cutoffs, batch)
         except sqlite3.Error as e:

@@ -112,7 +112,9 @@ def api(c360: Server) -> Iterator[Api]:
         yield Api(client)
 
 
-@pytest.fixture(scope="session")
+# per module: while Playwright's sync API runs, this thread looks as if it ran an event loop,
+# and the async tests that follow in the suite could not start theirs
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: tests/run installs Debian's chromium package")
@@ -120,7 +122,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=OFFLINE)
     yield browser

@@ -39,7 +39,7 @@ async def _people(graph: IdentityGraph) -> tuple[str, str]:
     )
     ann, bob = outcomes[0].profile_id, outcomes[3].profile_id
     assert ann and bob and ann != bob
-    await graph.set_consent(ann, {"marketing": ConsentStatus.GRANTED}, source="web")
+    await graph.set_consent(ann, {"email_marketing": ConsentStatus.GRANTED}, source="web")
     return ann, bob
 
 
@@ -64,7 +64,7 @@ async def test_erasure_removes_every_record_of_the_person_and_nothing_of_others(
     assert (await store.consents([ann])).get(ann, []) == []
     assert (await store.merge_history([ann])).get(ann, []) == []
     granted = await store.list_profiles(
-        first=50, after=None, where=ProfileFilter(consent_granted="marketing")
+        first=50, after=None, where=ProfileFilter(consent_granted="email_marketing")
     )
     assert ann not in granted.items
     assert groups(await partition(store)) == {frozenset(BOB)}
@@ -169,7 +169,7 @@ async def test_erasure_without_suppression_lets_them_come_back(graph: IdentityGr
 
 async def test_other_profiles_records_keep_nothing_of_the_erased(graph: IdentityGraph) -> None:
     """X absorbs Y, whose email is then split off into Z: erasing Z removes the email from
-    X's merge history too; a conflict that dropped one of Z's identifiers goes as well."""
+    X's merge history too; a conflict of X's that dropped Z's email goes as well."""
     [x] = await graph.ingest([observe("m1", "user_id:x", t=0)])
     [y] = await graph.ingest([observe("m2", "anonymous_id:y", "email:zoe@x.io", t=1)])
     [m] = await graph.ingest([observe("m3", "user_id:x", "anonymous_id:y", t=2)])
@@ -177,11 +177,11 @@ async def test_other_profiles_records_keep_nothing_of_the_erased(graph: Identity
     split = await graph.unmerge(x.profile_id, ["email:zoe@x.io"], actor="ops")
     zoe = (await graph.store.profile_ids(["email:zoe@x.io"]))["email:zoe@x.io"]
     assert zoe != x.profile_id and split.id
-    # a second email for x's user id breaks the limit: a conflict naming zoe's email? no:
-    # zoe's email with x's user id drops the email from the merge (one email per person)
     [c] = await graph.ingest([observe("m4", "email:xavier@x.io", "user_id:x", t=3)])
-    [d] = await graph.ingest([observe("m5", "user_id:x", "email:zoe@x.io", t=4)])
-    assert d.conflict is not None
+    await graph.ingest([observe("m5", "email:zoe@x.io", "user_id:zoe", t=4)])
+    # joining x and zoe would give two user ids: zoe's email is dropped, a conflict of x's
+    [d] = await graph.ingest([observe("m6", "user_id:x", "email:zoe@x.io", t=5)])
+    assert d.conflict is not None and d.profile_id == x.profile_id
     await graph.erase(zoe, reason="request", actor="ops")
     history = (await graph.store.merge_history([x.profile_id]))[x.profile_id]
     conflicts = (await graph.store.conflicts([x.profile_id])).get(x.profile_id, [])
@@ -251,7 +251,8 @@ async def test_retention_deletes_old_records_per_kind(graph: IdentityGraph) -> N
 
 async def test_retention_bounds_message_ids_and_conflicts(graph: IdentityGraph) -> None:
     await graph.ingest([observe("ident", "user_id:u", "email:u@x.io", t=0)])
-    [conflict] = await graph.ingest([observe("c", "user_id:u", "email:other@x.io", t=1)])
+    # a second user id for the person: one user id each, so the email is dropped
+    [conflict] = await graph.ingest([observe("c", "email:u@x.io", "user_id:v", t=1)])
     assert conflict.conflict is not None
     now = graph.clock()
     policy = RetentionPolicy.from_text("[messages]\ndays = 1\n[conflicts]\ndays = 1\n")

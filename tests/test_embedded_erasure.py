@@ -215,7 +215,8 @@ def test_rows_a_copy_window_holds_back_are_written_before_an_erasure_deletes(
 POINTS = ("before-commit", "journalled", "copied", "mid-purge")
 """where the eraser stops to be killed: while the erasure's journal row is being committed;
 once it is journalled but not copied (no copier runs); once the tables hold it but nothing
-was purged; between deleting the journal rows and truncating the write-ahead logs"""
+was purged; between deleting the journal rows and truncating the write-ahead logs (in a
+purge the store runs itself, as it does when no copier runs)"""
 
 
 def stop_here() -> None:
@@ -255,10 +256,19 @@ async def erase_until(point: str, data_dir: Path) -> None:
         store.purge = settled_purge  # type: ignore[method-assign]
     else:
 
-        def stopping_truncate(db: sqlite3.Connection, *, busy_ms: int) -> None:
-            stop_here()
+        async def no_copier(mark: int) -> bool:
+            return False  # the store purges by itself
 
-        maintenance.truncate_wal = stopping_truncate
+        def stopping_purge_copied(
+            journal: sqlite3.Connection, tables: sqlite3.Connection, request: int
+        ) -> bool:
+            mark = embedded_journal.copied_mark(tables)
+            journal.execute("DELETE FROM journal WHERE seq <= ?", (mark,))
+            stop_here()
+            return False
+
+        store._copier.purged = no_copier  # type: ignore[method-assign]
+        maintenance.purge_copied = stopping_purge_copied
     await graph.erase(victim, reason="asked", actor="dpo")
     print("RETURNED", flush=True)
 

@@ -51,6 +51,8 @@ class Backlog:
         """the last uncopied write that moved identifiers between profiles one by one (an
         undo or a split), stored consent or erased a person: reads of any profile wait for
         it"""
+        self.last_erasure = 0
+        """the last write that erased someone"""
         self.receipts: dict[str, tuple[int, ErasureReceipt]] = {}
         """erasure id and customer id -> (write, receipt) of the uncopied erasures"""
 
@@ -88,7 +90,7 @@ class Backlog:
         """Note erasures: reads of any profile wait for them (they delete records of other
         profiles that name the person), their receipts answer until the tables hold them,
         and no pending message id maps to a profile that is gone."""
-        self._all_dirty = seq
+        self._all_dirty = self.last_erasure = seq
         gone: set[str] = set()
         for erasure in erasures:
             gone.update(erasure.scope.profile_ids)
@@ -125,6 +127,7 @@ class Backlog:
         self.weight = sum(p.weight for p in self.pending)
         self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq <= durable}
         self._all_dirty = min(self._all_dirty, durable)
+        self.last_erasure = min(self.last_erasure, durable)
         self.receipts = {k: r for k, r in self.receipts.items() if r[0] <= durable}
 
     def last_touch(self, ids: Sequence[str]) -> int:

@@ -20,11 +20,13 @@ from pathlib import Path
 import identity_graph
 from identity_graph.adapters.embedded.backlog import Backlog
 from identity_graph.adapters.embedded.journal import (
+    PURGE,
     TABLES_FILE,
     WAITING,
     WROTE,
     connect,
     copied_mark,
+    purged_mark,
 )
 from identity_graph.errors import StoreUnavailable
 
@@ -158,6 +160,32 @@ class Copier:
         backlog = self._backlog
         if backlog.copied < seq:
             await self._wait(lambda: backlog.copied >= min(seq, backlog.applied))
+
+    async def purged(self, request: int) -> bool:
+        """Have the copier run `journal.purge_copied` for purge request number `request`
+        (higher than any before), and wait for it; False if no copier runs (the store is
+        closing, or none could start): then nothing writes the journal or the tables but
+        the store itself."""
+        if self._marks is None:
+            raise StoreUnavailable("the embedded store is not open")
+        marks = self._marks
+        delay = 0.0005
+        since = time.monotonic()
+        while True:
+            try:
+                if purged_mark(marks) >= request:
+                    return True
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store read failed: {e}") from e
+            self.start()
+            copier = self.process
+            if copier is None or copier.poll() is not None:
+                return False
+            self.wake(PURGE % request)
+            if time.monotonic() - since > STALL_SECONDS:
+                raise StoreUnavailable("the embedded store's journal copier does not purge")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     async def room(self) -> None:
         """Wait while the backlog of uncopied observations is full."""

@@ -12,7 +12,8 @@ The mark is read inside that write transaction, so two copiers (an old one still
 while a restarted store recovers) never copy a row twice.
 
 The parent writes a byte to the copier's standard input after each journalled write (`WROTE`),
-and `WAITING` while a read waits for the tables. The copier lets writes gather until
+`WAITING` while a read waits for the tables, and `PURGE` when deleted rows must leave every
+file (`purge_copied`). The copier lets writes gather until
 `MIN_COPY_BYTES` of them are uncopied, the oldest has waited `MAX_COPY_DELAY`, or a read
 waits: a transaction rewrites every page it dirties, and most of those pages are the same
 whether it holds a thousand observations or a hundred thousand. After each window it looks
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import select
 import sqlite3
 import sys
@@ -77,6 +79,11 @@ WROTE = b"\n"
 """what the store writes to the copier's input after a journalled write"""
 WAITING = b"!"
 """what the store writes to the copier's input while a read waits for the tables"""
+PURGE = b"#%d;"
+"""what the store writes to the copier's input, with a request number, to have deleted rows
+leave every file: the copier runs `purge_copied` between two windows, and notes the number
+of the last request it saw before it began as `meta.purged`"""
+_PURGE_REQUEST = re.compile(rb"#(\d+);")
 
 
 TABLES_PAGE_SIZE = 16384
@@ -225,13 +232,48 @@ def uncopied_bytes(journal: sqlite3.Connection, mark: int) -> int:
     return int(row[0])
 
 
+def purge_copied(journal: sqlite3.Connection, tables: sqlite3.Connection, request: int) -> bool:
+    """Delete the journal rows the tables hold, truncate the journal's and the tables'
+    write-ahead logs, and note `request` as `meta.purged`; False if a log was still in use
+    (by a reader, for the connections' busy timeout), to be tried again.
+
+    Connections have `secure_delete` on, so deleted rows are zeroed in their pages; the
+    older images of those pages are in the logs until they are checkpointed and truncated.
+    Run by the copier between windows (it is the tables' writer and the journal's reader, so
+    nothing else holds the logs for long), and at the store's start."""
+    mark = copied_mark(tables)
+    journal.execute("DELETE FROM journal WHERE seq <= ?", (mark,))
+    for db in (journal, tables):
+        # most frames first, without blocking the writers: the truncating checkpoint then
+        # holds them up for what came since (group commits wait for it on the journal)
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            return False
+    tables.execute(
+        "INSERT INTO meta (key, value) VALUES ('purged', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        (request,),
+    )
+    return True
+
+
+def purged_mark(tables: sqlite3.Connection) -> int:
+    """The number of the last purge request served (`PURGE`)."""
+    row = tables.execute("SELECT value FROM meta WHERE key = 'purged'").fetchone()
+    return int(row[0]) if row else 0
+
+
 class _Input:
-    """What the store says on standard input: `WROTE`, `WAITING`, and at last end of file."""
+    """What the store says on standard input: `WROTE`, `WAITING`, `PURGE`, and at last end
+    of file."""
 
     def __init__(self) -> None:
         self.open = True
         self.waiting = False
         """a read waits for the tables: copy now"""
+        self.purge = 0
+        """the number of the last purge request the store made (`PURGE`)"""
 
     def wait(self, timeout: float) -> None:
         """Wait up to `timeout` for the store to say something, and note what it said."""
@@ -239,7 +281,19 @@ class _Input:
         if ready:
             said = os.read(0, 1 << 16)
             self.open = bool(said)
-            self.waiting = self.waiting or WAITING in said
+            self._note(said)
+
+    def poll(self) -> None:
+        """Note what the store said meanwhile, without waiting (the end of the input is
+        noted by the next `wait`)."""
+        ready, _, _ = select.select([0], [], [], 0)
+        if ready:
+            self._note(os.read(0, 1 << 16))
+
+    def _note(self, said: bytes) -> None:
+        self.waiting = self.waiting or WAITING in said
+        for request in _PURGE_REQUEST.findall(said):
+            self.purge = max(self.purge, int(request))
 
 
 def _due(size: int, said: _Input, since: float | None) -> bool:
@@ -269,8 +323,12 @@ def copy_until_closed(journal: sqlite3.Connection, tables: sqlite3.Connection, s
     closes the input and nothing is left to copy; return the exit status."""
     since: float | None = None
     """when the copier first saw the uncopied writes it has not copied yet"""
+    served = 0
+    """the last purge request done"""
     while True:
         try:
+            if said.purge > served and purge_copied(journal, tables, said.purge):
+                served = said.purge
             size = uncopied_bytes(journal, copied_mark(tables))
             if _due(size, said, since):
                 # one window, then look again: copying at once whatever came meanwhile
@@ -278,6 +336,7 @@ def copy_until_closed(journal: sqlite3.Connection, tables: sqlite3.Connection, s
                 # the pages a full one does
                 copy_some(journal, tables)
                 since = None
+                said.poll()  # a purge asked for meanwhile runs before the next window
                 continue
         except (sqlite3.Error, ValueError) as e:  # ValueError: a body it cannot read
             print(f"c360 journal copier: {e}; retrying", file=sys.stderr, flush=True)

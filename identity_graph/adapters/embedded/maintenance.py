@@ -1,12 +1,14 @@
 """The embedded store's physical clean-up, on connections of its own in worker threads:
-purging every copy of deleted rows from the files (`purge_files`) and deleting what
-retention no longer keeps (`expire_rows`).
+purging every copy of deleted rows from the files when no copier runs (`purge_files`; the
+copier does it otherwise, `journal.purge_copied`), truncating the audit file's log, and
+deleting what retention no longer keeps (`expire_rows`).
 
 Every connection has `secure_delete` on, so a deleted row's bytes are zeroed in the page
-that held it, and a page that falls free is zeroed. What is left are older images of those
-pages: in a write-ahead log until it is checkpointed and truncated, and in the journal's
-rows until they are deleted. `purge_files` deletes the journal rows the tables hold and
-truncates the three write-ahead logs (`PRAGMA wal_checkpoint(TRUNCATE)`).
+that held it, and a page that falls free is zeroed (tried: thousands of customers with
+thousands of trait updates each, values in overflow pages, one erased, every file searched
+for its values: none found once the logs were truncated). What is left are older images of
+those pages: in a write-ahead log until it is checkpointed and truncated, and in the
+journal's rows until they are deleted.
 
 Retention deletes rows directly, not through the journal: what it deletes is chosen by age,
 not planned against memory (which holds no event, message or conflict), so it need not be
@@ -19,64 +21,70 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from identity_graph.adapters.embedded.journal import JOURNAL_FILE, TABLES_FILE, connect
+from identity_graph.adapters.embedded.journal import (
+    JOURNAL_FILE,
+    TABLES_FILE,
+    connect,
+    purge_copied,
+    purged_mark,
+)
 from identity_graph.adapters.embedded.sql import AUDIT_FILE
 from identity_graph.codec import to_micros
 from identity_graph.privacy import Cutoffs
 
-CHECKPOINT_BUSY_MS = 100
-"""How long a checkpoint of the journal or the audit file waits for the lock and the
-readers at a time. A checkpoint that truncates the log blocks the file's writers while it
-waits for readers (the copier reads the journal for a whole copy window): ingest then
-waits for it, so it gives up after this and tries again."""
-CHECKPOINT_RETRY_SECONDS = 0.05
-TABLES_BUSY_MS = 60_000
-"""how long the tables' checkpoint and retention's batches wait for the copier's window
-(only the copier waits for them in turn)"""
+AUDIT_BUSY_MS = 100
+"""How long a checkpoint of the audit file waits for the lock and the readers at a time: it
+blocks the file's writers (audited reads) while it waits, so it gives up after this and
+tries again."""
+RETRY_SECONDS = 0.05
 GIVE_UP_SECONDS = 120.0
+TABLES_BUSY_MS = 60_000
+"""how long retention's batches wait for the copier's window (only the copier waits for
+them in turn)"""
 
 
 class PurgeFailed(sqlite3.OperationalError):
     """A write-ahead log could not be truncated: readers kept using it."""
 
 
-def purge_files(data_dir: Path, copied: int) -> None:
-    """Delete the journal rows up to `copied` (which the tables hold) and truncate the
-    write-ahead logs of the journal, the tables and the audit file: once this returns, no
-    file of `data_dir` holds an image of a page from before the deletions the tables hold
-    by then."""
-    with closing(connect(data_dir / JOURNAL_FILE)) as journal:
-        journal.execute("DELETE FROM journal WHERE seq <= ?", (copied,))
-        truncate_wal(journal, busy_ms=CHECKPOINT_BUSY_MS)
-    with closing(connect(data_dir / TABLES_FILE)) as tables:
-        truncate_wal(tables, busy_ms=TABLES_BUSY_MS)
-    if (data_dir / AUDIT_FILE).exists():
-        with closing(connect(data_dir / AUDIT_FILE)) as audit:
-            truncate_wal(audit, busy_ms=CHECKPOINT_BUSY_MS)
+def purge_files(data_dir: Path) -> None:
+    """`journal.purge_copied`, done by the store itself while no copier runs (at start, or
+    when none could start), then `truncate_audit`."""
+    with (
+        closing(connect(data_dir / JOURNAL_FILE)) as journal,
+        closing(connect(data_dir / TABLES_FILE)) as tables,
+    ):
+        _until_done(lambda: purge_copied(journal, tables, purged_mark(tables)))
+    truncate_audit(data_dir)
 
 
-def truncate_wal(db: sqlite3.Connection, *, busy_ms: int) -> None:
-    """Checkpoint every frame of `db`'s write-ahead log into the database file and truncate
-    the log to nothing, waiting `busy_ms` at a time for other connections."""
-    db.execute(f"PRAGMA busy_timeout={busy_ms}")
+def truncate_audit(data_dir: Path) -> None:
+    """Checkpoint the audit file's write-ahead log and truncate it to nothing."""
+    if not (data_dir / AUDIT_FILE).exists():
+        return
+    with closing(connect(data_dir / AUDIT_FILE)) as audit:
+        audit.execute(f"PRAGMA busy_timeout={AUDIT_BUSY_MS}")
+        _until_done(lambda: not audit.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
+
+
+def _until_done(attempt: Callable[[], bool]) -> None:
+    """Call `attempt` until it returns True (a log it truncates is in use until then)."""
     deadline = time.monotonic() + GIVE_UP_SECONDS
     while True:
         try:
-            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if attempt():
+                return
         except sqlite3.OperationalError as e:  # another connection checkpoints
             if "locked" not in str(e) and "busy" not in str(e):
                 raise
-            busy = 1
-        if not busy:
-            return
         if time.monotonic() > deadline:
             raise PurgeFailed("a write-ahead log stayed in use: it could not be truncated")
-        time.sleep(CHECKPOINT_RETRY_SECONDS)
+        time.sleep(RETRY_SECONDS)
 
 
 def expire_rows(data_dir: Path, cutoffs: Cutoffs, batch: int) -> dict[str, int]:

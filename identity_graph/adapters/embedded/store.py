@@ -69,8 +69,9 @@ from identity_graph.adapters.embedded.journal import (
     connect,
     connect_journal,
     connect_tables_for_copy,
+    purged_mark,
 )
-from identity_graph.adapters.embedded.maintenance import expire_rows, purge_files
+from identity_graph.adapters.embedded.maintenance import expire_rows, purge_files, truncate_audit
 from identity_graph.adapters.embedded.partition import Partition
 from identity_graph.adapters.embedded.privacy_reads import (
     inactive_profiles,
@@ -128,6 +129,8 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._records = EmbeddedRecords(round_trip=self._round_trip)
         self._reader: sqlite3.Connection | None = None
         self._lock_file: int | None = None
+        self._purges = 0
+        """the number of the last purge request (`journal.PURGE`)"""
         self._suppressed: set[str] = set()
         """every suppression hash (message ids' too), as the tables will hold them"""
         self.may_suppress = False
@@ -173,7 +176,9 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._backlog.start_at(copied)
         self._records.open(self.data_dir)
         # an erasure a crash left unpurged (copied just now, or before the crash) is purged
-        purge_files(self.data_dir, copied)
+        purge_files(self.data_dir)
+        with closing(connect(self.data_dir / TABLES_FILE)) as tables:
+            self._purges = purged_mark(tables)
         self._reader = connect(self.data_dir / TABLES_FILE)
         self._copier.open()
         self._load()
@@ -308,11 +313,16 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     # --- privacy -------------------------------------------------------------------
 
     async def purge(self) -> None:
-        """Once the tables hold every applied write, delete the journal rows they hold and
-        truncate the write-ahead logs (`maintenance.purge_files`)."""
-        await self._copier.caught_up(self._backlog.applied)
+        """Once the tables hold every erasure applied, delete the journal rows they hold
+        and truncate the write-ahead logs of the journal and the tables (the copier does
+        it, between two windows: `journal.purge_copied`) and of the audit file."""
+        await self._copier.caught_up(self._backlog.last_erasure)
+        self._purges += 1
         try:
-            await asyncio.to_thread(purge_files, self.data_dir, self._backlog.copied)
+            if await self._copier.purged(self._purges):
+                await asyncio.to_thread(truncate_audit, self.data_dir)
+            else:
+                await asyncio.to_thread(purge_files, self.data_dir)
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store purge failed: {e}") from e
 

@@ -36,6 +36,8 @@
   var CUSTOMERS =
     "query Customers($after: String) { customers(first: 15, after: $after) { totalCount" +
     " edges { node { id traits { name } identifiers { kind } } } pageInfo { hasNextPage endCursor } } }";
+  // Customer.audiences may not exist in this c360 yet: asked apart, so the profile never fails
+  var AUDIENCES = "query Audiences($id: ID) { customer(id: $id) { audiences { since audience { name purpose } } } }";
   var ADMIN_PROBE = "query Role { apiKeys(first: 1) { totalCount } }";
   var UNDO = "mutation Undo($id: ID!) { undoMerge(mergeId: $id) { id kind survivorId absorbedId } }";
   var SPLIT =
@@ -230,6 +232,7 @@
         state.customer = result.data.customer;
         state.errors = result.errors;
         showProfile();
+        showAudiences(state.customer.id);
         return draw().then(function () {
           var c = state.customer;
           say("Customer " + c.id + ": " + c.identifiers.length + " identifiers.");
@@ -282,7 +285,8 @@
         .slice(0, 4)
         .map(function (k) {
           var v = e.properties[k];
-          return k + ": " + (typeof v === "object" ? JSON.stringify(v) : v);
+          var text = typeof v === "object" ? JSON.stringify(v) : String(v);
+          return k + ": " + (text.length > 60 ? text.slice(0, 57) + "…" : text);
         })
         .join(" · ");
       return h("li", { class: e.type },
@@ -316,11 +320,33 @@
         " events · since " + when(c.createdAt) }),
       h("h3", { text: "Traits" }), h("dl", { class: "kv" }, traitRows),
       h("h3", { text: "Consent" }), consents,
-      h("h3", { text: "Audiences" }), h("p", { class: "muted", text: "This c360 has no audiences yet." }),
+      h("h3", { text: "Audiences" }), h("div", { id: "audiences", class: "muted", text: "…" }),
       h("h3", { text: "Latest events" }), events,
       h("h3", { text: "Merges" }), merges,
       h("h3", { text: "Merge conflicts" }), conflicts
     );
+  }
+
+  function showAudiences(id) {
+    return gql(AUDIENCES, { id: id })
+      .then(function (result) {
+        var memberships = (result.data.customer || {}).audiences || [];
+        var place = $("audiences");
+        if (!place || state.customer.id !== id) return;
+        place.replaceChildren(memberships.length
+          ? h("ul", { class: "records" }, memberships.map(function (m) {
+              return h("li", null, h("strong", { text: m.audience.name }),
+                h("span", { class: "muted", text: (m.audience.purpose ? m.audience.purpose + " · " : "") + "since " + when(m.since) }));
+            }))
+          : h("span", { text: "In no audience." }));
+      })
+      .catch(function (error) {
+        var place = $("audiences");
+        if (!place) return;
+        place.textContent = /Cannot query field/.test(error.message)
+          ? "This c360 has no audiences yet."
+          : error.message;
+      });
   }
 
   function mergeRow(record) {
@@ -465,7 +491,7 @@
       var group = "c" + conflict.id;
       elements.push({
         group: "nodes",
-        data: { id: group, label: "conflict " + when(conflict.at), tip: conflict.reason + "\nmessage: " + conflict.messageId },
+        data: { id: group, label: "conflict · " + when(conflict.at).slice(0, 10), tip: conflict.reason + "\nmessage: " + conflict.messageId },
         classes: "conflict",
       });
       conflict.dropped.forEach(function (ref, j) {
@@ -484,16 +510,19 @@
     var count = state.nodes.length;
     var linkCount = Object.keys(edges).length;
     var layout = count <= 150 && linkCount
-      ? { name: "cose", animate: false, randomize: true, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; }, padding: 30 }
+      ? {
+          name: "cose", animate: false, randomize: true, padding: 30, nodeOverlap: 40, componentSpacing: 120,
+          nodeRepulsion: function () { return 16000; }, idealEdgeLength: function () { return 90; },
+        }
       : linkCount
         ? { name: "breadthfirst", roots: anchor ? "#" + anchor.id : undefined, circle: true, spacingFactor: 0.8, padding: 20 }
         : { name: "grid", padding: 30, avoidOverlap: true };
     state.cy = cytoscape({
       container: $("graph"),
       elements: elements,
-      layout: layout,
+      layout: { name: "preset" },
       minZoom: 0.05,
-      maxZoom: 2.5,
+      maxZoom: 1.4,
       style: [
         { selector: "node.identifier", style: {
           "background-color": "data(colour)", label: "data(label)", "text-wrap": "wrap", "font-size": 9,
@@ -516,6 +545,7 @@
         { selector: "node.picked", style: { "border-width": 4, "border-color": "#1d2433", "border-style": "solid" } },
       ],
     });
+    placeAll(layout);
     $("graph").setAttribute("data-identifiers", String(count));
     $("graph").setAttribute("data-links", String(linkCount));
     bindGraph();
@@ -523,6 +553,22 @@
     notes(tree.refused);
     $("details").replaceChildren();
     updateActions();
+  }
+
+  // The identifiers are laid out by the layout; what conflicts dropped goes in a row below.
+  function placeAll(layout) {
+    var cy = state.cy;
+    var main = cy.elements().not(".conflict, .dropped");
+    main.layout(layout).run();
+    var box = main.boundingBox();
+    var x = box.x1;
+    cy.nodes(".conflict").forEach(function (group) {
+      group.children().forEach(function (child, k) {
+        child.position({ x: x + k * 110, y: box.y2 + 90 });
+      });
+      x += group.children().length * 110 + 50;
+    });
+    cy.fit(undefined, 30);
   }
 
   function bindGraph() {
@@ -545,6 +591,9 @@
       tip.hidden = false;
     });
     cy.on("mouseout", "node, edge", function () {
+      tip.hidden = true;
+    });
+    $("graph").addEventListener("mouseleave", function () {
       tip.hidden = true;
     });
     cy.on("tap", "node.identifier", function (event) {

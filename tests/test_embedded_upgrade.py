@@ -236,3 +236,50 @@ async def test_a_journal_body_of_an_unknown_format_is_refused_clearly(tmp_path: 
         db.execute("INSERT INTO journal (seq, body) VALUES (1, ?)", (body,))
     with pytest.raises(StoreUnavailable, match="unknown format 99"):
         await EmbeddedStore(tmp_path).open()
+
+
+def drop_privacy_tables(data_dir: Path) -> None:
+    """Take away what the privacy operations added: the suppression list, the erasure
+    receipts and the index of messages by profile."""
+    with closing(sqlite3.connect(data_dir / TABLES_FILE, isolation_level=None)) as db:
+        db.execute("DROP TABLE suppressions")
+        db.execute("DROP TABLE erasures")
+        db.execute("DROP INDEX messages_profile")
+
+
+async def test_a_data_dir_from_before_erasure_gets_its_tables_and_erases_without_a_trace(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    person = [
+        observe("m1", "email:erase.me@x.io", "anonymous_id:a1", traits={"name": "Ulla"}, t=1),
+        observe("m2", "anonymous_id:a1", event="Viewed", properties={"ref": "kept-ref"}, t=2),
+    ]
+    other = [observe("m3", "email:stays@x.io", traits={"name": "Other"}, t=3)]
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        [outcome, _] = await IdentityGraph(store, Rules.default()).ingest(person)
+        await IdentityGraph(store, Rules.default()).ingest(other)
+    finally:
+        await store.close()
+    drop_privacy_tables(data_dir)
+
+    store = EmbeddedStore(data_dir)
+    await store.open()
+    try:
+        assert not store.may_suppress
+        graph = IdentityGraph(store, Rules.default())
+        assert outcome.profile_id is not None
+        receipt = await graph.erase(outcome.profile_id, reason="asked", actor="dpo")
+        assert (receipt.identifiers, receipt.events, receipt.suppressed) == (2, 1, 2)
+        assert store.may_suppress
+        for value in ("erase.me@x.io", "Ulla", "kept-ref"):
+            held = [f.name for f in data_dir.iterdir() if value.encode() in f.read_bytes()]
+            assert held == [], value
+        assert await store.profile_ids(["email:stays@x.io"])
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(data_dir / TABLES_FILE)) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"suppressions", "erasures", "messages_profile"} <= names

@@ -88,17 +88,13 @@ class Backlog:
 
     def _erased(self, seq: int, erasures: list[Erasure]) -> None:
         """Note erasures: reads of any profile wait for them (they delete records of other
-        profiles that name the person), their receipts answer until the tables hold them,
-        and no pending message id maps to a profile that is gone."""
+        profiles that name the person), and their receipts answer until the tables hold
+        them. (A pending message id of an erased profile is not looked for: the profile it
+        names is gone, so a snapshot takes it as unseen.)"""
         self._all_dirty = self.last_erasure = seq
-        gone: set[str] = set()
         for erasure in erasures:
-            gone.update(erasure.scope.profile_ids)
             receipt = erasure.receipt
             self.receipts[receipt.id] = self.receipts[receipt.customer_id] = (seq, receipt)
-        self.messages = {m: pid for m, pid in self.messages.items() if pid not in gone}
-        for entry in self.pending:
-            entry.messages = [(m, pid) for m, pid in entry.messages if pid not in gone]
 
     def copied_to(self, copied: int) -> None:
         """The tables hold the writes up to `copied`: forget them."""
@@ -111,8 +107,10 @@ class Backlog:
                 break
             done += 1
             self.weight -= entry.weight
-            for message_id, _ in entry.messages:
-                self.messages.pop(message_id, None)
+            for message_id, pid in entry.messages:
+                # unless a later write applied it again (after its profile was erased)
+                if self.messages.get(message_id) == pid:
+                    del self.messages[message_id]
         del self.pending[:done]
         self._dirty = {pid: seq for pid, seq in self._dirty.items() if seq > copied}
         if self.receipts:

@@ -51,11 +51,16 @@ def read_scope(db: sqlite3.Connection, partition: Partition, profile_id: str) ->
                 )
             )
         )
-    # the messages that are not events, which the table holds by message id only
-    wanted = set(ids)
-    for mid, pid in db.execute("SELECT message_id, profile_id FROM messages"):
-        if pid in wanted:
-            messages[mid] = None
+    for chunk in chunks(ids):
+        messages.update(
+            dict.fromkeys(
+                mid
+                for (mid,) in db.execute(
+                    f"SELECT message_id FROM messages WHERE profile_id IN ({qmarks(len(chunk))})",
+                    chunk,
+                )
+            )
+        )
     return ErasureScope(profile_id, tuple(ids), tuple(keys), tuple(messages), events)
 
 

@@ -439,9 +439,8 @@ class _EmbeddedTx(WriteTx):
         # pending writes first: once the copier dropped one, the tables hold it
         pending = store._backlog.messages
         unique = list(dict.fromkeys(message_ids))
-        seen = {m: pending[m] for m in unique if m in pending}
-        rest = [m for m in unique if m not in seen]
-        found: dict[str, str] = {}
+        found = {m: pending[m] for m in unique if m in pending}
+        rest = [m for m in unique if m not in found]
         db = store._read()
         for chunk in chunks(rest, SQL_VARS // 2):
             marks = qmarks(len(chunk))
@@ -454,9 +453,9 @@ class _EmbeddedTx(WriteTx):
                     [*chunk, *chunk],
                 ).fetchall()
             )
-        # an erased person's rows stay until the copier deletes them: their messages are
-        # not seen any more
-        seen.update((m, pid) for m, pid in found.items() if partition.current(pid) is not None)
+        # the messages of an erased person (their rows stay until the copier deletes them)
+        # are not seen any more
+        seen = {m: pid for m, pid in found.items() if partition.current(pid) is not None}
         return Snapshot(profile_of, profiles, seen)
 
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
@@ -535,6 +534,9 @@ class ConsentStates:
         """Change memory as `c` changes the tables (after the partition took it)."""
         for absorbed, _ in c.reassign:
             self.of.pop(absorbed, None)
+        for erasure in c.erasures:
+            for pid in erasure.scope.profile_ids:
+                self.of.pop(pid, None)
         for pid, changed in c.consent_states.items():
             if pid not in current:
                 continue  # absorbed later in the same change set

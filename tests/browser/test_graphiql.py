@@ -23,7 +23,13 @@ def test_graphiql_renders_and_runs_a_query_with_nothing_from_elsewhere(
     assert "customers(first: 5)" in page.locator(".graphiql-query-editor").inner_text()
     assert "<your API key>" in page.locator(".graphiql-editor-tool").inner_text()
 
+    page.locator(".result-window").filter(has_text="Put your API key in the Headers tab").wait_for()
+
     page.evaluate(SET_HEADERS, ADMIN_KEY)
+    page.click(".graphiql-query-editor .CodeMirror")
+    page.keyboard.press("Shift+Control+R")  # re-fetch the schema, now with the key
+    page.click("button[aria-label='Show Documentation Explorer']")
+    page.locator(".graphiql-doc-explorer").filter(has_text="MergeRecord").wait_for()
     page.click(".graphiql-execute-button")
     total = api("{ customers(first: 1) { totalCount } }")["data"]["customers"]["totalCount"]
     page.locator(".result-window").filter(has_text=f'"totalCount": {total}').wait_for()

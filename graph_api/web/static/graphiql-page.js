@@ -38,7 +38,20 @@
   var HEADERS = '{\n  "Authorization": "Bearer <your API key>"\n}';
 
   var e = React.createElement;
-  var fetcher = GraphiQL.createFetcher({ url: new URL("/graphql", location.href).href });
+  var HINT =
+    "Put your API key in the Headers tab below (in place of <your API key>), then re-fetch" +
+    " the schema (Shift-Ctrl-R) and run the query.";
+  var send = GraphiQL.createFetcher({ url: new URL("/graphql", location.href).href });
+
+  // Until a key is in the headers, say so instead of sending a request c360 must refuse.
+  function fetcher(params, options) {
+    var headers = (options && options.headers) || {};
+    var auth = String(headers.Authorization || headers.authorization || "");
+    if (!auth || auth.indexOf("<your API key>") >= 0) {
+      return Promise.resolve({ errors: [{ message: HINT }] });
+    }
+    return send(params, options);
+  }
 
   var logo = e(
     GraphiQL.Logo,

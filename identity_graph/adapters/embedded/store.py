@@ -34,11 +34,20 @@ tables.
 
 Data is kept in rows per identifier (events, traits, consent) with `secure_delete` on, so
 one person's data can be physically erased without rewriting anyone else's; the journal
-holds a write only until it was copied.
+holds a write only until it was copied. An erasure is a write like any (`erasure`): planned
+under the write lock, journalled, copied, so a crash leaves it whole or not at all and a
+restart finishes it. Its scope is read from the tables once they hold every write that
+touched the person; the copier is waited for without the write lock, so ingest goes on. A
+purge then has the copier delete the journal rows it copied and truncate the write-ahead
+logs between two windows (`journal.purge_copied`), so no older image of a page is left in
+any file; the store purges at start too. Retention deletes old rows directly, in batches
+(`maintenance`).
 
 The parts: `partition` (memory), `commit` (group commit and the rebuild after a failed
 one), `backlog` (the writes not yet copied), `copier` (the copier process), `records`
-(audit log and API keys) and `files` (the data directory: lock, recovery, compaction).
+(audit log and API keys), `erasure` and `privacy_reads` (erasure's statements and reads),
+`maintenance` (purge and retention) and `files` (the data directory: lock, recovery,
+compaction).
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +63,7 @@ from typing import TypeVar
 
 from identity_graph.adapters.embedded.backlog import Backlog
 from identity_graph.adapters.embedded.commit import GroupCommit
+from identity_graph.adapters.embedded.consent import ConsentStates
 from identity_graph.adapters.embedded.copier import COPIER_IDLE_SECONDS, Copier
 from identity_graph.adapters.embedded.files import (
     GC_THRESHOLDS,
@@ -85,7 +95,7 @@ from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros
 from identity_graph.errors import InvalidOperation, StoreUnavailable
-from identity_graph.model import ConsentStatus, MergeRecord, Page
+from identity_graph.model import MergeRecord, Page
 from identity_graph.privacy import Cutoffs, ErasureReceipt, ErasureScope, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
@@ -93,7 +103,6 @@ from identity_graph.store import (
     IdentityStore,
     Member,
     ProfileGraph,
-    ProfileState,
     Snapshot,
     WriteTx,
 )
@@ -511,65 +520,3 @@ class _EmbeddedTx(WriteTx):
 
     async def apply(self, changes: ChangeSet) -> None:
         self.pending.append(changes)
-
-
-class ConsentStates:
-    """Each current profile's consent state in memory (those with one), as the domain
-    decided it (`ChangeSet.consent_states`): a merge joins the states of its sides."""
-
-    def __init__(self) -> None:
-        self.of: dict[str, dict[str, ConsentStatus]] = {}
-
-    def load(self, db: sqlite3.Connection, current: Mapping[str, object]) -> None:
-        """Read the states of the `current` profiles from the tables."""
-        of: dict[str, dict[str, ConsentStatus]] = {}
-        for pid, purpose, status in db.execute(
-            "SELECT profile_id, purpose, status FROM profile_consents"
-        ):
-            if pid in current:
-                of.setdefault(pid, {})[purpose] = ConsentStatus(status)
-        self.of = of
-
-    def apply(self, c: ChangeSet, current: Mapping[str, object]) -> None:
-        """Change memory as `c` changes the tables (after the partition took it)."""
-        for absorbed, _ in c.reassign:
-            self.of.pop(absorbed, None)
-        for erasure in c.erasures:
-            for pid in erasure.scope.profile_ids:
-                self.of.pop(pid, None)
-        for pid, changed in c.consent_states.items():
-            if pid not in current:
-                continue  # absorbed later in the same change set
-            state = {**self.of.get(pid, {}), **changed}
-            kept = {purpose: status for purpose, status in state.items() if status is not None}
-            if kept:
-                self.of[pid] = kept
-            else:
-                self.of.pop(pid, None)
-
-    def states(self, profiles: Mapping[str, ProfileState]) -> Mapping[str, ProfileState]:
-        """The partition's profile states with their consent."""
-        return _WithConsent(profiles, self.of)
-
-
-class _WithConsent(Mapping[str, ProfileState]):
-    """Profile states with their consent added on first use, as the partition's are made."""
-
-    def __init__(
-        self,
-        profiles: Mapping[str, ProfileState],
-        consent: Mapping[str, Mapping[str, ConsentStatus]],
-    ) -> None:
-        self._profiles = profiles
-        self._consent = consent
-
-    def __getitem__(self, pid: str) -> ProfileState:
-        state = self._profiles[pid]
-        consent = self._consent.get(pid)
-        return state if consent is None else state._replace(consent=consent)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._profiles)
-
-    def __len__(self) -> int:
-        return len(self._profiles)

@@ -1,6 +1,7 @@
 """The explorer on `/explore`, in Chromium against the demo data: it finds a customer, draws
 one node per identifier the API returns, explains a link, shows a marketing key masked
-values, and an undo through the page changes the graph. Every request goes to c360."""
+values, an undo and a split through the page change the graph, and ~900 identifiers are
+drawn with no node over another. Every request goes to c360."""
 
 from __future__ import annotations
 
@@ -23,7 +24,27 @@ MERGED = """query($after: String) {
   }
 }"""
 COUNT = "query($id: ID) { customer(id: $id) { identifiers { kind } } }"
+COUNT_BY = """query($identifier: IdentifierInput) {
+  customer(identifier: $identifier) { id identifiers { kind } }
+}"""
 NODES = "() => window.c360Explorer.cy.nodes('.identifier').map((n) => n.data('label'))"
+POSITION_OF = """(label) => {
+  const nodes = window.c360Explorer.cy.nodes('.identifier');
+  const node = nodes.filter((n) => n.data('label') === label)[0];
+  const p = node.renderedPosition();
+  return [p.x, p.y];
+}"""
+CLOSEST = """() => {
+  const points = window.c360Explorer.cy.nodes('.identifier').map((n) => n.position());
+  let closest = Infinity;
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      const d = Math.hypot(points[i].x - points[j].x, points[i].y - points[j].y);
+      closest = Math.min(closest, d);
+    }
+  }
+  return closest;
+}"""
 POSITION = """(id) => {
   const p = window.c360Explorer.cy.getElementById(id).renderedPosition();
   return [p.x, p.y];
@@ -136,3 +157,58 @@ def test_an_undo_through_the_page_changes_the_graph(
     assert page.get_attribute("#graph", "data-identifiers") == str(after)
     assert page.locator("#profile .badge.undone").count() == 1
     assert recorded.origins() == {c360.url}, recorded.requests
+
+
+def test_a_split_through_the_page_moves_the_picked_identifiers_out(
+    recorded: Recorded, c360: Server, api: Api, merged: list[dict[str, Any]]
+) -> None:
+    page = recorded.page
+    customer = merged[0]
+    anonymous = [i for i in customer["identifiers"] if i["kind"] == "anonymous_id"]
+    before = len(customer["identifiers"])
+    open_explorer(page, c360, ADMIN_KEY)
+    find(page, customer["id"], customer["id"])
+    picked = f"anonymous_id\n{anonymous[0]['value']}"
+    x, y = page.evaluate(POSITION_OF, picked)
+    box = page.locator("#graph").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + x, box["y"] + y)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#split")
+    page.locator("#status").filter(has_text="Split off into customer").wait_for()
+
+    assert len(drawn(page)) == before - 1
+    assert picked not in drawn(page)
+    moved = api(COUNT_BY, {"identifier": anonymous[0]})["data"]["customer"]
+    assert moved["id"] != customer["id"]
+
+
+def test_about_a_thousand_identifiers_are_drawn_apart(
+    recorded: Recorded, c360: Server, api: Api
+) -> None:
+    count = 900
+    batch = [
+        {
+            "type": "identify",
+            "userId": "many-ids",
+            "anonymousId": f"many-ids-anon-{n}",
+            "messageId": f"many-ids-{n}",
+            "timestamp": "2024-03-01T00:00:00Z",
+            "context": {"device": {"id": f"many-ids-device-{n % 9}"}},
+        }
+        for n in range(count)
+    ]
+    sent = api.client.post("/v1/batch", json={"batch": batch}, auth=(api.key("ingest"), ""))
+    assert sent.status_code == 200, sent.text
+    customer = api(COUNT_BY, {"identifier": {"kind": "user_id", "value": "many-ids"}})
+    identifiers = len(customer["data"]["customer"]["identifiers"])
+    assert identifiers == count + 9 + 1
+
+    page = recorded.page
+    open_explorer(page, c360, ADMIN_KEY)
+    find(page, "user_id:many-ids", customer["data"]["customer"]["id"])
+    assert len(drawn(page)) == identifiers
+    assert int(page.get_attribute("#graph", "data-links") or 0) >= identifiers - 1
+    closest = page.evaluate(CLOSEST)
+    assert closest >= 10  # the nodes' diameter: none drawn over another

@@ -15,6 +15,7 @@
   };
   var OTHER_COLOUR = "#e8590c";
   var KIND_ORDER = ["user_id", "email", "phone", "device_id", "anonymous_id"];
+  var BIG = 150; // identifiers beyond which the graph is drawn in rings, labels shown on zoom
 
   var LINK = "fragment link on Link { from { kind value } to { kind value } source messageId observedAt rule }";
   var PROFILE = [
@@ -509,13 +510,14 @@
     if (state.cy) state.cy.destroy();
     var count = state.nodes.length;
     var linkCount = Object.keys(edges).length;
-    var layout = count <= 150 && linkCount
+    var big = count > BIG;
+    var layout = !big && linkCount
       ? {
           name: "cose", animate: false, randomize: true, padding: 30, nodeOverlap: 40, componentSpacing: 120,
           nodeRepulsion: function () { return 16000; }, idealEdgeLength: function () { return 90; },
         }
-      : linkCount
-        ? { name: "breadthfirst", roots: anchor ? "#" + anchor.id : undefined, circle: true, spacingFactor: 0.8, padding: 20 }
+      : big
+        ? "rings"
         : { name: "grid", padding: 30, avoidOverlap: true };
     state.cy = cytoscape({
       container: $("graph"),
@@ -527,7 +529,8 @@
         { selector: "node.identifier", style: {
           "background-color": "data(colour)", label: "data(label)", "text-wrap": "wrap", "font-size": 9,
           "text-valign": "bottom", "text-margin-y": 3, color: "#1d2433", width: 22, height: 22,
-          "text-background-color": "#ffffff", "text-background-opacity": 0.75, "text-background-padding": 1 } },
+          "text-background-color": "#ffffff", "text-background-opacity": 0.75, "text-background-padding": 1,
+          "min-zoomed-font-size": 7 } },
         { selector: "node.hidden-value", style: { "border-width": 2, "border-style": "dashed", "border-color": "#495057" } },
         { selector: "node.denied", style: { "background-color": "#ffffff", "border-color": "#c92a2a", "border-width": 2 } },
         { selector: "node.conflict", style: {
@@ -545,7 +548,11 @@
         { selector: "node.picked", style: { "border-width": 4, "border-color": "#1d2433", "border-style": "solid" } },
       ],
     });
-    placeAll(layout);
+    if (big) {
+      state.cy.style().selector("node.identifier").style({ width: 10, height: 10, "font-size": 6 })
+        .selector("edge").style({ width: 0.7, opacity: 0.6 }).update();
+    }
+    placeAll(layout === "rings" ? rings(anchor) : layout);
     $("graph").setAttribute("data-identifiers", String(count));
     $("graph").setAttribute("data-links", String(linkCount));
     bindGraph();
@@ -553,6 +560,40 @@
     notes(tree.refused);
     $("details").replaceChildren();
     updateActions();
+  }
+
+  // Many identifiers: rings around the anchor, nearer rings for fewer links away, each ring
+  // holding as many as its length allows; labels appear when zoomed in enough to read them.
+  function rings(anchor) {
+    var cy = state.cy;
+    var main = cy.elements().not(".conflict, .dropped");
+    var depth = {};
+    if (anchor) {
+      main.bfs({ roots: "#" + anchor.id, visit: function (v, e, u, i, d) { depth[v.id()] = d; } });
+    }
+    function far(node) {
+      return node.id() in depth ? depth[node.id()] : Infinity;
+    }
+    var nodes = main.nodes().toArray().sort(function (a, b) {
+      return far(a) - far(b) || rank(a.data("node").kind) - rank(b.data("node").kind);
+    });
+    var ring = {};
+    var current = 0;
+    var used = 0;
+    var level = nodes.length ? far(nodes[0]) : 0;
+    nodes.forEach(function (node) {
+      if (used >= Math.max(1, 10 * current) || far(node) !== level) {
+        current += 1;
+        used = 0;
+        level = far(node);
+      }
+      ring[node.id()] = current;
+      used += 1;
+    });
+    return {
+      name: "concentric", padding: 20, minNodeSpacing: 6, levelWidth: function () { return 1; },
+      concentric: function (node) { return current - (ring[node.id()] || 0); },
+    };
   }
 
   // The identifiers are laid out by the layout; what conflicts dropped goes in a row below.

@@ -16,6 +16,10 @@ under that profile's lock. A change set is written by one statement (`APPLY`), w
 the placeholders no change set has used so far; a later change set of the same transaction
 MERGEs a dropped key again if it needs it.
 
+Suppression: `snapshot` reads again, after its locks are taken, the suppression hashes the
+transaction function asked `suppressed` about (`$claim.hashes`); one suppressed meanwhile (an
+erasure that committed in between) makes the store run the function again (see `privacy`).
+
 Variable-length patterns are bounded: redirects are followed at most `MAX_REDIRECTS` hops
 (Cypher takes the bound only as a literal, so it is written into each pattern), so a corrupt or
 cyclic chain costs a bounded walk; a profile further than that from a current one reads as
@@ -49,6 +53,20 @@ SCHEMA = (
     "CREATE INDEX consent_identifier IF NOT EXISTS FOR (n:Consent) ON (n.identifier_key)",
     "CREATE INDEX audit_time IF NOT EXISTS FOR (n:Audit) ON (n.at, n.id)",
     "CREATE INDEX audit_customer_time IF NOT EXISTS FOR (n:Audit) ON (n.customer_id, n.at, n.id)",
+    # privacy operations (`privacy`): erasure finds a person's messages by profile, records
+    # naming a key by full-text search, retention reads old records in time order
+    "CREATE CONSTRAINT suppression_hash IF NOT EXISTS FOR (n:Suppression) REQUIRE n.hash IS UNIQUE",
+    "CREATE INDEX suppressed_identifier_time IF NOT EXISTS"
+    " FOR (n:SuppressedIdentifier) ON (n.at, n.hash)",
+    "CREATE CONSTRAINT erasure_id IF NOT EXISTS FOR (n:Erasure) REQUIRE n.id IS UNIQUE",
+    "CREATE INDEX erasure_customer IF NOT EXISTS FOR (n:Erasure) ON (n.customer_id)",
+    "CREATE INDEX message_profile IF NOT EXISTS FOR (n:Message) ON (n.profile_id)",
+    "CREATE INDEX message_time IF NOT EXISTS FOR (n:Message) ON (n.at, n.id)",
+    "CREATE INDEX event_time IF NOT EXISTS FOR (n:Event) ON (n.category, n.ts)",
+    "CREATE INDEX conflict_time IF NOT EXISTS FOR (n:Conflict) ON (n.at)",
+    "CREATE FULLTEXT INDEX record_keys IF NOT EXISTS"
+    " FOR (n:Merge|Conflict) ON EACH [n.identifiers, n.links, n.dropped]"
+    " OPTIONS {indexConfig: {`fulltext.analyzer`: 'standard-no-stop-words'}}",
 )
 
 MAX_REDIRECTS = 1000
@@ -94,7 +112,12 @@ CALL (locked) {
   WITH p, i.kind AS kind, count(i) AS n
   RETURN collect([p.id, p.created_at, kind, n, {consent}]) AS counts
 }
-RETURN seen, owners, [p IN locked | p.id] AS locked, counts
+CALL (locked) {
+  UNWIND $claim.hashes AS h
+  MATCH (:Suppression {hash: h})
+  RETURN collect(h) AS suppressed
+}
+RETURN seen, owners, [p IN locked | p.id] AS locked, counts, suppressed
 """.replace("{consent}", CONSENT_STATE)
 
 LOCK_PROFILES = """
@@ -113,7 +136,12 @@ CALL (locked) {
   WITH p, i.kind AS kind, count(i) AS n
   RETURN collect([p.id, p.created_at, kind, n, {consent}]) AS counts
 }
-RETURN owners, counts
+CALL (locked) {
+  UNWIND $hashes AS h
+  MATCH (:Suppression {hash: h})
+  RETURN collect(h) AS suppressed
+}
+RETURN owners, counts, suppressed
 """.replace("{consent}", CONSENT_STATE)
 
 RELEASE_CLAIMS = """

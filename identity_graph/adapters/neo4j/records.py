@@ -67,7 +67,12 @@ class Neo4jRecords(AccessRecords):
         )
 
     async def expire_audit(self, before: datetime, *, batch: int) -> int:
-        raise NotImplementedError
+        total = 0
+        while True:
+            [[deleted]] = await self._write(EXPIRE_AUDIT, before=to_micros(before), batch=batch)
+            total += int(deleted)
+            if deleted < batch:
+                return total
 
     async def put_api_key(self, key: ApiKey) -> None:
         row = {
@@ -174,6 +179,17 @@ AUDIT_LOG_OF = _audit_page(
 )
 """One customer's entries, from the `audit_customer_time` index (ordering by its leading,
 here constant, `customer_id` too lets the planner read the index in order, not sort)."""
+
+EXPIRE_AUDIT = """
+MATCH (a:Audit)
+WHERE a.at < $before
+WITH a
+LIMIT $batch
+DELETE a
+RETURN count(a)
+"""
+"""At most `$batch` entries older than `$before` (from the `audit_time` index), in a
+transaction of their own."""
 
 PUT_API_KEY = """
 MERGE (k:ApiKey {key_hash: $row.key_hash})

@@ -10,12 +10,18 @@ violations, database errors) is a bug and becomes `StoreFailed`, whose message n
 error code. Domain errors raised by the work function pass through unchanged and are not
 retried. API keys and the audit log are the store's `records` (`records.Neo4jRecords`), which
 run their statements through the same sessions.
+
+Privacy operations (`privacy`): an erasure is one transaction; a write whose suppression
+check an erasure overtook runs again (`SuppressedMeanwhile`); retention deletes in batches of
+managed transactions. Deleted values leave the nodes at commit, but stay in Neo4j's
+transaction log files until those are pruned: see `purge` and docs/neo4j-erasure.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, LiteralString, TypeVar
 
@@ -27,6 +33,7 @@ from neo4j import (
     NotificationMinimumSeverity,
 )
 from neo4j.exceptions import (
+    ClientError,
     ConnectionPoolError,
     DatabaseUnavailable,
     DriverError,
@@ -36,7 +43,9 @@ from neo4j.exceptions import (
     TransientError,
 )
 
+from identity_graph.adapters.neo4j import audiences as aq
 from identity_graph.adapters.neo4j import cypher as q
+from identity_graph.adapters.neo4j import privacy as pq
 from identity_graph.adapters.neo4j.records import Neo4jRecords
 from identity_graph.adapters.neo4j.rows import (
     changes_to_rows,
@@ -47,8 +56,8 @@ from identity_graph.adapters.neo4j.rows import (
     event_from_row,
     merge_from_row,
 )
-from identity_graph.codec import dumps, from_micros, loads
-from identity_graph.errors import StoreFailed, StoreUnavailable
+from identity_graph.codec import dumps, from_micros, loads, to_micros
+from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ConsentRecord,
     ConsentStatus,
@@ -62,7 +71,7 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
-from identity_graph.privacy import Cutoffs, ErasureReceipt, ErasureScope, Suppression
+from identity_graph.privacy import Cutoffs, Erasure, ErasureReceipt, ErasureScope, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
     ChangeSet,
@@ -78,6 +87,17 @@ from identity_graph.store import (
 )
 
 T = TypeVar("T")
+
+PROCEDURE_NOT_FOUND = "Neo.ClientError.Procedure.ProcedureNotFound"
+
+RERUNS = 10
+"""how many times a write runs again because erasures suppressed its identifiers meanwhile"""
+
+
+class SuppressedMeanwhile(Exception):
+    """A hash the transaction function was told is not suppressed was suppressed before the
+    transaction's locks were taken (an erasure committed in between): its plan may bring an
+    erased value back, so the store runs the function again, in a new transaction."""
 
 
 class Neo4jStore(IdentityStore):
@@ -101,6 +121,9 @@ class Neo4jStore(IdentityStore):
         self._driver: AsyncDriver | None = None
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
         self._records = Neo4jRecords(read=self._read, write=self._write)
+        self._checkpoints = True
+        """whether the server has `db.checkpoint()` (until it says it has not)"""
+        self._audiences = aq.Neo4jAudiences(read=self._read, write=self._write)
 
     # --- life cycle ----------------------------------------------------------------
 
@@ -108,6 +131,11 @@ class Neo4jStore(IdentityStore):
     def records(self) -> AccessRecords:
         """API keys and the audit log, in this store's database."""
         return self._records
+
+    @property
+    def audiences(self) -> aq.Neo4jAudiences:
+        """Computed traits, audiences and memberships, in this store's database."""
+        return self._audiences
 
     async def open(self) -> None:
         if self._driver is not None:
@@ -124,7 +152,7 @@ class Neo4jStore(IdentityStore):
             async with self._translated("start"):
                 await driver.verify_connectivity()
                 async with driver.session(database=self.database) as session:
-                    for statement in q.SCHEMA:
+                    for statement in (*q.SCHEMA, *aq.SCHEMA):
                         await (await session.run(statement)).consume()
                     await (await session.run(q.AWAIT_INDEXES)).consume()
         except BaseException:
@@ -197,7 +225,12 @@ class Neo4jStore(IdentityStore):
             return result
 
         async with self._session("write") as session:
-            return await session.execute_write(run)
+            for _ in range(RERUNS):
+                try:
+                    return await session.execute_write(run)
+                except SuppressedMeanwhile:
+                    continue
+        raise StoreUnavailable("Neo4j write failed (the suppression list kept changing)")
 
     # --- reads ---------------------------------------------------------------------
 
@@ -349,26 +382,79 @@ class Neo4jStore(IdentityStore):
             for x, y, (source, mid, at, rule) in zip(keys, keys[1:], links, strict=False)
         ]
 
-    # --- privacy (placeholders: the adapter's implementation replaces them) ------------
-
-    may_suppress = False
+    # --- privacy ---------------------------------------------------------------------
 
     async def purge(self) -> None:
-        raise NotImplementedError
+        """Checkpoint where the server can be asked to (`db.checkpoint()`, Enterprise Edition
+        only), so that the transaction log files its retention policy no longer keeps are
+        pruned now rather than at the next periodic checkpoint; on Community Edition,
+        nothing. Either way the newest log files still hold deleted values until they are
+        rotated and pruned: docs/neo4j-erasure.md says what they keep and for how long."""
+        if not self._checkpoints:
+            return
+        async with self._session("purge") as session:
+            try:
+                await (await session.run(pq.CHECKPOINT)).consume()
+            except ClientError as e:
+                if e.code != PROCEDURE_NOT_FOUND:
+                    raise
+                self._checkpoints = False
 
     async def erasure(self, id: str) -> ErasureReceipt | None:
-        raise NotImplementedError
+        rows = await self._read(pq.ERASURE, id=id)
+        return pq.receipt_from_row(rows[0][0]) if rows else None
 
     async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
-        raise NotImplementedError
+        [[total, known, found]] = await self._read(pq.SUPPRESSIONS, after=after, limit=first + 1)
+        if not known:
+            raise InvalidOperation("malformed suppression cursor")
+        more = len(found) > first
+        items = tuple(pq.suppression_from_row(row) for row in found[:first])
+        return Page(items, int(total), items[-1].hash if more and items else None, more)
 
     async def inactive_profiles(
         self, *, before: datetime, first: int, after: str | None
     ) -> list[str]:
-        raise NotImplementedError
+        rows = await self._read(
+            pq.INACTIVE_PROFILES, before=to_micros(before), first=first, after=after or ""
+        )
+        return [pid for (pid,) in rows]
 
     async def expire(self, cutoffs: Cutoffs, *, batch: int) -> dict[str, int]:
-        raise NotImplementedError
+        counts = {"events": 0, "messages": 0, "conflicts": 0}
+        for category, before in sorted(cutoffs.events.items()):
+            if before is not None:
+                counts["events"] += await self._expire(
+                    pq.EXPIRE_EVENTS, batch=batch, category=category, before=to_micros(before)
+                )
+        if cutoffs.messages is not None:
+            counts["messages"] = await self._expire_messages(to_micros(cutoffs.messages), batch)
+        if cutoffs.conflicts is not None:
+            counts["conflicts"] = await self._expire(
+                pq.EXPIRE_CONFLICTS, batch=batch, before=to_micros(cutoffs.conflicts)
+            )
+        return counts
+
+    async def _expire(self, query: LiteralString, *, batch: int, **params: Any) -> int:
+        """Run a deleting statement, a transaction each, until it deletes less than `batch`."""
+        total = 0
+        while True:
+            [[deleted]] = await self._write(query, batch=batch, **params)
+            total += int(deleted)
+            if deleted < batch:
+                return total
+
+    async def _expire_messages(self, before: int, batch: int) -> int:
+        total = 0
+        at, mid = -(1 << 63), ""
+        while True:
+            [[seen, deleted, last_at, last_id]] = await self._write(
+                pq.EXPIRE_MESSAGES, batch=batch, before=before, from_at=at, from_id=mid
+            )
+            total += int(deleted)
+            if seen < batch:
+                return total
+            at, mid = last_at, last_id
 
 
 class _Neo4jTx(WriteTx):
@@ -380,6 +466,9 @@ class _Neo4jTx(WriteTx):
         """placeholders `snapshot` made and no applied change set has used yet"""
         self.claimed_messages: set[str] = set()
         self.next_ord = 0
+        self.asked: set[str] = set()
+        """suppression hashes `suppressed` was asked about, which `snapshot` reads again"""
+        self.suppressed_seen: set[str] = set()
 
     async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
         result = await self.tx.run(query, params)
@@ -387,8 +476,13 @@ class _Neo4jTx(WriteTx):
 
     async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
         ordered_keys = sorted(set(keys))
-        claim = {"keys": ordered_keys, "message_ids": sorted(set(message_ids))}
-        [[seen, owners, locked_ids, counts]] = await self._run(q.SNAPSHOT, claim=claim)
+        claim = {
+            "keys": ordered_keys,
+            "message_ids": sorted(set(message_ids)),
+            "hashes": sorted(self.asked),
+        }
+        [[seen, owners, locked_ids, counts, suppressed]] = await self._run(q.SNAPSHOT, claim=claim)
+        self._still_unsuppressed(suppressed)
         profile_of = {key: pid for key, pid in owners if pid is not None}
         self.claimed_keys |= {key for key, pid in owners if pid is None}
         self.claimed_messages |= {mid for mid, pid in seen if pid is None}
@@ -396,9 +490,13 @@ class _Neo4jTx(WriteTx):
         # an identifier moved to another profile before its profile's lock was taken
         while not set(profile_of.values()) <= locked:
             locked |= set(profile_of.values())
-            [[owners, counts]] = await self._run(
-                q.LOCK_PROFILES, profile_ids=sorted(locked), keys=ordered_keys
+            [[owners, counts, suppressed]] = await self._run(
+                q.LOCK_PROFILES,
+                profile_ids=sorted(locked),
+                keys=ordered_keys,
+                hashes=claim["hashes"],
             )
+            self._still_unsuppressed(suppressed)
             profile_of = {key: pid for key, pid in owners if pid is not None}
         current = set(profile_of.values())
         created: dict[str, int] = {}
@@ -415,6 +513,12 @@ class _Neo4jTx(WriteTx):
             for pid in current
         }
         return Snapshot(profile_of, profiles, {mid: pid for mid, pid in seen if pid is not None})
+
+    def _still_unsuppressed(self, suppressed: list[str]) -> None:
+        """Raise `SuppressedMeanwhile` if a hash `suppressed` answered for is suppressed now
+        (read after the snapshot's locks were taken)."""
+        if not set(suppressed) <= self.suppressed_seen:
+            raise SuppressedMeanwhile
 
     async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
         current = await self._lock_current(profile_id)
@@ -453,12 +557,51 @@ class _Neo4jTx(WriteTx):
         return await self._lock_current(profile_id)
 
     async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
-        raise NotImplementedError
+        if await self._lock_current(profile_id) != profile_id:
+            return None
+        rows = await self._run(pq.ERASURE_SCOPE, profile_id=profile_id)
+        if not rows:
+            return None
+        profile_ids, keys, events, message_ids = rows[0]
+        return ErasureScope(
+            profile_id=profile_id,
+            profile_ids=tuple(profile_ids),
+            keys=tuple(sorted(keys)),
+            message_ids=tuple(sorted({m for m in message_ids if m is not None})),
+            events=int(events),
+        )
 
     async def suppressed(self, hashes: Sequence[str]) -> set[str]:
-        raise NotImplementedError
+        wanted = sorted(set(hashes))
+        [[found]] = await self._run(pq.SUPPRESSED, hashes=wanted)
+        self.asked |= set(wanted)
+        self.suppressed_seen |= set(found)
+        return set(found)
 
     async def apply(self, changes: ChangeSet) -> None:
+        erasures, unsuppress = changes.erasures, changes.unsuppress
+        changes = replace(changes, erasures=[], unsuppress=[])
+        if changes or self.claimed_keys or self.claimed_messages:
+            await self._apply(changes)
+        for erasure in erasures:
+            await self._erase(erasure)
+        if unsuppress:
+            await (await self.tx.run(pq.UNSUPPRESS, {"hashes": sorted(unsuppress)})).consume()
+
+    async def _erase(self, erasure: Erasure) -> None:
+        """Delete a person and the records of others that name their keys (found by full-text
+        search, kept only if their JSON names a key exactly); store suppressions and receipt."""
+        keys = set(erasure.scope.keys)
+        merges: list[str] = []
+        conflicts: list[str] = []
+        if keys:
+            for [row] in await self._run(pq.NAMING, queries=pq.naming_queries(sorted(keys))):
+                if pq.names_any(row, keys):
+                    (merges if row["merge"] else conflicts).append(row["id"])
+        params = pq.erasure_params(erasure, merges=merges, conflicts=conflicts)
+        await (await self.tx.run(pq.ERASE, {"e": params})).consume()
+
+    async def _apply(self, changes: ChangeSet) -> None:
         params = changes_to_rows(changes, first_ord=self.next_ord)
         self.next_ord += len(changes.traits) + len(changes.consents)
         self.claimed_keys -= {s.key for s in changes.sightings}

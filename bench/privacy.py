@@ -1,7 +1,7 @@
 """Privacy operations inside the embedded store, under ingest. Prints figures; asserts nothing.
 
-    python bench/privacy_embedded.py [--observations 1000000] [--subject-events 10000]
-                                     [--tmp DIR]
+    python bench/privacy.py [--observations 1000000] [--subject-events 10000]
+                            [--tmp DIR]
 
 A store of `--observations` synthetic observations holds one subject with
 `--subject-events` track calls. The bench prints:

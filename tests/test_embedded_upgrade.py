@@ -240,11 +240,12 @@ async def test_a_journal_body_of_an_unknown_format_is_refused_clearly(tmp_path: 
 
 def drop_privacy_tables(data_dir: Path) -> None:
     """Take away what the privacy operations added: the suppression list, the erasure
-    receipts and the index of messages by profile."""
+    receipts and the indexes of messages and absorbed profiles by profile."""
     with closing(sqlite3.connect(data_dir / TABLES_FILE, isolation_level=None)) as db:
         db.execute("DROP TABLE suppressions")
         db.execute("DROP TABLE erasures")
         db.execute("DROP INDEX messages_profile")
+        db.execute("DROP INDEX profiles_merged_into")
 
 
 async def test_a_data_dir_from_before_erasure_gets_its_tables_and_erases_without_a_trace(
@@ -282,4 +283,4 @@ async def test_a_data_dir_from_before_erasure_gets_its_tables_and_erases_without
         await store.close()
     with closing(sqlite3.connect(data_dir / TABLES_FILE)) as db:
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    assert {"suppressions", "erasures", "messages_profile"} <= names
+    assert {"suppressions", "erasures", "messages_profile", "profiles_merged_into"} <= names

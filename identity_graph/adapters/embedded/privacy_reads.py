@@ -14,8 +14,9 @@ from identity_graph.privacy import MESSAGE_KIND, ErasureReceipt, ErasureScope, S
 
 def read_scope(db: sqlite3.Connection, partition: Partition, profile_id: str) -> ErasureScope:
     """Everything the tables (fresh for this person) hold of the current profile
-    `profile_id`: its absorbed ids (found through the merge records, kept if memory says they
-    redirect to it), its keys (from memory), its message ids and its event count."""
+    `profile_id`: its absorbed ids (those the tables say were merged into it or into one of
+    them, kept if memory says they still redirect to it), its keys (from memory), its
+    message ids and its event count."""
     ids = [profile_id]
     frontier = [profile_id]
     while frontier:
@@ -24,14 +25,13 @@ def read_scope(db: sqlite3.Connection, partition: Partition, profile_id: str) ->
             found.extend(
                 absorbed
                 for (absorbed,) in db.execute(
-                    "SELECT DISTINCT absorbed FROM merges"
-                    f" WHERE survivor IN ({qmarks(len(chunk))})",
+                    f"SELECT id FROM profiles WHERE merged_into IN ({qmarks(len(chunk))})",
                     chunk,
                 )
-                if absorbed not in ids and partition.current(absorbed) == profile_id
+                if partition.current(absorbed) == profile_id
             )
-        frontier = list(dict.fromkeys(found))
-        ids.extend(frontier)
+        frontier = found
+        ids.extend(found)
     keys = sorted(partition.members[profile_id])
     messages: dict[str, None] = {}
     events = 0

@@ -105,10 +105,13 @@ INDEXES = """
 DROP INDEX IF EXISTS links_b;
 CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE digest IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_profile ON messages (profile_id);
+CREATE INDEX IF NOT EXISTS profiles_merged_into ON profiles (merged_into)
+    WHERE merged_into IS NOT NULL;
 """
-"""Indexes made after the columns they need (`MIGRATIONS`). `messages_profile` finds the
-message ids of a profile an erasure deletes, which it would otherwise scan the table for
-(under the write lock, once per profile retention erases)."""
+"""Indexes made after the columns they need (`MIGRATIONS`). `messages_profile` and
+`profiles_merged_into` find the message ids and the absorbed ids of a profile an erasure
+deletes, which it would otherwise scan two tables for (under the write lock, once per
+profile retention erases)."""
 
 
 def create_tables(db: sqlite3.Connection) -> None:

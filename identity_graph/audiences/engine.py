@@ -108,6 +108,8 @@ class AudienceEngine:
         self._defs: dict[str, _Definition] = {}
         self._dirty: dict[str, None] = {}
         self._lapses: list[tuple[datetime, str]] = []
+        self._pending: dict[str, datetime] = {}
+        """profile id -> its earliest lapse in `_lapses` (a heap entry not here is stale)"""
         self._builds: dict[str, str | None] = {}
         """audience id -> the profile id its build continues after (None: from the start)"""
         self._build_total: dict[str, int] = {}
@@ -155,10 +157,14 @@ class AudienceEngine:
     async def settle(self) -> None:
         """Wait until every touched profile is evaluated and every build finished (tests and
         benchmarks)."""
-        while self._dirty or self._builds:
+        while True:
+            # an evaluation under way has taken its profiles out of `_dirty`: only the
+            # task, finding nothing left to do, says when all is done
             self._idle.clear()
             self._wake.set()
             await self._idle.wait()
+            if not self._dirty and not self._builds:
+                return
 
     # --- definitions ------------------------------------------------------------------------
 
@@ -369,14 +375,20 @@ class AudienceEngine:
         self._wake.clear()
         now = self.clock()
         while self._lapses and self._lapses[0][0] <= now:
-            _, pid = heapq.heappop(self._lapses)
+            when, pid = heapq.heappop(self._lapses)
+            if self._pending.get(pid) == when:
+                del self._pending[pid]
             self._dirty[pid] = None
         if self._dirty:
             batch = list(self._dirty)[:BATCH]
             for pid in batch:
                 self._dirty.pop(pid, None)
-            async with self._lock:
-                await self._evaluate(batch, list(self._defs.values()))
+            try:
+                async with self._lock:
+                    await self._evaluate(batch, list(self._defs.values()))
+            except BaseException:  # evaluated again on the next step
+                self._dirty.update(dict.fromkeys(batch))
+                raise
         elif self._builds:
             async with self._lock:
                 await self._build_step()
@@ -410,7 +422,9 @@ class AudienceEngine:
                 when = next_lapse(self._windows(d), facts, now)
                 if when is not None and (lapse is None or when < lapse):
                     lapse = when
-            if lapse is not None:
+            pending = self._pending.get(pid)
+            if lapse is not None and (pending is None or lapse < pending):
+                self._pending[pid] = lapse
                 heapq.heappush(self._lapses, (lapse, pid))
         if changes:
             await self.audiences.record(changes)

@@ -61,6 +61,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from identity_graph.adapters.embedded.audiences import EmbeddedAudiences
 from identity_graph.adapters.embedded.backlog import Backlog
 from identity_graph.adapters.embedded.commit import GroupCommit
 from identity_graph.adapters.embedded.consent import ConsentStates
@@ -136,6 +137,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         )
         self.round_trips = 0
         self._records = EmbeddedRecords(round_trip=self._round_trip)
+        self._audiences = EmbeddedAudiences(round_trip=self._round_trip)
         self._reader: sqlite3.Connection | None = None
         self._lock_file: int | None = None
         self._purges = 0
@@ -150,6 +152,11 @@ class EmbeddedStore(ProfileReads, IdentityStore):
     def records(self) -> AccessRecords:
         """API keys and the audit log, in this store's data directory."""
         return self._records
+
+    @property
+    def audiences(self) -> EmbeddedAudiences:
+        """Computed traits, audiences and memberships, in this store's data directory."""
+        return self._audiences
 
     @property
     def copier_idle_seconds(self) -> float:
@@ -184,6 +191,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
         self._groups.open(journal, copied)
         self._backlog.start_at(copied)
         self._records.open(self.data_dir)
+        self._audiences.open(self.data_dir)
         # an erasure a crash left unpurged (copied just now, or before the crash) is purged
         purge_files(self.data_dir)
         with closing(connect(self.data_dir / TABLES_FILE)) as tables:
@@ -196,6 +204,7 @@ class EmbeddedStore(ProfileReads, IdentityStore):
 
     async def _close_files(self) -> None:
         await self._records.close()
+        await self._audiences.close()
         self._groups.close()
         self._copier.close()
         if self._reader is not None:

@@ -469,6 +469,8 @@ class _Neo4jTx(WriteTx):
         self.asked: set[str] = set()
         """suppression hashes `suppressed` was asked about, which `snapshot` reads again"""
         self.suppressed_seen: set[str] = set()
+        self.landed: dict[str, set[str]] = {}
+        """profile id -> the ids of the messages `erasure_scope` found on its profiles"""
 
     async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
         result = await self.tx.run(query, params)
@@ -562,12 +564,13 @@ class _Neo4jTx(WriteTx):
         rows = await self._run(pq.ERASURE_SCOPE, profile_id=profile_id)
         if not rows:
             return None
-        profile_ids, keys, events, message_ids = rows[0]
+        profile_ids, keys, events, named, landed = rows[0]
+        self.landed[profile_id] = set(landed)
         return ErasureScope(
             profile_id=profile_id,
             profile_ids=tuple(profile_ids),
             keys=tuple(sorted(keys)),
-            message_ids=tuple(sorted({m for m in message_ids if m is not None})),
+            message_ids=tuple(sorted({m for m in [*named, *landed] if m is not None})),
             events=int(events),
         )
 
@@ -598,7 +601,12 @@ class _Neo4jTx(WriteTx):
             for [row] in await self._run(pq.NAMING, queries=pq.naming_queries(sorted(keys))):
                 if pq.names_any(row, keys):
                     (merges if row["merge"] else conflicts).append(row["id"])
-        params = pq.erasure_params(erasure, merges=merges, conflicts=conflicts)
+        params = pq.erasure_params(
+            erasure,
+            merges=merges,
+            conflicts=conflicts,
+            landed=self.landed.get(erasure.scope.profile_id, ()),
+        )
         await (await self.tx.run(pq.ERASE, {"e": params})).consume()
 
     async def _apply(self, changes: ChangeSet) -> None:

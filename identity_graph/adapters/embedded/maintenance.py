@@ -4,11 +4,12 @@ copier does it otherwise, `journal.purge_copied`), truncating the audit file's l
 deleting what retention no longer keeps (`expire_rows`).
 
 Every connection has `secure_delete` on, so a deleted row's bytes are zeroed in the page
-that held it, and a page that falls free is zeroed (tried: thousands of customers with
-thousands of trait updates each, values in overflow pages, one erased, every file searched
-for its values: none found once the logs were truncated). What is left are older images of
-those pages: in a write-ahead log until it is checkpointed and truncated, and in the
-journal's rows until they are deleted.
+that held it, and a page that falls free is zeroed: b-tree balancing leaves no stale copy
+in free space either (tried: 3,000 customers with 20 trait updates each, some values in
+overflow pages, one customer erased, every file searched for their values, as UTF-8 and as
+JSON escapes them: none found once the logs were truncated, none in the journal file). What
+is left are older images of those pages: in a write-ahead log until it is checkpointed and
+truncated, and in the journal's rows until they are deleted.
 
 Retention deletes rows directly, not through the journal: what it deletes is chosen by age,
 not planned against memory (which holds no event, message or conflict), so it need not be

@@ -215,3 +215,12 @@ def test_hundreds_of_identifiers_are_drawn_apart(
     assert int(page.get_attribute("#graph", "data-links") or 0) >= identifiers - 1
     closest = page.evaluate(CLOSEST)
     assert closest >= 10  # the nodes' diameter: none drawn over another
+
+
+def test_a_refused_key_is_said_so_and_not_kept(recorded: Recorded, c360: Server) -> None:
+    page = recorded.page
+    page.goto(f"{c360.url}/explore")
+    page.fill("#key", "c360_not-a-key-of-this-server-at-all")
+    page.click("#key-form button[type=submit]")
+    page.locator("#status.error").filter(has_text="INVALID_TOKEN").wait_for()
+    assert page.evaluate("() => sessionStorage.length") == 0

@@ -167,7 +167,11 @@
         state.admin = !result.errors.length;
       })
       .catch(function (error) {
-        if (error.code === "INVALID_TOKEN" || error.code === "UNAUTHENTICATED") throw error;
+        if (error.code === "INVALID_TOKEN" || error.code === "UNAUTHENTICATED") {
+          state.key = "";
+          sessionStorage.removeItem(KEY_ITEM);
+          throw error;
+        }
       })
       .then(function () {
         $("whoami").textContent = state.admin
@@ -184,8 +188,6 @@
       var page = result.data.customers;
       page.edges.forEach(function (edge) {
         var node = edge.node;
-        var kinds = {};
-        node.identifiers.forEach(function (i) { kinds[i.kind] = true; });
         $("customer-list").appendChild(
           h("li", { "data-id": node.id, onclick: function () { find("id", node.id); } },
             h("span", { text: node.traits.name || "(no name)" }),

@@ -129,7 +129,7 @@ class GraphQLView(GraphQL[Context, None]):
             response=response,
             principal=principal,
             services=self.services,
-            loaders=Loaders(self.services.store),
+            loaders=Loaders(self.services.store, self.services.audiences.audiences),
         )
 
 
@@ -225,8 +225,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             key = shared.settings.bootstrap_admin_key
             if key:
                 await shared.auth.seed_key(key.get(), "admin", "bootstrap admin key")
-            async with retention_schedule(shared):
-                yield
+            await shared.audiences.start()
+            try:
+                async with retention_schedule(shared):
+                    yield
+            finally:
+                await shared.audiences.stop()
         finally:
             await shared.store.close()
 

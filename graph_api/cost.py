@@ -10,7 +10,8 @@ subtree by the page it asks for (the argument, a variable, or the schema's defau
 the maximum page size, which resolvers enforce). A list without `first` multiplies by its
 documented worst case (`LIST_BOUNDS`): a profile's identifiers are bounded by the resolution
 rules' limits (their sum over the kinds), consents by the purposes, an explained path by
-its hops, a batch by `MAX_BATCH`. A connection's `edges` count once: the `first` of the
+its hops, a batch by `MAX_BATCH`, audiences and computed traits by the most that may be
+defined (`C360_MAX_DEFINITIONS`). A connection's `edges` count once: the `first` of the
 field above them counted the page, and introspection's lists count once (they are as long as
 the schema, whatever the data). Any other list counts as the maximum page size, and a
 test holds every list field of the schema to one of these.
@@ -66,6 +67,7 @@ _META_FIELDS: dict[str, GraphQLField] = {
 MAX_BATCH = 500
 """messages in one `ingest` mutation"""
 IDENTIFIERS = "identifiers"
+DEFINITIONS = "definitions"
 LIST_BOUNDS: Mapping[str, str | int] = {
     "Customer.identifiers": IDENTIFIERS,
     "MergeRecord.identifiers": IDENTIFIERS,
@@ -75,8 +77,12 @@ LIST_BOUNDS: Mapping[str, str | int] = {
     "Mutation.setConsent": len(PURPOSES),
     "LinkExplanation.path": MAX_EXPLAIN_HOPS,
     "Mutation.ingest": MAX_BATCH,
+    "Query.audiences": DEFINITIONS,
+    "Query.computedTraits": DEFINITIONS,
+    "Customer.audiences": DEFINITIONS,
 }
-"""The worst case of each list field without `first`; `IDENTIFIERS`: the rules' bound."""
+"""The worst case of each list field without `first`; `IDENTIFIERS`: the rules' bound;
+`DEFINITIONS`: `Settings.max_definitions`."""
 
 Measure = Callable[[FragmentDefinitionNode, Mapping[str, int]], int]
 
@@ -150,10 +156,12 @@ class Cost:
         variables: Mapping[str, Any],
         max_page: int,
         identifiers: int,
+        definitions: int,
     ) -> None:
         self.schema = schema
         self.max_page = max_page
         self.identifiers = identifiers
+        self.definitions = definitions
         self.variables = dict(variables)
         for definition in operation.variable_definitions or ():
             name = definition.variable.name.value
@@ -219,7 +227,9 @@ class Cost:
         if name.endswith(".edges") or name.startswith("__"):
             return 1  # a page the field above counted; the schema's own size
         bound = LIST_BOUNDS.get(name, self.max_page)
-        return self.identifiers if bound == IDENTIFIERS else int(bound)
+        if bound == IDENTIFIERS:
+            return self.identifiers
+        return self.definitions if bound == DEFINITIONS else int(bound)
 
 
 def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
@@ -275,6 +285,7 @@ class CostLimit(SchemaExtension):
                 variables,
                 self.settings.max_page_size,
                 self.identifiers,
+                self.settings.max_definitions,
             )
             found = cost.of_operation(document, operation)
             if found > self.budget:

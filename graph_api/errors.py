@@ -22,7 +22,9 @@ bug or an outage: the client sees `internal error` with code `INTERNAL`, the log
 stack trace.
 
 GraphQL codes: BAD_REQUEST (the document does not parse or validate, a variable has the wrong
-type), BAD_INPUT, INVALID_IDENTIFIER, UNKNOWN_KIND, NOT_FOUND, INVALID_OPERATION,
+type), BAD_INPUT, INVALID_IDENTIFIER, UNKNOWN_KIND, INVALID_DEFINITION (a computed trait or
+an audience condition that cannot be used: the message names the path of the bad part),
+NOT_FOUND, INVALID_OPERATION,
 UNAUTHENTICATED, INVALID_TOKEN, FORBIDDEN, FORBIDDEN_FIELD, QUERY_TOO_COSTLY,
 EXPORT_TOO_LARGE (a data-subject export too large for one response: the CLI streams it),
 STORE_UNAVAILABLE (also HTTP 503), INTERNAL.
@@ -37,6 +39,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from identity_graph.audiences.definitions import DefinitionError
 from identity_graph.errors import (
     IdentityGraphError,
     InvalidIdentifier,
@@ -53,6 +56,7 @@ INTERNAL_MESSAGE = "internal error"
 _DOMAIN_CODES: dict[type[IdentityGraphError], str] = {
     InvalidIdentifier: "INVALID_IDENTIFIER",
     UnknownKind: "UNKNOWN_KIND",
+    DefinitionError: "INVALID_DEFINITION",
     MalformedObservation: "BAD_INPUT",
     NotFound: "NOT_FOUND",
     InvalidOperation: "INVALID_OPERATION",

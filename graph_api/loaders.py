@@ -1,6 +1,6 @@
 """Per-request dataloaders: one store round trip per field shape, however many customers.
 
-Built fresh for every request (`Loaders(store)`), so no cached value outlives it.
+Built fresh for every request (`Loaders(store, audiences)`), so no cached value outlives it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from aiodataloader import DataLoader
 
+from identity_graph.audiences.store import Audience, AudienceStore, Membership
 from identity_graph.model import (
     ConsentRecord,
     MergeConflict,
@@ -44,8 +45,9 @@ def _none() -> None:
 
 
 class Loaders:
-    def __init__(self, store: IdentityStore) -> None:
+    def __init__(self, store: IdentityStore, audiences: AudienceStore) -> None:
         self.store = store
+        self.audiences = audiences
         self.profile_of: DataLoader[str, str | None] = _loader(store.profile_ids, _none)
         """identifier key -> current profile id"""
         self.resolve: DataLoader[str, str | None] = _loader(store.resolve_profiles, _none)
@@ -56,6 +58,9 @@ class Loaders:
         self.conflicts: DataLoader[str, list[MergeConflict]] = _loader(store.conflicts, list)
         self.consents: DataLoader[str, list[ConsentRecord]] = _loader(store.consents, list)
         self.events: DataLoader[EventsKey, Page[StoredEvent]] = DataLoader(self._events)
+        self.memberships: DataLoader[str, list[Membership]] = _loader(audiences.memberships, list)
+        self.audience: DataLoader[str, Audience | None] = DataLoader(self._audiences)
+        """by id: every audience read once per request (a deployment has a bounded few)"""
 
     async def holders(self, keys: Sequence[str], *, otherwise: str) -> dict[str, str]:
         """Who holds each identifier now (one batched load for the list), so that a clear
@@ -64,6 +69,10 @@ class Loaders:
         the customer it was read from."""
         found = await self.profile_of.load_many(keys)
         return {key: pid or otherwise for key, pid in zip(keys, found, strict=True)}
+
+    async def _audiences(self, ids: list[str]) -> list[Audience | None]:
+        found = {a.id: a for a in await self.audiences.audiences()}
+        return [found.get(i) for i in ids]
 
     async def _events(self, keys: list[EventsKey]) -> list[Page[StoredEvent]]:
         groups: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}

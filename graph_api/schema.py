@@ -2,7 +2,9 @@
 
 Each operation declares the roles that may run it (reads need any role but `ingest`; ingest
 needs `ingest` or `admin`; consent and the data-subject export need `admin` or `support`;
-merges, keys, erasure, suppressions and retention need `admin`), enforced and shown in the
+audiences, their members and changes and `explainMembership` need `admin`, `marketing` or
+`analyst`; merges, keys, erasure, suppressions, retention and defining computed traits and
+audiences need `admin`), enforced and shown in the
 SDL as `@requiresRole`; fields carrying personal data are the PII guard's. The ingest role
 writes and learns nothing (see `IngestResult`).
 """
@@ -23,8 +25,15 @@ from strawberry.types import ExecutionContext
 
 from graph_api import limits
 from graph_api.access.audit import AuditReads
-from graph_api.access.auth import ADMIN_ROLES, CONSENT_ROLES, INGEST_ROLES, READ_ROLES
-from graph_api.access.permissions import Roles, operation
+from graph_api.access.auth import (
+    ADMIN_ROLES,
+    AUDIENCE_ROLES,
+    CONSENT_ROLES,
+    INGEST_ROLES,
+    READ_ROLES,
+)
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.permissions import Roles, operation, personal_operation
 from graph_api.access.pii import DeniedKeys, access_mode, require_clear
 from graph_api.access.policy import Mode
 from graph_api.context import Info
@@ -34,7 +43,10 @@ from graph_api.privacy import erasure, export, retention
 from graph_api.settings import Settings
 from graph_api.tracking.ingest import ingest_counted
 from graph_api.types.api_key import ApiKeyConnection, ApiKeyCreated
+from graph_api.types.audience import Audience
+from graph_api.types.audience_change import AudienceChangeConnection
 from graph_api.types.audit_entry import AuditConnection
+from graph_api.types.computed_trait import ComputedTrait
 from graph_api.types.consent import Consent, ConsentInput
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
 from graph_api.types.customer_filter import CustomerFilter
@@ -189,6 +201,67 @@ class Query:
         explanation = await context.services.graph.explain_link(first, second)
         return LinkExplanation.from_domain(explanation)
 
+    @operation(
+        "Computed trait definitions, by name.",
+        allow=Roles(READ_ROLES, "read computed traits"),
+    )
+    def computed_traits(self, info: Info) -> list[ComputedTrait]:
+        traits = info.context.services.audiences.computed_traits()
+        return [ComputedTrait.from_domain(t) for t in traits]
+
+    @operation(
+        "Audiences, by name, with their size and build state.",
+        allow=Roles(AUDIENCE_ROLES, "read audiences"),
+    )
+    async def audiences(self, info: Info) -> list[Audience]:
+        found = await info.context.services.audiences.defined()
+        return [Audience.from_domain(a) for a in found]
+
+    @operation(
+        "One audience by id or by name; null if there is none.",
+        allow=Roles(AUDIENCE_ROLES, "read audiences"),
+    )
+    async def audience(
+        self, info: Info, id: strawberry.ID | None = None, name: str | None = None
+    ) -> Audience | None:
+        if (id is None) == (name is None):
+            raise bad_input("give exactly one of id and name")
+        engine = info.context.services.audiences
+        found = await engine.find(id=None if id is None else str(id), name=name)
+        return Audience.from_domain(found) if found else None
+
+    @operation(
+        "An audience's entries and exits, oldest first, a page at a time.",
+        allow=Roles(AUDIENCE_ROLES, "read audience changes"),
+    )
+    async def audience_changes(
+        self,
+        info: Info,
+        audience_id: strawberry.ID,
+        first: int = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> AudienceChangeConnection:
+        services = info.context.services
+        if await services.audiences.find(id=str(audience_id)) is None:
+            raise not_found("no audience with that id")
+        size = limits.page_size(first, services.settings)
+        page = await services.audiences.audiences.changes(str(audience_id), first=size, after=after)
+        return AudienceChangeConnection.from_domain(page)
+
+    @personal_operation(
+        "Why a customer is or is not a member of an audience: the condition tree with, at each"
+        " node, whether it held and what it saw (`seen`: counts, trait and computed values),"
+        " and the consent the audience's purpose needs. Values are shown as the caller's role"
+        " reads them elsewhere: masked, hashed, or null and reported when denied.",
+        allow=Roles(AUDIENCE_ROLES, "explain audience membership"),
+        classified_by=PiiClassifier.MEMBERSHIP_EXPLANATION,
+    )
+    async def explain_membership(
+        self, info: Info, customer_id: strawberry.ID, audience_id: strawberry.ID
+    ) -> JSON:
+        engine = info.context.services.audiences
+        return JSON(await engine.explain(str(customer_id), str(audience_id)))
+
 
 async def find_by_identifier(info: Info, identifier: IdentifierInput) -> str | None:
     """The customer holding an identifier: by its value where the caller reads that kind
@@ -337,6 +410,48 @@ class Mutation:
     async def apply_retention(self, info: Info) -> RetentionReport:
         report = await retention.run_retention(info.context.services)
         return RetentionReport.from_domain(report)
+
+    @operation(
+        "Define a computed trait (or redefine the one of that name): a value computed from"
+        ' each customer\'s events, e.g. `{kind: "sum", event: "Order Completed",'
+        ' property: "revenue", within_days: 90}`. Audiences that read it are rebuilt.'
+        " INVALID_DEFINITION names the path of a bad part. Admins only.",
+        allow=Roles(ADMIN_ROLES, "define computed traits"),
+    )
+    async def define_computed_trait(self, info: Info, name: str, definition: JSON) -> ComputedTrait:
+        engine = info.context.services.audiences
+        return ComputedTrait.from_domain(await engine.define_computed_trait(name, definition))
+
+    @operation(
+        "Delete a computed trait that no audience reads (admins only).",
+        allow=Roles(ADMIN_ROLES, "delete computed traits"),
+    )
+    async def delete_computed_trait(self, info: Info, name: str) -> bool:
+        if not await info.context.services.audiences.delete_computed_trait(name):
+            raise not_found("no computed trait with that name")
+        return True
+
+    @operation(
+        "Define an audience (or redefine the one of that name): the customers `condition`"
+        " selects and, with a `purpose`, who granted consent for it. It is built in the"
+        " background (status BUILDING, then READY) and kept up to date. INVALID_DEFINITION"
+        " names the path of a bad part. Admins only.",
+        allow=Roles(ADMIN_ROLES, "define audiences"),
+    )
+    async def define_audience(
+        self, info: Info, name: str, condition: JSON, purpose: str | None = None
+    ) -> Audience:
+        engine = info.context.services.audiences
+        return Audience.from_domain(await engine.define_audience(name, condition, purpose))
+
+    @operation(
+        "Delete an audience with its memberships and changes (admins only).",
+        allow=Roles(ADMIN_ROLES, "delete audiences"),
+    )
+    async def delete_audience(self, info: Info, id: strawberry.ID) -> bool:
+        if not await info.context.services.audiences.delete_audience(str(id)):
+            raise not_found("no audience with that id")
+        return True
 
     @operation(
         "Create an API key for a role, optionally expiring; the key is shown once.",

@@ -20,6 +20,8 @@ from graph_api.access.policy import Policy
 from graph_api.errors import ConfigError
 from graph_api.settings import Settings
 from identity_graph.adapters.embedded.store import Compacted, EmbeddedStore, compact, tune_gc
+from identity_graph.audiences.engine import AudienceEngine
+from identity_graph.audiences.store import AudienceStore
 from identity_graph.privacy import RetentionError, RetentionPolicy
 from identity_graph.records import AccessRecords
 from identity_graph.rules import Rules
@@ -36,6 +38,9 @@ class Services:
     """API keys and the audit log: the store's `records`, over the same database"""
     graph: IdentityGraph
     auth: Authenticator
+    audiences: AudienceEngine
+    """computed traits and audiences: started and stopped by the server's lifespan only (the
+    CLI never starts it, and an engine not started ignores the writes it is told of)"""
     policy: Policy = field(default_factory=Policy.default)
     """who may read which category of personal data, and how"""
     hash_key: bytes = b""
@@ -51,9 +56,9 @@ class Services:
             self.hash_key = self.settings.hash_key.get().encode("utf-8")
 
 
-def build_stores(settings: Settings) -> tuple[IdentityStore, AccessRecords]:
-    """The identity store the settings name, and its access records (same database; they
-    open and close with the store)."""
+def build_stores(settings: Settings) -> tuple[IdentityStore, AccessRecords, AudienceStore]:
+    """The identity store the settings name, its access records and its audience store (same
+    database; they open and close with the store)."""
     if settings.store == "neo4j":
         from identity_graph.adapters.neo4j.store import Neo4jStore
 
@@ -63,9 +68,9 @@ def build_stores(settings: Settings) -> tuple[IdentityStore, AccessRecords]:
             auth=(settings.neo4j_user, password) if password else None,
             database=settings.neo4j_database,
         )
-        return neo4j, neo4j.records
+        return neo4j, neo4j.records, neo4j.audiences
     embedded = EmbeddedStore(settings.data_dir)
-    return embedded, embedded.records
+    return embedded, embedded.records, embedded.audiences
 
 
 def hash_key_for(settings: Settings) -> bytes:
@@ -101,15 +106,21 @@ def build_services(settings: Settings) -> Services:
     except RetentionError as e:
         raise ConfigError(f"C360_RETENTION_FILE: {e}") from e
     hash_key = hash_key_for(settings)
-    store, records = build_stores(settings)
+    store, records, audience_store = build_stores(settings)
+    graph = IdentityGraph(store, rules, digest=functools.partial(digest, hash_key))
+    audiences = AudienceEngine(
+        store, audience_store, rules, max_definitions=settings.max_definitions
+    )
+    graph.listeners.append(audiences.touched)
 
     return Services(
         settings=settings,
         rules=rules,
         store=store,
         records=records,
-        graph=IdentityGraph(store, rules, digest=functools.partial(digest, hash_key)),
+        graph=graph,
         auth=Authenticator(settings, records),
+        audiences=audiences,
         policy=policy,
         hash_key=hash_key,
         retention=retention,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from graph_api.errors import ConfigError
+from identity_graph.audiences.engine import MAX_DEFINITIONS
 
 
 class Secret:
@@ -74,6 +75,8 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2_000
     max_page_size: int = 100
+    max_definitions: int = MAX_DEFINITIONS
+    """computed traits, and audiences, that may be defined (each): `C360_MAX_DEFINITIONS`"""
     graphiql: bool = False
     """serve GraphiQL on `GET /graphql` (development; `c360 serve --demo` or `--dev`)"""
     introspection: bool = False
@@ -191,6 +194,7 @@ class Settings:
             max_aliases=number("C360_MAX_ALIASES", 30),
             max_tokens=number("C360_MAX_TOKENS", 2_000),
             max_page_size=number("C360_MAX_PAGE_SIZE", 100),
+            max_definitions=number("C360_MAX_DEFINITIONS", MAX_DEFINITIONS),
             graphiql=flag("C360_GRAPHIQL"),
             introspection=flag("C360_INTROSPECTION"),
             metrics_token=Secret(env.get("C360_METRICS_TOKEN", "")),

@@ -40,6 +40,9 @@ ADMIN_ROLES = frozenset({"admin"})
 CONSENT_ROLES = frozenset({"admin", "support"})
 """who may record consent through the API; the person's own choices arrive with their
 tracking messages (`context.consent`), which the ingest role sends"""
+AUDIENCE_ROLES = frozenset({"admin", "marketing", "analyst"})
+"""who may read audiences, their members and changes, and explain a membership: those who
+segment (marketing) and measure (analyst); every reader of a customer sees its audiences"""
 KEY_PREFIX = "c360_"
 REQUIRED_CLAIMS = ["exp", "sub", "aud", "iss"]
 """audience and issuer are required settings whenever JWTs are on (`Settings.check`)"""

@@ -27,3 +27,9 @@ class PiiClassifier(Enum):
     """a JSON map of traits, classified key by key in config"""
     EVENT_PROPERTY = "EVENT_PROPERTY"
     """a JSON map of event properties, classified key by key in config"""
+    COMPUTED_TRAIT = "COMPUTED_TRAIT"
+    """a JSON map of computed trait values, each classified as the event property its
+    definition aggregates (counts and times carry no personal value)"""
+    MEMBERSHIP_EXPLANATION = "MEMBERSHIP_EXPLANATION"
+    """an audience condition tree with the values each node saw: trait values classified by
+    trait name, computed values as `COMPUTED_TRAIT`"""

@@ -15,6 +15,8 @@ import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.pii import Pii, PiiGuard
 from graph_api.errors import forbidden
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,4 +57,19 @@ def operation(description: str, *, allow: Roles) -> Callable[[F], F]:
     return cast(
         Callable[[F], F],
         strawberry.field(description=description, extensions=[PermissionExtension([allow])]),
+    )
+
+
+def personal_operation(
+    description: str, *, allow: Roles, classified_by: PiiClassifier
+) -> Callable[[F], F]:
+    """A root field like `operation` whose JSON answer carries personal data: declared with
+    `@pii` and rendered for the caller by the PII guard, as any other personal field is."""
+    return cast(
+        Callable[[F], F],
+        strawberry.field(
+            description=description,
+            directives=[Pii(classified_by=classified_by)],
+            extensions=[PermissionExtension([allow]), PiiGuard()],
+        ),
     )

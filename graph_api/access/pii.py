@@ -16,6 +16,7 @@ from graphql import GraphQLError
 from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.schema_directive import Location
 
+from graph_api.access.audiences import render_computed, render_explanation, sources
 from graph_api.access.categories import PiiCategory, PiiClassifier
 from graph_api.access.masking import HIDDEN, keyed_hash, mask
 from graph_api.access.policy import Mode, Policy
@@ -76,6 +77,17 @@ class PiiGuard(FieldExtension):
             name = str(getattr(source, "name", ""))
             category = access.policy.trait_category(name)
             return access.render(value, category, f"{label}:{name}", customer, key=name)
+        if self.classified_by in (
+            PiiClassifier.COMPUTED_TRAIT,
+            PiiClassifier.MEMBERSHIP_EXPLANATION,
+        ):
+            if not isinstance(value, dict):
+                return None
+            aggregates = sources(info.context.services.audiences.computed_traits())
+            where = tuple(info.path.as_list())
+            if self.classified_by is PiiClassifier.COMPUTED_TRAIT:
+                return render_computed(access, value, aggregates, label, customer, where)
+            return render_explanation(access, value, aggregates, label, where)
         if self.classified_by is not None:
             classify = (
                 access.policy.trait_category
@@ -211,6 +223,10 @@ class Access:
             customer,
             key=top,
         )
+
+    def deny(self, where: tuple[str | int, ...], key: str, label: str) -> None:
+        """Withhold a value inside a JSON field: it reads null and `DeniedKeys` reports it."""
+        self.denied.append(Denied(where, key, label))
 
     def hashable(self, key: str, value: Any) -> bool:
         """A keyed hash is served only for texts long enough not to be guessed, under keys

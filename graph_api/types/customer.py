@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import strawberry
+from strawberry.scalars import JSON
 
 from graph_api import described
-from graph_api.access.pii import access_mode
+from graph_api.access.categories import PiiClassifier
+from graph_api.access.pii import access_mode, pii_field
 from graph_api.access.policy import Mode
 from graph_api.context import Info
 from graph_api.errors import ApiError
@@ -23,6 +25,9 @@ from graph_api.types.page_info import PageInfo
 from graph_api.types.trait_value import TraitValue
 from graph_api.types.traits import Traits
 from identity_graph.survivorship import current_traits, effective_consent
+
+if TYPE_CHECKING:
+    from graph_api.types.audience_membership import AudienceMembership
 
 DEFAULT_EVENTS = 20
 DEFAULT_HISTORY = 20
@@ -44,9 +49,18 @@ def after_id(items: Sequence[T], after: str | None, first: int) -> list[T]:
     return after_key(items, None if after is None else str(after), first, key="id")
 
 
+async def computed_values(root: Customer, info: Info) -> JSON:
+    return JSON(await info.context.services.audiences.computed_values(str(root.id)))
+
+
 @strawberry.type(description="A person: the identifiers that belong together, and what they did.")
 class Customer:
     id: strawberry.ID = strawberry.field(description="Stable across merges: absorbed ids redirect.")
+
+    @property
+    def customer_id(self) -> str:
+        """whose values the PII guard audits"""
+        return str(self.id)
 
     @strawberry.field
     async def created_at(self, info: Info) -> datetime | None:
@@ -119,6 +133,31 @@ class Customer:
         records = await info.context.loaders.consents.load(self.id)
         effective = effective_consent(records)
         return [Consent.from_domain(effective[p]) for p in sorted(effective)]
+
+    computed_traits: JSON = pii_field(
+        classified_by=PiiClassifier.COMPUTED_TRAIT,
+        description="Every computed trait's value now, by name (null when no event gives one).",
+        resolver=computed_values,
+    )
+
+    @described.field("The audiences this customer belongs to now, by audience name.")
+    async def audiences(
+        self, info: Info
+    ) -> list[
+        Annotated[AudienceMembership, strawberry.lazy("graph_api.types.audience_membership")]
+    ]:
+        from graph_api.types.audience import Audience  # they list their members: customers
+        from graph_api.types.audience_membership import AudienceMembership
+
+        loaders = info.context.loaders
+        held = await loaders.memberships.load(str(self.id))
+        found = await loaders.audience.load_many([m.audience_id for m in held])
+        shown = [
+            AudienceMembership(audience=Audience.from_domain(audience), since=m.since)
+            for m, audience in zip(held, found, strict=True)
+            if audience is not None
+        ]
+        return sorted(shown, key=lambda m: m.audience.name)
 
 
 @strawberry.type

@@ -43,6 +43,15 @@ ARGUMENTS = {
     "eraseCustomer": 'customerId: "{customer}", reason: "role matrix"',
     "unsuppress": 'identifier: {{kind: "email", value: "{email}"}}',
     "applyRetention": "",
+    "computedTraits": "",
+    "audiences": "",
+    "audience": 'id: "{audience}"',
+    "audienceChanges": 'audienceId: "{audience}", first: 1',
+    "explainMembership": 'customerId: "{customer}", audienceId: "{audience}"',
+    "defineComputedTrait": 'name: "orders", definition: {{kind: "event_count", event: "Ordered"}}',
+    "deleteComputedTrait": 'name: "{computed_trait}"',
+    "defineAudience": 'name: "pro", condition: {{trait: {{name: "plan", op: "eq", value: "x"}}}}',
+    "deleteAudience": 'id: "{audience}"',
 }
 """the arguments of each operation, as GraphQL text; `{name}` is filled in from the seed"""
 
@@ -115,8 +124,8 @@ def document(operation: Operation, seed: dict[str, str]) -> str:
 
 
 async def seed(api: Api) -> dict[str, str]:
-    """A customer made of two merged profiles (a merge to undo, an identifier to split off)
-    and an API key to revoke, made by the admin."""
+    """A customer made of two merged profiles (a merge to undo, an identifier to split off),
+    an API key to revoke, a computed trait and an audience, made by the admin."""
     first = "mutation($input: IdentifyInput!) { identify(input: $input) { customerId } }"
     contact = {"email": "seed@example.com", "phone": "+14155550100"}
     await api(first, {"input": {"userId": "u-seed", "traits": contact}})
@@ -128,10 +137,16 @@ async def seed(api: Api) -> dict[str, str]:
     )
     [merge] = [r["id"] for r in history["customer"]["mergeHistory"] if r["kind"] == "MERGE"]
     made = await api('mutation { createApiKey(role: "analyst", name: "to revoke") { id } }')
+    trait = 'defineComputedTrait(name: "seen", definition: {kind: "event_count"}) { name }'
+    await api(f"mutation {{ {trait} }}")
+    emailed = 'defineAudience(name: "emailed", condition: {identifier: {kind: "email"}}) { id }'
+    audience = await api(f"mutation {{ {emailed} }}")
     return {
         "customer": customer,
         "merge": merge,
         "key": made["createApiKey"]["id"],
+        "audience": audience["defineAudience"]["id"],
+        "computed_trait": "seen",
         "anonymous_id": "a-seed",
         **contact,
     }

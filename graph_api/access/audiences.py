@@ -1,0 +1,156 @@
+"""Computed trait values and membership explanations, as a role may see them.
+
+A computed trait over an event property inherits that property's category, so the field
+policy applies to it like to any other value: `sum` of `revenue` is FINANCIAL, `last` of
+`product.name` the stricter of `product`'s and `name`'s. Counts and times (`event_count`,
+`unique_count`, `first_seen`, `last_seen`) carry no personal value and read as they are.
+
+An explanation of membership shows, at each node of the condition, what it saw: trait values
+are rendered by the trait's category (as in `Customer.traits`), computed values as above;
+event counts, whether an identifier kind is held, and consent state are not personal values.
+A denied value reads null and is reported (`DeniedKeys`) at its place in the tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from graph_api.access.categories import PiiCategory
+from graph_api.access.policy import Mode
+from identity_graph.audiences.definitions import Kind
+from identity_graph.audiences.store import ComputedTrait
+
+if TYPE_CHECKING:
+    from graph_api.access.pii import Access
+
+NOT_PERSONAL = frozenset({Kind.EVENT_COUNT, Kind.UNIQUE_COUNT, Kind.FIRST_SEEN, Kind.LAST_SEEN})
+Where = tuple[str | int, ...]
+
+
+def aggregated(definition: Mapping[str, Any]) -> str | None:
+    """The event property (a name or a dotted path) whose category a computed trait's values
+    inherit; None when they carry no personal value; "" (UNCLASSIFIED) when unknown.
+
+    >>> aggregated({"kind": "sum", "event": "Order Completed", "property": "revenue"})
+    'revenue'
+    >>> aggregated({"kind": "unique_count", "property": "sku"}) is None
+    True
+    """
+    if definition.get("kind") in NOT_PERSONAL:
+        return None
+    found = definition.get("property")
+    return found if isinstance(found, str) else ""
+
+
+def sources(traits: Iterable[ComputedTrait]) -> dict[str, str | None]:
+    """Each computed trait's `aggregated` property, by name."""
+    return {trait.name: aggregated(trait.definition) for trait in traits}
+
+
+def render_computed(
+    access: Access,
+    values: Mapping[str, Any],
+    aggregates: Mapping[str, str | None],
+    label: str,
+    customer: str | None,
+    where: Where,
+) -> dict[str, Any]:
+    """Computed trait values by name, each as the caller may see its property's values (a
+    name not in `aggregates`, defined since, is UNCLASSIFIED)."""
+    classify = access.policy.property_category
+    shown: dict[str, Any] = {}
+    for name, value in values.items():
+        prop = aggregates.get(name, "")
+        shown[name] = (
+            value
+            if prop is None
+            else render_value(
+                access, value, classify, prop, name, f"{label}.{name}", customer, where
+            )
+        )
+    return shown
+
+
+def render_explanation(
+    access: Access,
+    explanation: Mapping[str, Any],
+    aggregates: Mapping[str, str | None],
+    label: str,
+    where: Where,
+) -> dict[str, Any]:
+    """An explanation (`AudienceEngine.explain`) with every value a node saw rendered for
+    the caller."""
+    customer = explanation.get("customerId")
+    policy = access.policy
+
+    def walk(node: Mapping[str, Any], at: str) -> dict[str, Any]:
+        shown = dict(node)
+        for group in ("all", "any"):
+            if isinstance(node.get(group), list):
+                shown[group] = [walk(c, f"{at}.{group}[{n}]") for n, c in enumerate(node[group])]
+        if isinstance(node.get("not"), dict):
+            shown["not"] = walk(node["not"], f"{at}.not")
+        if "trait" in node:
+            name = str(node["trait"].get("name", ""))
+            shown["seen"] = render_value(
+                access, node.get("seen"), policy.trait_category, name, f"{at}.seen",
+                f"{label}.{name}", customer, where,
+            )  # fmt: skip
+        if "computed" in node:
+            name = str(node["computed"].get("name", ""))
+            prop = aggregates.get(name, "")
+            if prop is not None:
+                shown["seen"] = render_value(
+                    access, node.get("seen"), policy.property_category, prop, f"{at}.seen",
+                    f"{label}.{name}", customer, where,
+                )  # fmt: skip
+        return shown
+
+    shown = dict(explanation)
+    if isinstance(explanation.get("condition"), dict):
+        shown["condition"] = walk(explanation["condition"], "condition")
+    return shown
+
+
+def category_of(access: Access, classify: Callable[[str], PiiCategory], path: str) -> PiiCategory:
+    """A key's category; a dotted path's is the stricter of its parts' (`product.price`)."""
+    parts = [p for p in path.split(".") if p] or [path]
+    category = classify(parts[0])
+    for part in parts[1:]:
+        category = access.stricter(classify(part), category)
+    return category
+
+
+def render_value(
+    access: Access,
+    value: Any,
+    classify: Callable[[str], PiiCategory],
+    key: str,
+    at: str,
+    label: str,
+    customer: str | None,
+    where: Where,
+) -> Any:
+    """One value of the trait or property `key`, as the caller may see it; a denied one
+    reads null and is reported at `at` (its place in the JSON field at `where`)."""
+    if value is None:
+        return None
+    category = category_of(access, classify, key)
+    if access.mode(category) is Mode.DENIED:
+        access.deny(where, at, label)
+        return None
+    if isinstance(value, dict):
+        return access.render_tree(
+            value, classify, label, customer, where, key=at, category=category
+        )
+    last = key.rsplit(".", 1)[-1]
+    if isinstance(value, list):
+        return [
+            access.render_tree(item, classify, label, customer, where, key=f"{at}[{n}]",
+                               category=category)
+            if isinstance(item, dict | list)
+            else access.render(item, category, label, customer, key=last)
+            for n, item in enumerate(value)
+        ]  # fmt: skip
+    return access.render(value, category, label, customer, key=last)

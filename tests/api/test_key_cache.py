@@ -51,6 +51,9 @@ class CountingRecords(AccessRecords):
     ) -> Page[AuditEntry]:
         return await self.inner.audit_log(first=first, after=after, customer_id=customer_id)
 
+    async def expire_audit(self, before: datetime, *, batch: int) -> int:
+        return await self.inner.expire_audit(before, batch=batch)
+
     async def put_api_key(self, key: ApiKey) -> None:
         await self.inner.put_api_key(key)
 

@@ -14,8 +14,8 @@ from neo4j import AsyncGraphDatabase
 from stores import make_store, neo4j_uri
 from streams import at, observe
 
-from identity_graph.adapters.neo4j import store as neo4j_store
 from identity_graph.adapters.neo4j.store import Neo4jStore
+from identity_graph.adapters.neo4j.transaction import Neo4jWriteTx
 from identity_graph.errors import InvalidOperation
 from identity_graph.model import ConsentStatus, Event, EventCategory, MessageType, Observation
 from identity_graph.privacy import Cutoffs
@@ -293,7 +293,7 @@ def pause_after(
 ) -> None:
     """Make the first call of the transaction method `name` wait for `until` once it has
     run (and set `reached`)."""
-    original: Callable[..., Awaitable[Any]] = getattr(neo4j_store._Neo4jTx, name)
+    original: Callable[..., Awaitable[Any]] = getattr(Neo4jWriteTx, name)
     first = True
 
     async def paused(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -305,7 +305,7 @@ def pause_after(
             await until.wait()
         return result
 
-    monkeypatch.setattr(neo4j_store._Neo4jTx, name, paused)
+    monkeypatch.setattr(Neo4jWriteTx, name, paused)
 
 
 async def test_an_ingest_that_checked_suppression_before_the_erasure_committed_runs_again(
@@ -331,17 +331,21 @@ async def test_an_ingest_that_checked_suppression_before_the_erasure_committed_r
     assert holding(await everything(store), ANN) == []
 
 
-async def test_an_ingest_waiting_on_the_erased_profile_brings_nothing_back(
-    store: Neo4jStore, second: Neo4jStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("suppress", [True, False], ids=["suppressed", "not-suppressed"])
+async def test_an_ingest_waiting_on_the_erased_profile(
+    store: Neo4jStore, second: Neo4jStore, monkeypatch: pytest.MonkeyPatch, suppress: bool
 ) -> None:
     """The erasure has deleted Ann (not committed yet) when the ingest takes its snapshot:
-    the ingest waits for Ann's profile lock, and after the commit finds her keys gone and
-    suppressed."""
+    the ingest waits for Ann's profile lock. After the commit it finds her keys suppressed
+    and runs again without them; or, erased without suppression, it makes a new profile of
+    them (nothing of the old one)."""
     graph = service(store)
     ann, _ = await people(graph)
     go_on, deleted = asyncio.Event(), asyncio.Event()
     pause_after(monkeypatch, "_erase", go_on, deleted)
-    erasure = asyncio.create_task(graph.erase(ann, reason="request", actor="ops"))
+    erasure = asyncio.create_task(
+        graph.erase(ann, reason="request", actor="ops", suppress=suppress)
+    )
     await deleted.wait()
     ingest = asyncio.create_task(
         service(second).ingest([observe("late", ANN[0], "device_id:late-device", t=50)])
@@ -351,9 +355,16 @@ async def test_an_ingest_waiting_on_the_erased_profile_brings_nothing_back(
     go_on.set()
     await erasure
     [outcome] = await ingest
-    assert outcome.status == "applied"
-    assert await store.profile_ids(list(ANN)) == {}
-    assert holding(await everything(store), ANN) == []
+    assert outcome.status == "applied" and outcome.profile_id != ann
+    owners = await store.profile_ids([*ANN, "device_id:late-device"])
+    if suppress:
+        assert owners == {"device_id:late-device": outcome.profile_id}
+        assert holding(await everything(store), ANN) == []
+    else:
+        assert owners == {ANN[0]: outcome.profile_id, "device_id:late-device": outcome.profile_id}
+        [profile] = (await store.profiles([outcome.profile_id])).values()
+        assert {r.identifier.key for r in profile.identifiers} == {ANN[0], "device_id:late-device"}
+        assert (await store.traits([outcome.profile_id]))[outcome.profile_id] == []
 
 
 async def test_concurrent_ingests_and_erasures_never_resurrect(

@@ -11,17 +11,18 @@ error code. Domain errors raised by the work function pass through unchanged and
 retried. API keys and the audit log are the store's `records` (`records.Neo4jRecords`), which
 run their statements through the same sessions.
 
-Privacy operations (`privacy`): an erasure is one transaction; a write whose suppression
-check an erasure overtook runs again (`SuppressedMeanwhile`); retention deletes in batches of
-managed transactions. Deleted values leave the nodes at commit, but stay in Neo4j's
-transaction log files until those are pruned: see `purge` and docs/neo4j-erasure.md.
+The work of a write transaction goes through `transaction.Neo4jWriteTx`. Privacy operations
+(`privacy`): an erasure is one transaction; a write whose suppression check an erasure
+overtook runs again (`SuppressedMeanwhile`); retention deletes in batches of managed
+transactions. Deleted values leave every node at commit, but stay in Neo4j's transaction log
+files until those are pruned, and in freed records of its store files until reused: see
+`purge` and docs/neo4j-erasure.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, LiteralString, TypeVar
 
@@ -48,19 +49,17 @@ from identity_graph.adapters.neo4j import cypher as q
 from identity_graph.adapters.neo4j import privacy as pq
 from identity_graph.adapters.neo4j.records import Neo4jRecords
 from identity_graph.adapters.neo4j.rows import (
-    changes_to_rows,
     conflict_from_row,
     consent_from_row,
     consent_property,
-    consent_state,
     event_from_row,
     merge_from_row,
 )
+from identity_graph.adapters.neo4j.transaction import Neo4jWriteTx, SuppressedMeanwhile
 from identity_graph.codec import dumps, from_micros, loads, to_micros
 from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ConsentRecord,
-    ConsentStatus,
     Identifier,
     IdentifierRecord,
     Link,
@@ -71,16 +70,11 @@ from identity_graph.model import (
     StoredEvent,
     TraitValue,
 )
-from identity_graph.privacy import Cutoffs, Erasure, ErasureReceipt, ErasureScope, Suppression
+from identity_graph.privacy import Cutoffs, ErasureReceipt, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
-    ChangeSet,
     IdentityStore,
-    Member,
     ProfileFilter,
-    ProfileGraph,
-    ProfileState,
-    Snapshot,
     WriteTx,
     event_cursor,
     parse_event_cursor,
@@ -92,12 +86,6 @@ PROCEDURE_NOT_FOUND = "Neo.ClientError.Procedure.ProcedureNotFound"
 
 RERUNS = 10
 """how many times a write runs again because erasures suppressed its identifiers meanwhile"""
-
-
-class SuppressedMeanwhile(Exception):
-    """A hash the transaction function was told is not suppressed was suppressed before the
-    transaction's locks were taken (an erasure committed in between): its plan may bring an
-    erased value back, so the store runs the function again, in a new transaction."""
 
 
 class Neo4jStore(IdentityStore):
@@ -219,7 +207,7 @@ class Neo4jStore(IdentityStore):
 
     async def write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         async def run(tx: AsyncManagedTransaction) -> T:
-            wtx = _Neo4jTx(tx)
+            wtx = Neo4jWriteTx(tx)
             result = await work(wtx)
             await wtx.release()
             return result
@@ -455,178 +443,3 @@ class Neo4jStore(IdentityStore):
             if seen < batch:
                 return total
             at, mid = last_at, last_id
-
-
-class _Neo4jTx(WriteTx):
-    """A `WriteTx` over one managed transaction; it holds no state that outlives a retry."""
-
-    def __init__(self, tx: AsyncManagedTransaction) -> None:
-        self.tx = tx
-        self.claimed_keys: set[str] = set()
-        """placeholders `snapshot` made and no applied change set has used yet"""
-        self.claimed_messages: set[str] = set()
-        self.next_ord = 0
-        self.asked: set[str] = set()
-        """suppression hashes `suppressed` was asked about, which `snapshot` reads again"""
-        self.suppressed_seen: set[str] = set()
-        self.landed: dict[str, set[str]] = {}
-        """profile id -> the ids of the messages `erasure_scope` found on its profiles"""
-
-    async def _run(self, query: LiteralString, **params: Any) -> list[list[Any]]:
-        result = await self.tx.run(query, params)
-        return [list(r) async for r in result]
-
-    async def snapshot(self, keys: Sequence[str], *, message_ids: Sequence[str]) -> Snapshot:
-        ordered_keys = sorted(set(keys))
-        claim = {
-            "keys": ordered_keys,
-            "message_ids": sorted(set(message_ids)),
-            "hashes": sorted(self.asked),
-        }
-        [[seen, owners, locked_ids, counts, suppressed]] = await self._run(q.SNAPSHOT, claim=claim)
-        self._still_unsuppressed(suppressed)
-        profile_of = {key: pid for key, pid in owners if pid is not None}
-        self.claimed_keys |= {key for key, pid in owners if pid is None}
-        self.claimed_messages |= {mid for mid, pid in seen if pid is None}
-        locked = set(locked_ids)
-        # an identifier moved to another profile before its profile's lock was taken
-        while not set(profile_of.values()) <= locked:
-            locked |= set(profile_of.values())
-            [[owners, counts, suppressed]] = await self._run(
-                q.LOCK_PROFILES,
-                profile_ids=sorted(locked),
-                keys=ordered_keys,
-                hashes=claim["hashes"],
-            )
-            self._still_unsuppressed(suppressed)
-            profile_of = {key: pid for key, pid in owners if pid is not None}
-        current = set(profile_of.values())
-        created: dict[str, int] = {}
-        kinds: dict[str, dict[str, int]] = {}
-        consent: dict[str, dict[str, ConsentStatus]] = {}
-        for pid, created_at, kind, n, state in counts:
-            if pid in current:
-                created[pid] = created_at
-                consent[pid] = consent_state(state)
-                if kind is not None:
-                    kinds.setdefault(pid, {})[kind] = int(n)
-        profiles = {
-            pid: ProfileState(pid, from_micros(created[pid]), kinds.get(pid, {}), consent[pid])
-            for pid in current
-        }
-        return Snapshot(profile_of, profiles, {mid: pid for mid, pid in seen if pid is not None})
-
-    def _still_unsuppressed(self, suppressed: list[str]) -> None:
-        """Raise `SuppressedMeanwhile` if a hash `suppressed` answered for is suppressed now
-        (read after the snapshot's locks were taken)."""
-        if not set(suppressed) <= self.suppressed_seen:
-            raise SuppressedMeanwhile
-
-    async def profile_graph(self, profile_id: str) -> ProfileGraph | None:
-        current = await self._lock_current(profile_id)
-        if current != profile_id:
-            return None
-        rows = await self._run(q.PROFILE_GRAPH, profile_id=profile_id)
-        if not rows:
-            return None
-        created_at, members, links, consents = rows[0]
-        return ProfileGraph(
-            profile_id,
-            from_micros(created_at),
-            tuple(Member(key, from_micros(first)) for key, first in members if key is not None),
-            tuple(
-                Link(a, b, source, mid, from_micros(at), rule)
-                for a, b, source, mid, at, rule in links
-            ),
-            tuple(consent_from_row(c) for c in consents),
-        )
-
-    async def _lock_current(self, profile_id: str) -> str | None:
-        """Lock the current profile `profile_id` names and return its id."""
-        while True:
-            rows = await self._run(q.LOCK_CURRENT, profile_id=profile_id)
-            if not rows:
-                return None
-            locked, current = rows[0]
-            if locked == current:
-                return str(current)
-
-    async def merge_record(self, merge_id: str) -> MergeRecord | None:
-        rows = await self._run(q.MERGE_RECORD, id=merge_id)
-        return merge_from_row(dict(rows[0][0])) if rows else None
-
-    async def resolve(self, profile_id: str) -> str | None:
-        return await self._lock_current(profile_id)
-
-    async def erasure_scope(self, profile_id: str) -> ErasureScope | None:
-        if await self._lock_current(profile_id) != profile_id:
-            return None
-        rows = await self._run(pq.ERASURE_SCOPE, profile_id=profile_id)
-        if not rows:
-            return None
-        profile_ids, keys, events, named, landed = rows[0]
-        self.landed[profile_id] = set(landed)
-        return ErasureScope(
-            profile_id=profile_id,
-            profile_ids=tuple(profile_ids),
-            keys=tuple(sorted(keys)),
-            message_ids=tuple(sorted({m for m in [*named, *landed] if m is not None})),
-            events=int(events),
-        )
-
-    async def suppressed(self, hashes: Sequence[str]) -> set[str]:
-        wanted = sorted(set(hashes))
-        [[found]] = await self._run(pq.SUPPRESSED, hashes=wanted)
-        self.asked |= set(wanted)
-        self.suppressed_seen |= set(found)
-        return set(found)
-
-    async def apply(self, changes: ChangeSet) -> None:
-        erasures, unsuppress = changes.erasures, changes.unsuppress
-        changes = replace(changes, erasures=[], unsuppress=[])
-        if changes or self.claimed_keys or self.claimed_messages:
-            await self._apply(changes)
-        for erasure in erasures:
-            await self._erase(erasure)
-        if unsuppress:
-            await (await self.tx.run(pq.UNSUPPRESS, {"hashes": sorted(unsuppress)})).consume()
-
-    async def _erase(self, erasure: Erasure) -> None:
-        """Delete a person and the records of others that name their keys (found by full-text
-        search, kept only if their JSON names a key exactly); store suppressions and receipt."""
-        keys = set(erasure.scope.keys)
-        merges: list[str] = []
-        conflicts: list[str] = []
-        if keys:
-            for [row] in await self._run(pq.NAMING, queries=pq.naming_queries(sorted(keys))):
-                if pq.names_any(row, keys):
-                    (merges if row["merge"] else conflicts).append(row["id"])
-        params = pq.erasure_params(
-            erasure,
-            merges=merges,
-            conflicts=conflicts,
-            landed=self.landed.get(erasure.scope.profile_id, ()),
-        )
-        await (await self.tx.run(pq.ERASE, {"e": params})).consume()
-
-    async def _apply(self, changes: ChangeSet) -> None:
-        params = changes_to_rows(changes, first_ord=self.next_ord)
-        self.next_ord += len(changes.traits) + len(changes.consents)
-        self.claimed_keys -= {s.key for s in changes.sightings}
-        self.claimed_messages -= {mid for mid, _, _ in changes.messages}
-        params["release_keys"] = sorted(self.claimed_keys)
-        params["release_messages"] = sorted(self.claimed_messages)
-        self.claimed_keys.clear()
-        self.claimed_messages.clear()
-        await (await self.tx.run(q.APPLY, {"changes": params})).consume()
-
-    async def release(self) -> None:
-        """Drop the placeholders `snapshot` made when no change set was applied after it."""
-        if self.claimed_keys or self.claimed_messages:
-            params = {
-                "release_keys": sorted(self.claimed_keys),
-                "release_messages": sorted(self.claimed_messages),
-            }
-            self.claimed_keys.clear()
-            self.claimed_messages.clear()
-            await (await self.tx.run(q.RELEASE_CLAIMS, {"changes": params})).consume()

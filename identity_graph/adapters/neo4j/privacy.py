@@ -176,7 +176,8 @@ LIMIT 1
 
 SUPPRESSIONS = """
 CALL () {
-  OPTIONAL MATCH (c:SuppressedIdentifier {hash: $after})
+  OPTIONAL MATCH (c:Suppression {hash: $after})
+  WHERE c:SuppressedIdentifier
   RETURN c.at AS at, c.hash AS hash
 }
 CALL (at, hash) {

@@ -182,7 +182,7 @@ here constant, `customer_id` too lets the planner read the index in order, not s
 
 EXPIRE_AUDIT = """
 MATCH (a:Audit)
-WHERE a.at < $before
+WHERE a.at < $before AND a.id IS NOT NULL
 WITH a
 LIMIT $batch
 DELETE a

@@ -30,6 +30,9 @@ from identity_graph.model import (
 )
 from identity_graph.store import ProfileFilter, event_cursor, parse_event_cursor
 
+PER_KEY_UP_TO = 64
+"""a profile with up to this many identifiers has its events read one identifier at a time"""
+
 
 def links_from(db: sqlite3.Connection, keys: Sequence[str]) -> list[Link]:
     """The stored links whose lower end (`a`, the smaller key) is one of `keys`: all the
@@ -205,26 +208,33 @@ class ProfileReads:
         db = await self._fresh(ids)
         type_clause = f" AND type IN ({qmarks(len(types))})" if types else ""
         result: dict[str, Page[StoredEvent]] = {}
+        page_clause = ""
+        if cursor is not None:
+            # `ts <= ?` lets the index start at the cursor instead of at the newest event, so
+            # a page costs the same however deep into the history it is
+            page_clause = " AND ts <= ? AND (ts < ? OR message_id < ?)"
         for pid in dict.fromkeys(ids):
             keys = sorted(self.partition.members.get(pid, ()))
             total = 0
             found: list[Any] = []
-            for chunk in chunks(keys):
-                args: list[Any] = [*chunk, *(types or ())]
+            # one query per identifier over its (identifier_key, ts) index, merged here: an
+            # `IN (...)` over several keys sorts every remaining event of them for each page.
+            # A profile with very many identifiers (a device farm) is read in chunks instead
+            groups = chunks(keys) if len(keys) > PER_KEY_UP_TO else chunks(keys, 1)
+            for group in groups:
+                marks = qmarks(len(group))
+                args: list[Any] = [*group, *(types or ())]
                 total += db.execute(
-                    f"SELECT count(*) FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
-                    + type_clause,
+                    f"SELECT count(*) FROM events WHERE identifier_key IN ({marks})" + type_clause,
                     args,
                 ).fetchone()[0]
-                page_clause = ""
                 if cursor is not None:
-                    page_clause = " AND (ts < ? OR (ts = ? AND message_id < ?))"
                     args += [cursor[0], cursor[0], cursor[1]]
                 found.extend(
                     db.execute(
                         "SELECT message_id, identifier_key, type, name, category, properties,"
-                        f" ts, source FROM events WHERE identifier_key IN ({qmarks(len(chunk))})"
-                        f"{type_clause}{page_clause} ORDER BY ts DESC, message_id DESC LIMIT ?",
+                        f" ts, source FROM events WHERE identifier_key IN ({marks}){type_clause}"
+                        f"{page_clause} ORDER BY ts DESC, message_id DESC LIMIT ?",
                         [*args, first + 1],
                     )
                 )

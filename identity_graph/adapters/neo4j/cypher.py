@@ -18,7 +18,8 @@ MERGEs a dropped key again if it needs it.
 
 Suppression: `snapshot` reads again, after its locks are taken, the suppression hashes the
 transaction function asked `suppressed` about (`$claim.hashes`); one suppressed meanwhile (an
-erasure that committed in between) makes the store run the function again (see `privacy`).
+erasure that committed in between) makes the store run the function again
+(`transaction.SuppressedMeanwhile`; docs/neo4j-erasure.md says why).
 
 Variable-length patterns are bounded: redirects are followed at most `MAX_REDIRECTS` hops
 (Cypher takes the bound only as a literal, so it is written into each pattern), so a corrupt or

@@ -6,10 +6,12 @@ drawn with no node over another. Every request goes to c360."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.api.servers import Server
 from tests.browser.conftest import Recorded
@@ -24,6 +26,9 @@ MERGED = """query($after: String) {
   }
 }"""
 COUNT = "query($id: ID) { customer(id: $id) { identifiers { kind } } }"
+ENTERPRISE = """{ customers(first: 1, where: {trait: {name: "plan", value: "enterprise"}}) {
+  edges { node { id } } } }"""
+MEMBERSHIPS = "query($id: ID) { customer(id: $id) { audiences { audience { name } } } }"
 COUNT_BY = """query($identifier: IdentifierInput) {
   customer(identifier: $identifier) { id identifiers { kind } }
 }"""
@@ -224,3 +229,25 @@ def test_a_refused_key_is_said_so_and_not_kept(recorded: Recorded, c360: Server)
     page.click("#key-form button[type=submit]")
     page.locator("#status.error").filter(has_text="INVALID_TOKEN").wait_for()
     assert page.evaluate("() => sessionStorage.length") == 0
+
+
+def test_the_profile_lists_the_customers_audiences(
+    recorded: Recorded, c360: Server, api: Api
+) -> None:
+    define = """mutation { defineAudience(name: "enterpriseAccounts",
+      condition: {trait: {name: "plan", op: "eq", value: "enterprise"}}) { id } }"""
+    api(define)
+    member = api(ENTERPRISE)["data"]["customers"]["edges"][0]["node"]["id"]
+    deadline = time.monotonic() + 120  # built in the background, a few seconds when idle
+    while "enterpriseAccounts" not in str(api(MEMBERSHIPS, {"id": member})["data"]):
+        assert time.monotonic() < deadline, "the audience was not built in two minutes"
+        time.sleep(0.2)
+
+    page = recorded.page
+    open_explorer(page, c360, ADMIN_KEY)
+    find(page, member, member)
+    audiences = page.locator("#audiences")
+    try:
+        audiences.filter(has_text="enterpriseAccounts").wait_for()
+    except PlaywrightTimeout:
+        pytest.fail(f"the profile's audiences read {audiences.inner_text()!r}")

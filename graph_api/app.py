@@ -129,7 +129,7 @@ class GraphQLView(GraphQL[Context, None]):
             response=response,
             principal=principal,
             services=self.services,
-            loaders=Loaders(self.services.store, self.services.audiences.audiences),
+            loaders=Loaders(self.services.store, self.services.audiences),
         )
 
 

@@ -1,6 +1,6 @@
 """Per-request dataloaders: one store round trip per field shape, however many customers.
 
-Built fresh for every request (`Loaders(store, audiences)`), so no cached value outlives it.
+Built fresh for every request (`Loaders(store, engine)`), so no cached value outlives it.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from typing import TypeVar
 
 from aiodataloader import DataLoader
 
-from identity_graph.audiences.store import Audience, AudienceStore, Membership
+from identity_graph.audiences.engine import AudienceEngine
+from identity_graph.audiences.store import Audience, Membership
 from identity_graph.model import (
+    JSON,
     ConsentRecord,
     MergeConflict,
     MergeRecord,
@@ -45,9 +47,9 @@ def _none() -> None:
 
 
 class Loaders:
-    def __init__(self, store: IdentityStore, audiences: AudienceStore) -> None:
+    def __init__(self, store: IdentityStore, engine: AudienceEngine) -> None:
         self.store = store
-        self.audiences = audiences
+        self.audiences = engine.audiences
         self.profile_of: DataLoader[str, str | None] = _loader(store.profile_ids, _none)
         """identifier key -> current profile id"""
         self.resolve: DataLoader[str, str | None] = _loader(store.resolve_profiles, _none)
@@ -58,7 +60,11 @@ class Loaders:
         self.conflicts: DataLoader[str, list[MergeConflict]] = _loader(store.conflicts, list)
         self.consents: DataLoader[str, list[ConsentRecord]] = _loader(store.consents, list)
         self.events: DataLoader[EventsKey, Page[StoredEvent]] = DataLoader(self._events)
-        self.memberships: DataLoader[str, list[Membership]] = _loader(audiences.memberships, list)
+        self.memberships: DataLoader[str, list[Membership]] = _loader(
+            engine.audiences.memberships, list
+        )
+        self.computed: DataLoader[str, dict[str, JSON]] = _loader(engine.computed_values_many, dict)
+        """profile id -> each computed trait's value now"""
         self.audience: DataLoader[str, Audience | None] = DataLoader(self._audiences)
         """by id: every audience read once per request (a deployment has a bounded few)"""
 

@@ -50,7 +50,7 @@ def after_id(items: Sequence[T], after: str | None, first: int) -> list[T]:
 
 
 async def computed_values(root: Customer, info: Info) -> JSON:
-    return JSON(await info.context.services.audiences.computed_values(str(root.id)))
+    return JSON(await info.context.loaders.computed.load(str(root.id)))
 
 
 @strawberry.type(description="A person: the identifiers that belong together, and what they did.")

@@ -354,3 +354,29 @@ async def test_roles(served: Served) -> None:
     ingest = await api.key("ingest")
     response = await api.post("{ computedTraits { name } }", key=ingest)
     assert response.status_code == 403
+
+
+async def test_a_page_of_customers_costs_the_same_round_trips_for_1_and_10(served: Served) -> None:
+    api = served.api
+    await send(api.client, [
+        {"type": "track", "messageId": f"m-{n}", "userId": f"u-{n}", "event": "Order Completed",
+         "properties": {"revenue": n, "sku": f"sku-{n}"}}
+        for n in range(12)
+    ])  # fmt: skip
+    await served.define("everyone", {"computed": {"name": "orders", "op": "gte", "value": 0}})
+    await served.settle()
+    query = """query($n: Int!) { customers(first: $n) { edges { node {
+      computedTraits audiences { since audience { name size } }
+    } } } }"""
+    store = served.services.store
+    support = await api.key("support")  # reads no value clear here: no audit write to count
+    await api("{ computedTraits { name } }", key=support)  # its key's record, now cached
+
+    async def trips(n: int) -> int:
+        before = store.round_trips
+        edges = (await api(query, {"n": n}, key=support))["customers"]["edges"]
+        assert len(edges) == n
+        assert all(e["node"]["computedTraits"] and e["node"]["audiences"] for e in edges)
+        return store.round_trips - before
+
+    assert await trips(1) == await trips(10)

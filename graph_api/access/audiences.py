@@ -8,7 +8,8 @@ policy applies to it like to any other value: `sum` of `revenue` is FINANCIAL, `
 An explanation of membership shows, at each node of the condition, what it saw: trait values
 are rendered by the trait's category (as in `Customer.traits`), computed values as above;
 event counts, whether an identifier kind is held, and consent state are not personal values.
-A denied value reads null and is reported (`DeniedKeys`) at its place in the tree.
+A denied value reads null and is reported (`DeniedKeys`) at its place in the tree, and its
+node's `holds` reads null too: whether a test of it held would tell what it hides.
 """
 
 from __future__ import annotations
@@ -91,20 +92,22 @@ def render_explanation(
                 shown[group] = [walk(c, f"{at}.{group}[{n}]") for n, c in enumerate(node[group])]
         if isinstance(node.get("not"), dict):
             shown["not"] = walk(node["not"], f"{at}.not")
+        leaf: tuple[Callable[[str], PiiCategory], str, str] | None = None
         if "trait" in node:
             name = str(node["trait"].get("name", ""))
-            shown["seen"] = render_value(
-                access, node.get("seen"), policy.trait_category, name, f"{at}.seen",
-                f"{label}.{name}", customer, where,
-            )  # fmt: skip
-        if "computed" in node:
+            leaf = (policy.trait_category, name, name)
+        elif "computed" in node:
             name = str(node["computed"].get("name", ""))
             prop = aggregates.get(name, "")
-            if prop is not None:
-                shown["seen"] = render_value(
-                    access, node.get("seen"), policy.property_category, prop, f"{at}.seen",
-                    f"{label}.{name}", customer, where,
-                )  # fmt: skip
+            leaf = None if prop is None else (policy.property_category, prop, name)
+        if leaf is not None:
+            classify, key, name = leaf
+            if access.mode(category_of(access, classify, key)) is Mode.DENIED:
+                shown["holds"] = None  # whether the test held would tell what the value hides
+            shown["seen"] = render_value(
+                access, node.get("seen"), classify, key, f"{at}.seen", f"{label}.{name}",
+                customer, where,
+            )  # fmt: skip
         return shown
 
     shown = dict(explanation)

@@ -265,6 +265,7 @@ async def test_an_explanation_is_masked_by_the_callers_role(served: Served) -> N
     body = response.json()
     nodes = body["data"]["explainMembership"]["condition"]["all"]
     assert [n.get("seen") for n in nodes[:3]] == ["A***@E***.com", None, 1]
+    assert [n["holds"] for n in nodes] == [True, None, True, True]  # not what spend hides
     [denied] = body["errors"]
     assert denied["extensions"] == {"code": "FORBIDDEN_FIELD", "key": "condition.all[1].seen"}
     assert denied["path"] == ["explainMembership"]

@@ -39,6 +39,7 @@ from graph_api.access.policy import Mode
 from graph_api.context import Info
 from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
+from graph_api.prefetch import prefetch_customer
 from graph_api.privacy import erasure, export, retention
 from graph_api.settings import Settings
 from graph_api.tracking.ingest import ingest_counted
@@ -48,7 +49,12 @@ from graph_api.types.audience_change import AudienceChangeConnection
 from graph_api.types.audit_entry import AuditConnection
 from graph_api.types.computed_trait import ComputedTrait
 from graph_api.types.consent import Consent, ConsentInput
-from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
+from graph_api.types.customer import (
+    DEFAULT_EVENTS,
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
+)
 from graph_api.types.customer_filter import CustomerFilter
 from graph_api.types.erasure_receipt import ErasureReceipt
 from graph_api.types.identifier import IdentifierInput
@@ -81,13 +87,12 @@ class Query:
         id: strawberry.ID | None = None,
         identifier: IdentifierInput | None = None,
     ) -> Customer | None:
-        context = info.context
         if (id is None) == (identifier is None):
             raise bad_input("give exactly one of id and identifier")
         if identifier is not None:
-            found = await find_by_identifier(info, identifier)
+            found = await find_by_identifier(info, identifier, prefetch=True)
         else:
-            found = await context.loaders.resolve.load(str(id))
+            found = await prefetch_customer(info, profile_id=str(id), default_events=DEFAULT_EVENTS)
         return Customer(id=strawberry.ID(found)) if found else None
 
     @operation(
@@ -263,9 +268,12 @@ class Query:
         return JSON(await engine.explain(str(customer_id), str(audience_id)))
 
 
-async def find_by_identifier(info: Info, identifier: IdentifierInput) -> str | None:
+async def find_by_identifier(
+    info: Info, identifier: IdentifierInput, *, prefetch: bool = False
+) -> str | None:
     """The customer holding an identifier: by its value where the caller reads that kind
-    clear, by its digest where the caller reads it hashed, refused otherwise."""
+    clear, by its digest where the caller reads it hashed, refused otherwise. With
+    `prefetch`, what the query selects of the customer comes in the same store read."""
     services = info.context.services
     kind = identifier.kind.strip().lower()
     if kind in services.rules.kinds:
@@ -280,6 +288,8 @@ async def find_by_identifier(info: Info, identifier: IdentifierInput) -> str | N
             return found.get(digest)
     normalised = identifier.to_domain(services.rules)
     guard_identifier(info, normalised.kind, "look customers up")
+    if prefetch:
+        return await prefetch_customer(info, key=normalised.key, default_events=DEFAULT_EVENTS)
     return await info.context.loaders.profile_of.load(normalised.key)
 
 

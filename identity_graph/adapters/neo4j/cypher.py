@@ -377,6 +377,53 @@ CALL (p) {
 RETURN pid, p.created_at AS created_at, members
 """
 
+_CONTEXT = """
+CALL (p) {
+  OPTIONAL MATCH (i:Identifier {profile_id: p.id})
+  RETURN collect([i.key, i.first_seen, i.last_seen, i.sources]) AS members, collect(i.key) AS keys
+}
+CALL (keys) {
+  UNWIND CASE WHEN $traits THEN keys ELSE [] END AS key
+  MATCH (t:Trait {identifier_key: key})
+  RETURN collect([t.name, t.value, t.source, t.observed_at, t.message_id, t.identifier_key,
+                  t.ord]) AS traits
+}
+CALL (keys) {
+  UNWIND CASE WHEN $limit IS NULL THEN [] ELSE keys END AS key
+  MATCH (e:Event {identifier_key: key})
+  RETURN count(e) AS total
+}
+CALL (keys) {
+  UNWIND CASE WHEN $limit IS NULL THEN [] ELSE keys END AS key
+  MATCH (e:Event {identifier_key: key})
+  WITH e
+  ORDER BY e.ts DESC, e.message_id DESC
+  LIMIT coalesce($limit, 1)
+  RETURN collect(e {.*}) AS found
+}
+RETURN p.id AS pid, p.created_at AS created_at, members, traits, total, found
+"""
+CONTEXT_BY_KEY = (
+    """
+MATCH (k:Identifier {key: $key})
+WHERE k.profile_id IS NOT NULL
+MATCH (p:Profile {id: k.profile_id})
+WHERE p.merged_into IS NULL
+"""
+    + _CONTEXT
+)
+"""a customer by one of its identifiers, with the parts a request reads of it: its
+identifiers, trait values (`$traits`) and first `$limit` events (null: none), in one
+statement"""
+CONTEXT_BY_ID = (
+    """
+MATCH (:Profile {id: $id})-[:MERGED_INTO*0..1000]->(p:Profile)
+WHERE p.merged_into IS NULL
+"""
+    + _CONTEXT
+)
+"""the same, by a profile id (followed through redirects)"""
+
 TRAITS_OF = """
 UNWIND $ids AS pid
 MATCH (i:Identifier {profile_id: pid})

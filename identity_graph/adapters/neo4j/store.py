@@ -73,6 +73,7 @@ from identity_graph.model import (
 from identity_graph.privacy import Cutoffs, ErasureReceipt, Suppression
 from identity_graph.records import AccessRecords
 from identity_graph.store import (
+    CustomerContext,
     IdentityStore,
     ProfileFilter,
     WriteTx,
@@ -243,22 +244,38 @@ class Neo4jStore(IdentityStore):
     async def profiles(self, ids: Sequence[str]) -> dict[str, Profile]:
         wanted = list(dict.fromkeys(ids))
         rows = await self._read(q.PROFILES, ids=wanted)
-        found: dict[str, Profile] = {}
-        for pid, created_at, members in rows:
-            records = [
-                IdentifierRecord(
-                    Identifier.from_key(key),
-                    pid,
-                    from_micros(first),
-                    from_micros(last),
-                    tuple(sources or ()),
-                )
-                for key, first, last, sources in members
-                if key is not None
-            ]
-            records.sort(key=lambda r: (r.first_seen, r.identifier.key))
-            found[pid] = Profile(pid, from_micros(created_at), tuple(records))
+        found = {pid: _profile(pid, created_at, members) for pid, created_at, members in rows}
         return {pid: found[pid] for pid in wanted if pid in found}
+
+    async def customer_context(
+        self,
+        *,
+        key: str | None = None,
+        profile_id: str | None = None,
+        traits: bool = False,
+        events: int | None = None,
+    ) -> CustomerContext | None:
+        """One statement: the profile, its identifiers, trait values and first events page."""
+        if (key is None) == (profile_id is None):
+            raise InvalidOperation("give exactly one of key and profile_id")
+        params: dict[str, Any] = {"traits": traits, "limit": None if events is None else events + 1}
+        if key is not None:
+            rows = await self._read(q.CONTEXT_BY_KEY, key=key, **params)
+        else:
+            rows = await self._read(q.CONTEXT_BY_ID, id=profile_id, **params)
+        if not rows:
+            return None
+        pid, created_at, members, trait_rows, total, found = rows[0]
+        profile = _profile(pid, created_at, members)
+        values = _trait_values(trait_rows) if traits else None
+        page = None
+        if events is not None:
+            more = len(found) > events
+            items = tuple(event_from_row(e) for e in found[:events])
+            page = Page(
+                items, int(total), event_cursor(items[-1]) if more and items else None, more
+            )
+        return CustomerContext(profile, values, page)
 
     async def list_profiles(
         self, *, first: int, after: str | None, where: ProfileFilter
@@ -284,17 +301,10 @@ class Neo4jStore(IdentityStore):
 
     async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
         wanted = list(dict.fromkeys(ids))
-        result: dict[str, list[tuple[Any, ...]]] = {pid: [] for pid in wanted}
-        for pid, name, value, source, at, mid, key, ord_ in await self._read(
-            q.TRAITS_OF, ids=wanted
-        ):
-            result[pid].append(
-                (at, mid, ord_, TraitValue(name, loads(value), source, from_micros(at), mid, key))
-            )
-        return {
-            pid: [row[-1] for row in sorted(rows, key=lambda r: r[:3])]
-            for pid, rows in result.items()
-        }
+        result: dict[str, list[list[Any]]] = {pid: [] for pid in wanted}
+        for pid, *row in await self._read(q.TRAITS_OF, ids=wanted):
+            result[pid].append(row)
+        return {pid: _trait_values(rows) for pid, rows in result.items()}
 
     async def events(
         self,
@@ -443,3 +453,30 @@ class Neo4jStore(IdentityStore):
             if seen < batch:
                 return total
             at, mid = last_at, last_id
+
+
+def _profile(pid: str, created_at: int, members: Sequence[Sequence[Any]]) -> Profile:
+    """A profile from its row: [key, first_seen, last_seen, sources] per identifier."""
+    records = [
+        IdentifierRecord(
+            Identifier.from_key(key),
+            pid,
+            from_micros(first),
+            from_micros(last),
+            tuple(sources or ()),
+        )
+        for key, first, last, sources in members
+        if key is not None
+    ]
+    records.sort(key=lambda r: (r.first_seen, r.identifier.key))
+    return Profile(pid, from_micros(created_at), tuple(records))
+
+
+def _trait_values(rows: Sequence[Sequence[Any]]) -> list[TraitValue]:
+    """Trait values from rows [name, value, source, observed_at, message id, key, ord], in the
+    order they were observed (then stored)."""
+    ordered = sorted(rows, key=lambda r: (r[3], r[4], r[6]))
+    return [
+        TraitValue(name, loads(value), source, from_micros(at), mid, key)
+        for name, value, source, at, mid, key, _ in ordered
+    ]

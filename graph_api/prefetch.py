@@ -1,0 +1,84 @@
+"""One store read for "who is this customer": the customer a query names, with the parts of
+it the query selects (identifiers, trait values, the first page of events), fetched by
+`IdentityStore.customer_context` and primed into the request's dataloaders, so the field
+resolvers find them there. On Neo4j that is one Cypher statement where the fields would send
+four, one after another (issue 19's sales-context query).
+
+Only what the selection asks for at the customer's own level is fetched (through fragments
+too); an `events` selection with `after` or `types`, or several different ones, is left to
+its field's own load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+from graph_api.context import Info
+from graph_api.errors import ApiError
+from graph_api.limits import page_size
+
+TRAIT_FIELDS = frozenset({"traits", "traitHistory"})
+
+
+def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        elif isinstance(selection, FragmentSpread | InlineFragment):
+            yield from _fields(selection.selections)
+
+
+async def prefetch_customer(
+    info: Info, *, key: str | None = None, profile_id: str | None = None, default_events: int
+) -> str | None:
+    """The current customer holding identifier `key` or named by `profile_id`, its selected
+    parts primed into the loaders; None if there is none."""
+    selected = info.selected_fields[0].selections if info.selected_fields else []
+    fields = list(_fields(selected))
+    names = {f.name for f in fields}
+    events: int | None = None
+    event_fields = [f for f in fields if f.name == "events"]
+    if event_fields:
+        wanted = {_events_size(info, f.arguments, default_events) for f in event_fields}
+        if len(wanted) == 1 and None not in wanted:
+            events = wanted.pop()
+    loaders = info.context.loaders
+    found = await info.context.services.store.customer_context(
+        key=key, profile_id=profile_id, traits=bool(names & TRAIT_FIELDS), events=events
+    )
+    if found is None:
+        return None
+    pid = found.profile.id
+    # who holds each of its identifiers (an identifier's clear read is audited against
+    # its holder): this customer, as of this read
+    for record in found.profile.identifiers:
+        loaders.profile_of.prime(record.identifier.key, pid)
+    if key is not None:
+        loaders.profile_of.prime(key, pid)
+    if profile_id is not None:
+        loaders.resolve.prime(profile_id, pid)
+    loaders.resolve.prime(pid, pid)
+    loaders.profile.prime(pid, found.profile)
+    if found.traits is not None:
+        loaders.traits.prime(pid, found.traits)
+    if found.events is not None and events is not None:
+        loaders.events.prime((pid, events, None, None), found.events)
+    return pid
+
+
+def _events_size(info: Info, arguments: dict[str, Any], default: int) -> int | None:
+    """The page size an `events` selection loads with, if it is a plain first page."""
+    if arguments.get("after") is not None or arguments.get("types"):
+        return None
+    first = arguments.get("first", default)
+    if isinstance(first, str) and first.isdigit():
+        first = int(first)  # a literal in the document comes as its text; a variable, resolved
+    if isinstance(first, bool) or not isinstance(first, int):
+        return None
+    try:
+        return page_size(first, info.context.services.settings)
+    except ApiError:  # a bad size: the field itself reports it
+        return None

@@ -15,6 +15,7 @@ from identity_graph.audiences.store import Audience, Membership
 from identity_graph.model import (
     JSON,
     ConsentRecord,
+    Link,
     MergeConflict,
     MergeRecord,
     Page,
@@ -58,6 +59,7 @@ class Loaders:
         self.traits: DataLoader[str, list[TraitValue]] = _loader(store.traits, list)
         self.merge_history: DataLoader[str, list[MergeRecord]] = _loader(store.merge_history, list)
         self.conflicts: DataLoader[str, list[MergeConflict]] = _loader(store.conflicts, list)
+        self.links: DataLoader[str, list[Link]] = _loader(store.links, list)
         self.consents: DataLoader[str, list[ConsentRecord]] = _loader(store.consents, list)
         self.events: DataLoader[EventsKey, Page[StoredEvent]] = DataLoader(self._events)
         self.memberships: DataLoader[str, list[Membership]] = _loader(

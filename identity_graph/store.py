@@ -348,6 +348,10 @@ class IdentityStore(ABC):
         batches). Returns counts under `events`, `messages` and `conflicts`."""
 
     @abstractmethod
+    async def links(self, ids: Sequence[str]) -> dict[str, list[Link]]:
+        """Every link among each current profile's identifiers, ordered by (`a`, `b`)."""
+
+    @abstractmethod
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         """The shortest chain of links from identifier `a` to `b`, in order; None if none."""
 

@@ -14,11 +14,12 @@ from graph_api.access.categories import PiiClassifier
 from graph_api.access.pii import access_mode, pii_field
 from graph_api.access.policy import Mode
 from graph_api.context import Info
-from graph_api.errors import ApiError
+from graph_api.errors import ApiError, bad_input
 from graph_api.limits import page_size
 from graph_api.types.consent import Consent
 from graph_api.types.event import EventConnection, EventType, domain_types
 from graph_api.types.identifier import Identifier
+from graph_api.types.link import Link
 from graph_api.types.merge_conflict import MergeConflict
 from graph_api.types.merge_record import MergeRecord
 from graph_api.types.page_info import PageInfo
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 DEFAULT_EVENTS = 20
 DEFAULT_HISTORY = 20
+DEFAULT_LINKS = 100
 T = TypeVar("T")
 
 
@@ -127,6 +129,24 @@ class Customer:
         size = page_size(first, info.context.services.settings)
         found = await info.context.loaders.conflicts.load(self.id)
         return [MergeConflict.from_domain(c) for c in after_id(found, after, size)]
+
+    @described.field(
+        "The links among this customer's identifiers, each with its evidence, ordered by"
+        " their ends, a page at a time: `after` is how many links the pages before held."
+    )
+    async def links(
+        self, info: Info, first: int = DEFAULT_LINKS, after: str | None = None
+    ) -> list[Link]:
+        size = page_size(first, info.context.services.settings)
+        start = 0
+        if after is not None:
+            if not after.isdigit():
+                raise bad_input("after must be the number of links already read")
+            start = int(after)
+        links = (await info.context.loaders.links.load(self.id))[start : start + size]
+        keys = [key for link in links for key in (link.a, link.b)]
+        holders = await info.context.loaders.holders(keys, otherwise=self.id)
+        return [Link.from_domain(link, holders) for link in links]
 
     @described.field("The effective choice per purpose (most restrictive recent).")
     async def consents(self, info: Info) -> list[Consent]:

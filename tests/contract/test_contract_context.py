@@ -56,3 +56,20 @@ async def test_an_unknown_customer_has_no_context(graph: IdentityGraph) -> None:
     assert await graph.store.customer_context(profile_id="no-such-id", events=5) is None
     with pytest.raises(InvalidOperation):
         await graph.store.customer_context(key="email:a@x.io", profile_id="p")
+
+
+async def test_links_are_every_link_among_a_profiles_identifiers(graph: IdentityGraph) -> None:
+    [one] = await graph.ingest([observe("l1", "user_id:lu", "email:lu@x.io", t=0)])
+    await graph.ingest([observe("l2", "user_id:lu", "anonymous_id:la", t=1)])
+    await graph.ingest([observe("l3", "email:other@x.io", "anonymous_id:lo", t=2)])
+    pid = one.profile_id
+    assert pid
+    found = await graph.store.links([pid, "no-such-profile"])
+    assert list(found) == [pid]
+    assert [(x.a, x.b, x.message_id) for x in found[pid]] == [
+        ("anonymous_id:la", "user_id:lu", "l2"),
+        ("email:lu@x.io", "user_id:lu", "l1"),
+    ]
+    path = await graph.store.link_path("email:lu@x.io", "anonymous_id:la", max_hops=5)
+    assert path is not None
+    assert {frozenset((x.a, x.b)) for x in path} <= {frozenset((x.a, x.b)) for x in found[pid]}

@@ -295,6 +295,15 @@ class ProfileReads:
         rows = await self._member_rows(ids, CONSENTS_OF)
         return {pid: consents_from_rows(found) for pid, found in rows.items()}
 
+    async def links(self, ids: Sequence[str]) -> dict[str, list[Link]]:
+        db = await self._fresh(ids)
+        members = self.partition.members
+        return {
+            pid: sorted(links_from(db, sorted(members[pid])), key=lambda x: (x.a, x.b))
+            for pid in dict.fromkeys(ids)
+            if pid in members
+        }
+
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         owner = self.partition.profile_of.get(a)
         while owner is not None:

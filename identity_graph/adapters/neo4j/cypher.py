@@ -424,6 +424,15 @@ WHERE p.merged_into IS NULL
 )
 """the same, by a profile id (followed through redirects)"""
 
+LINKS_OF = """
+UNWIND $ids AS pid
+MATCH (p:Profile {id: pid})
+WHERE p.merged_into IS NULL
+OPTIONAL MATCH (i:Identifier {profile_id: pid})-[l:LINKED]->(j:Identifier)
+RETURN pid, i.key AS a, j.key AS b, l.source AS source, l.message_id AS message_id,
+       l.observed_at AS observed_at, l.rule AS rule
+"""
+
 TRAITS_OF = """
 UNWIND $ids AS pid
 MATCH (i:Identifier {profile_id: pid})

@@ -365,6 +365,16 @@ class Neo4jStore(IdentityStore):
             for pid, found in rows.items()
         }
 
+    async def links(self, ids: Sequence[str]) -> dict[str, list[Link]]:
+        found: dict[str, list[Link]] = {}
+        for pid, a, b, source, mid, at, rule in await self._read(
+            q.LINKS_OF, ids=list(dict.fromkeys(ids))
+        ):
+            held = found.setdefault(pid, [])
+            if a is not None:
+                held.append(Link(a, b, source, mid, from_micros(at), rule))
+        return {pid: sorted(links, key=lambda x: (x.a, x.b)) for pid, links in found.items()}
+
     async def link_path(self, a: str, b: str, *, max_hops: int) -> list[Link] | None:
         if a == b:
             return [] if await self._read(q.IDENTIFIER_EXISTS, key=a) else None

@@ -139,6 +139,7 @@ class AudienceEngine:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            self._wake.set()  # should it miss the cancellation, it sees it is stopped
             task.cancel()
             try:
                 await task
@@ -374,7 +375,9 @@ class AudienceEngine:
     # --- the task ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        # until `stop`: on Python 3.11 `asyncio.wait_for` can swallow a cancellation that
+        # arrives as the event it waits for is set, so the loop checks its own task
+        while self._task is asyncio.current_task():
             try:
                 await self._step()
             except asyncio.CancelledError:

@@ -381,3 +381,16 @@ async def test_a_page_of_customers_costs_the_same_round_trips_for_1_and_10(serve
         return store.round_trips - before
 
     assert await trips(1) == await trips(10)
+
+
+async def test_the_engine_stops_when_woken_just_before(served: Served) -> None:
+    """A definition wakes the engine's task, and the stop comes before the task has run:
+    Python 3.11's `wait_for` swallows that cancellation; the task must end all the same."""
+    engine = served.services.audiences
+    await served.settle()
+    await asyncio.sleep(0.05)  # the task waits to be woken
+    await engine.define_audience("buyers", {"identifier": {"kind": "email"}}, None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(engine.stop(), 5)  # (`stop` itself swallows this one's timeout)
+    assert loop.time() - started < 2

@@ -41,7 +41,8 @@ class PiiGuard(FieldExtension):
     Reads the field's `@pii` directive once, then renders every value the field resolves
     in the caller's mode: `clear` (and audited), `masked`, `hashed`, or `denied` (null and a
     `FORBIDDEN_FIELD` error). JSON maps classified by key are rendered value by value at
-    every depth; a denied value in them reads null and is reported (`DeniedKeys`).
+    every depth; a denied value in them reads null and is reported (`DeniedKeys`). Computed
+    trait values and membership explanations are rendered by `graph_api.access.audiences`.
     """
 
     category: PiiCategory | None = None

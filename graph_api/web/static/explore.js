@@ -1,11 +1,13 @@
 // The c360 explorer: a customer's profile and identity graph, read through the public GraphQL
 // API with the key the user pastes (kept in this tab's sessionStorage only), so the key's
-// role decides what is drawn. Plain JS, no build step; cytoscape draws the graph.
+// role decides what is drawn. Plain JS, no build step; cytoscape draws the graph. The edges
+// are the customer's links (Customer.links, a page at a time); explainLink only highlights
+// the path between two identifiers the user picks.
 (function () {
   "use strict";
 
   var KEY_ITEM = "c360.explore.key";
-  var EXPLAIN_BATCH = 25; // aliases per request, under the server's alias limit (30)
+  var LINKS_PAGE = 100; // links per request: the server's maximum page size by default
   var KIND_COLOURS = {
     user_id: "#1c7ed6",
     email: "#2b8a3e",
@@ -44,6 +46,9 @@
   var SPLIT =
     "mutation Split($customer: ID!, $identifiers: [IdentifierInput!]!) {" +
     " unmerge(customerId: $customer, identifiers: $identifiers) { id kind survivorId absorbedId } }";
+  var LINKS =
+    "query Links($id: ID, $first: Int!, $after: String) { customer(id: $id) {" +
+    " links(first: $first, after: $after) { ...link } } }\n" + LINK;
   var EXPLAIN =
     "query Explain($a: IdentifierInput!, $b: IdentifierInput!) { explainLink(a: $a, b: $b) { linked path { ...link } } }\n" +
     LINK;
@@ -53,7 +58,8 @@
     admin: false,
     customer: null,
     errors: [],
-    nodes: [], // one per identifier: {id, kind, value, clear, denied, data}
+    nodes: [], // one per identifier: {id, kind, value, clear, denied, twins, identifier}
+    shownAs: {}, // kind and value as shown to the role -> the nodes shown so
     picked: [],
     cy: null,
     after: null,
@@ -378,8 +384,20 @@
     ].join("\n");
   }
 
+  // Nodes are keyed by kind and value as the role sees them: clear, hashed (one hash per
+  // value), masked (j***@e***.com: several values can look alike) or denied (null). A link's
+  // ends come back shown the same way, so an end names a node when exactly one node is shown
+  // so; when several are, which one it is cannot be told, and the link is not drawn.
+  function shownKey(kind, value) {
+    return kind + "\u0000" + (value === null || value === undefined ? "\u0000denied" : value);
+  }
+
+  function nodesShownAs(ref) {
+    return state.shownAs[shownKey(ref.kind, ref.value)] || [];
+  }
+
   function nodeOf(ref) {
-    var matches = state.nodes.filter(function (n) { return n.kind === ref.kind && n.value === ref.value; });
+    var matches = nodesShownAs(ref);
     return matches.length === 1 ? matches[0] : null;
   }
 
@@ -387,64 +405,72 @@
     return a < b ? a + "|" + b : b + "|" + a;
   }
 
-  // The API explains links between identifiers a role reads clear: the paths from one
-  // identifier to every other make a tree of real links, each with its evidence.
-  function explainTree(anchor, targets) {
-    var batches = [];
-    for (var i = 0; i < targets.length; i += EXPLAIN_BATCH) batches.push(targets.slice(i, i + EXPLAIN_BATCH));
+  // All the customer's links, LINKS_PAGE a request: `after` is how many were read before.
+  // A server with a smaller maximum page size says so (BAD_INPUT), and is asked for that.
+  function allLinks(id, isCurrent) {
     var links = [];
-    var refused = {};
-    var run = batches.reduce(function (previous, batch) {
-      return previous.then(function () {
-        var declared = ["$a: IdentifierInput!"];
-        var fields = [];
-        var variables = { a: { kind: anchor.kind, value: anchor.value } };
-        batch.forEach(function (node, j) {
-          declared.push("$b" + j + ": IdentifierInput!");
-          fields.push("e" + j + ": explainLink(a: $a, b: $b" + j + ") { linked path { ...link } }");
-          variables["b" + j] = { kind: node.kind, value: node.value };
+    var size = LINKS_PAGE;
+    function page() {
+      var variables = { id: id, first: size, after: links.length ? String(links.length) : null };
+      return gql(LINKS, variables)
+        .then(function (result) {
+          var customer = result.data.customer;
+          if (!customer || !customer.links) throw new ApiError(result.errors, 200);
+          return customer.links;
+        })
+        .catch(function (error) {
+          var most = /at most (\d+)/.exec(error.message);
+          var smaller = most ? Number(most[1]) : 0;
+          if (error.code !== "BAD_INPUT" || !(smaller > 0 && smaller < size)) throw error;
+          size = smaller;
+          return page();
         });
-        var query = "query Tree(" + declared.join(", ") + ") { " + fields.join(" ") + " }\n" + LINK;
-        return gql(query, variables).then(function (result) {
-          batch.forEach(function (node, j) {
-            var answer = result.data["e" + j];
-            if (answer && answer.linked) links = links.concat(answer.path);
-          });
-          result.errors.forEach(function (error) {
-            var j = error.path ? Number(String(error.path[0]).slice(1)) : NaN;
-            if (!isNaN(j) && batch[j]) refused[batch[j].kind] = error.message;
-          });
-        });
+    }
+    function next() {
+      return page().then(function (got) {
+        links = links.concat(got);
+        if (got.length < size || !isCurrent()) return links;
+        if (links.length > size) say("Reading links: " + links.length + "…");
+        return next();
       });
-    }, Promise.resolve());
-    return run.then(function () {
-      return { links: links, refused: refused };
-    });
+    }
+    return next();
   }
 
   function draw() {
     var c = state.customer;
     state.picked = [];
+    state.shownAs = {};
     state.nodes = c.identifiers.map(function (identifier, i) {
-      var denied = identifier.value === null;
-      return {
+      var node = {
         id: "n" + i,
         kind: identifier.kind,
         value: identifier.value,
         clear: isClear(identifier.value),
-        denied: denied,
+        denied: identifier.value === null,
+        twins: 0,
         identifier: identifier,
       };
+      var key = shownKey(node.kind, node.value);
+      (state.shownAs[key] = state.shownAs[key] || []).push(node);
+      return node;
     });
-    var clear = state.nodes.filter(function (n) { return n.clear; });
-    clear.sort(function (a, b) {
-      return rank(a.kind) - rank(b.kind);
+    Object.keys(state.shownAs).forEach(function (key) {
+      var alike = state.shownAs[key];
+      if (alike.length > 1) alike.forEach(function (n) { n.twins = alike.length - 1; });
     });
-    var anchor = clear[0];
-    var explained = anchor ? explainTree(anchor, clear.slice(1)) : Promise.resolve({ links: [], refused: {} });
-    return explained.then(function (tree) {
-      render(anchor, tree);
+    var anchors = state.nodes.filter(function (n) { return !n.denied; }).sort(function (a, b) {
+      return (b.clear - a.clear) || (a.twins > 0) - (b.twins > 0) || rank(a.kind) - rank(b.kind);
     });
+    var isCurrent = function () { return state.customer === c; };
+    return allLinks(c.id, isCurrent)
+      .then(
+        function (links) { return { links: links, failed: null }; },
+        function (error) { return { links: [], failed: error.message }; }
+      )
+      .then(function (read) {
+        if (isCurrent()) render(anchors[0], read);
+      });
   }
 
   function rank(kind) {
@@ -452,10 +478,11 @@
     return at < 0 ? KIND_ORDER.length : at;
   }
 
-  function render(anchor, tree) {
+  function render(anchor, read) {
     var c = state.customer;
     var elements = [];
     var edges = {};
+    var unmatched = { alike: 0, absent: 0 };
     state.nodes.forEach(function (n) {
       elements.push({
         group: "nodes",
@@ -463,31 +490,37 @@
         classes: "identifier" + (n.denied ? " denied" : "") + (n.clear ? "" : " hidden-value"),
       });
     });
-    function addEdge(link, classes, extra) {
-      var from = nodeOf(link.from);
-      var to = nodeOf(link.to);
-      if (!from || !to || from === to) return null;
-      var key = edgeKey(from.id, to.id);
-      if (edges[key]) {
-        if (classes.indexOf("merge") >= 0) {
-          edges[key].classes += " merge";
-          edges[key].data.tip += "\n" + extra;
-        }
-        return edges[key];
+    function addEdge(link) {
+      var from = nodesShownAs(link.from);
+      var to = nodesShownAs(link.to);
+      if (from.length > 1 || to.length > 1) {
+        unmatched.alike += 1; // an end shown like another identifier: which one is unknown
+        return;
       }
+      if (!from.length || !to.length) {
+        unmatched.absent += 1; // the profile changed between the two reads
+        return;
+      }
+      var key = edgeKey(from[0].id, to[0].id);
+      if (edges[key] || from[0] === to[0]) return;
       edges[key] = {
         group: "edges",
-        data: { id: "e" + Object.keys(edges).length, source: from.id, target: to.id, tip: evidence(link) + (extra ? "\n" + extra : ""), link: link },
-        classes: classes,
+        data: { id: "e" + Object.keys(edges).length, source: from[0].id, target: to[0].id, tip: evidence(link), link: link },
+        classes: "link",
       };
       elements.push(edges[key]);
-      return edges[key];
     }
-    tree.links.forEach(function (link) { addEdge(link, "link"); });
+    read.links.forEach(addEdge);
+    // a live merge's links are among the customer's links: drawn as its boundary
     c.mergeHistory.forEach(function (record) {
       if (record.kind !== "MERGE" || record.undoneBy) return;
       record.links.forEach(function (link) {
-        addEdge(link, "link merge", "merge boundary: " + record.id + " at " + when(record.at));
+        var from = nodeOf(link.from);
+        var to = nodeOf(link.to);
+        var edge = from && to && edges[edgeKey(from.id, to.id)];
+        if (!edge) return;
+        if (edge.classes.indexOf("merge") < 0) edge.classes += " merge";
+        edge.data.tip += "\nmerge boundary: " + record.id + " at " + when(record.at);
       });
     });
     c.conflicts.forEach(function (conflict) {
@@ -557,9 +590,11 @@
     placeAll(layout === "rings" ? rings(anchor) : layout);
     $("graph").setAttribute("data-identifiers", String(count));
     $("graph").setAttribute("data-links", String(linkCount));
+    $("graph").setAttribute("data-api-links", String(read.links.length));
+    $("graph").setAttribute("data-unmatched", String(unmatched.alike + unmatched.absent));
     bindGraph();
     legend();
-    notes(tree.refused);
+    notes(read, unmatched);
     $("details").replaceChildren();
     updateActions();
   }
@@ -624,7 +659,8 @@
       if (node) {
         var i = node.identifier;
         text = i.kind + " " + (i.value === null ? "(denied)" : i.value) + "\nfirst seen " + when(i.firstSeen) +
-          "\nlast seen " + when(i.lastSeen) + "\nsources: " + i.sources.join(", ");
+          "\nlast seen " + when(i.lastSeen) + "\nsources: " + i.sources.join(", ") +
+          (node.twins ? "\nshown to your role like " + node.twins + " other(s): its links are not drawn" : "");
       }
       if (!text) return;
       tip.textContent = text;
@@ -667,16 +703,30 @@
     $("legend").replaceChildren.apply($("legend"), items);
   }
 
-  function notes(refused) {
+  function notes(read, unmatched) {
     var messages = [];
+    if (read.failed) messages.push("The links could not be read, so no edges are drawn: " + read.failed);
+    var alike = {};
+    state.nodes.forEach(function (n) {
+      if (n.twins) alike[n.kind + " " + short(n.value)] = n.twins + 1;
+    });
+    var names = Object.keys(alike);
+    if (unmatched.alike) {
+      messages.push(unmatched.alike + " of " + read.links.length + " link(s) not drawn: your role sees " +
+        names.map(function (name) { return name + " (×" + alike[name] + ")"; }).join(", ") +
+        " as more than one identifier of this customer (masked or denied alike), so which one a link names cannot be told.");
+    } else if (names.length) {
+      messages.push(names.length + " value(s) your role sees as more than one identifier: " + names.join(", ") + ".");
+    }
+    if (unmatched.absent) {
+      messages.push(unmatched.absent + " link(s) name identifiers this profile did not hold when it was read" +
+        " (it changed meanwhile): find the customer again to redraw.");
+    }
     var hidden = state.nodes.filter(function (n) { return !n.clear; });
     if (hidden.length) {
-      messages.push(hidden.length + " identifier(s) are masked, hashed or denied to your role (dashed): the API" +
-        " explains no link by such a value, so their links are not drawn (merge boundaries excepted).");
+      messages.push(hidden.length + " identifier(s) are masked, hashed or denied to your role (dashed):" +
+        " \u201cExplain link\u201d needs two it reads clear.");
     }
-    Object.keys(refused).forEach(function (kind) {
-      messages.push(kind + ": " + refused[kind]);
-    });
     $("notes").replaceChildren.apply($("notes"), messages.map(function (m) { return h("div", { text: m }); }));
   }
 

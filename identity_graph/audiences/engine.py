@@ -414,7 +414,7 @@ class AudienceEngine:
             except BaseException:  # evaluated again on the next step
                 self._dirty.update(dict.fromkeys(batch))
                 raise
-        elif self._builds:
+        if self._builds:  # a page each step, so that steady ingest never starves a build
             async with self._lock:
                 await self._build_step()
 

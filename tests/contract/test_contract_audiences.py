@@ -531,3 +531,27 @@ async def test_a_new_audience_is_built_over_existing_profiles(
         assert steps == sorted(steps) and 0 < steps[0] < 1
     finally:
         await engine.stop()
+
+
+async def test_a_build_finishes_while_profiles_keep_being_touched(
+    graph: IdentityGraph, engine: AudienceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "BUILD_PAGE", 2)
+    await engine.define_audience("anyone", {"identifier": {"kind": "user_id"}}, None)
+    outcomes = await graph.ingest([observe(f"m{n}", f"user_id:u{n}", t=n) for n in range(6)])
+    await engine.settle()
+    defined = await engine.define_audience(
+        "u3", {"trait": {"name": "n", "op": "eq", "value": 3}}, None
+    )
+    await graph.ingest([observe("t3", "user_id:u3", t=9, traits={"n": 3})])
+    pid = outcomes[0].profile_id
+    assert pid
+    for _ in range(5000):  # steady ingest, as the engine sees it: the build goes on regardless
+        engine.touched([pid])
+        await asyncio.sleep(0)
+        [found] = [a for a in await engine.defined() if a.id == defined.id]
+        if found.status is Status.READY:
+            break
+    assert found.status is Status.READY
+    await engine.settle()
+    assert await members(engine, "u3") == {outcomes[3].profile_id}

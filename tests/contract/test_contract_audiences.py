@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from itertools import count
-from typing import Any
 
 import pytest
 from streams import at, observe
@@ -24,7 +23,7 @@ from identity_graph.audiences.store import (
     Status,
 )
 from identity_graph.errors import InvalidOperation
-from identity_graph.model import ConsentStatus
+from identity_graph.model import ConsentStatus, Observation
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
@@ -89,14 +88,12 @@ async def test_audiences_are_listed_by_name_and_keep_their_counted_size(
     change = Changes()
     assert await aud.record([change("a1", "p1", ENTERED), change("a1", "p2", ENTERED)]) == 2
     built = T + timedelta(hours=1)
-    ready = Audience(
-        "a1", "ants", {"trait": {"name": "x", "op": "eq", "value": 1}}, "advertising",
-        Status.READY, T, built, 1.0, 0,
-    )  # fmt: skip
+    condition = {"trait": {"name": "x", "op": "eq", "value": 1}}
+    ready = Audience("a1", "ants", condition, "advertising", Status.READY, T, built, 1.0, 0)
     await aud.put_audience(ready)
     [stored, _] = await aud.audiences()
     assert stored == Audience(
-        "a1", "ants", ready.condition, "advertising", Status.READY, T, built, 1.0, 2
+        "a1", "ants", condition, "advertising", Status.READY, T, built, 1.0, 2
     )
 
 
@@ -268,12 +265,12 @@ async def log(engine: AudienceEngine, name: str) -> list[tuple[str, ChangeKind]]
     return [(c.customer_id, c.kind) for c in page.items]
 
 
-def order(n: str, *keys: str, t: float, total: float, currency: str = "EUR") -> Any:
+def order(n: str, *keys: str, t: float, total: float, currency: str = "EUR") -> Observation:
     props = {"total": total, "currency": currency}
     return observe(n, *keys, t=t, event="Order Completed", properties=props)
 
 
-def viewed(n: str, *keys: str, t: float, category: str) -> Any:
+def viewed(n: str, *keys: str, t: float, category: str) -> Observation:
     return observe(n, *keys, t=t, event="Viewed", properties={"category": category})
 
 
@@ -356,8 +353,7 @@ async def test_computed_traits_and_audiences_follow_ingest(
     assert await members(engine, "pro_ads") == set()  # no consent to advertise
     sizes = {a.name: a.size for a in await engine.defined()}
     assert sizes == {"big_spenders": 1, "browsers": 2, "loyal": 1, "pro_ads": 0, "shoe_fans": 1}
-    assert await log(engine, "browsers") in ([(p1, ENTERED), (p2, ENTERED)],
-                                             [(p2, ENTERED), (p1, ENTERED)])  # fmt: skip
+    assert sorted(await log(engine, "browsers")) == sorted([(p1, ENTERED), (p2, ENTERED)])
 
     assert await engine.computed_values(p1) == {
         "categories": 0,
@@ -413,9 +409,9 @@ async def test_a_merge_exits_the_absorbed_profile_and_an_undo_or_split_brings_it
     await engine.settle()
     assert await members(engine, "emailable") == {pa}
     assert await members(engine, "buyers") == {pa}
-    assert await log(engine, "emailable") == [(pb, ENTERED), (pb, EXITED), (pa, ENTERED)] or (
-        await log(engine, "emailable") == [(pb, ENTERED), (pa, ENTERED), (pb, EXITED)]
-    )
+    history = await log(engine, "emailable")  # the last two at one moment, in id order
+    assert history[0] == (pb, ENTERED)
+    assert sorted(history[1:]) == sorted([(pb, EXITED), (pa, ENTERED)])
     assert (await engine.audiences.memberships([pb]))[pb] == []
 
     await graph.undo_merge(m.merges[0], actor="ops")

@@ -4,14 +4,13 @@ process directly, as the access records are (`records`). Opened and closed with 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from identity_graph.adapters.embedded.journal import connect
+from identity_graph.adapters.embedded.side_file import SideFile
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, qmarks
 from identity_graph.audiences.store import (
     Audience,
@@ -23,7 +22,7 @@ from identity_graph.audiences.store import (
     Status,
 )
 from identity_graph.codec import dumps, from_micros, loads, to_micros
-from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.errors import InvalidOperation
 from identity_graph.model import Page
 
 T = TypeVar("T")
@@ -66,25 +65,15 @@ class EmbeddedAudiences(AudienceStore):
 
     def __init__(self, *, round_trip: Callable[[], None]) -> None:
         """`round_trip` is called on each read and write (the store counts them)."""
-        self._round_trip = round_trip
-        self._lock = asyncio.Lock()
-        """held by each write, and by `close`"""
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._file = SideFile("audience", round_trip=round_trip)
 
     def open(self, data_dir: Path) -> None:
         """Open the audiences file in `data_dir`, making its tables."""
-        self._writer = connect(data_dir / AUDIENCES_FILE)
-        self._writer.executescript(SCHEMA)
-        self._reader = connect(data_dir / AUDIENCES_FILE)
+        self._file.open(data_dir / AUDIENCES_FILE, lambda db: db.executescript(SCHEMA))
 
     async def close(self) -> None:
         """Close the audiences file once no write is under way."""
-        async with self._lock:
-            for conn in (self._writer, self._reader):
-                if conn is not None:
-                    conn.close()
-            self._writer = self._reader = None
+        await self._file.close()
 
     # --- computed traits ----------------------------------------------------------------
 
@@ -268,30 +257,8 @@ class EmbeddedAudiences(AudienceStore):
     # --- connections --------------------------------------------------------------------
 
     def _read(self) -> sqlite3.Connection:
-        self._round_trip()
-        if self._reader is None:
-            raise StoreUnavailable("the embedded store is not open")
-        return self._reader
+        return self._file.read()
 
     async def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one write transaction, in a worker thread."""
-        async with self._lock:
-            db = self._writer
-            if db is None:
-                raise StoreUnavailable("the embedded store is not open")
-            self._round_trip()
-
-            def run() -> T:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                return result
-
-            try:
-                return await asyncio.to_thread(run)
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"embedded audience store write failed: {e}") from e
+        return await self._file.transaction(work)

@@ -4,17 +4,17 @@ never waits for the copier. Opened and closed with the store."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from identity_graph.adapters.embedded.journal import TABLES_FILE, connect
+from identity_graph.adapters.embedded.journal import TABLES_FILE
+from identity_graph.adapters.embedded.side_file import SideFile
 from identity_graph.adapters.embedded.sql import AUDIT_FILE, create_audit_tables
 from identity_graph.codec import dumps, from_micros, loads, to_micros
-from identity_graph.errors import InvalidOperation, StoreUnavailable
+from identity_graph.errors import InvalidOperation
 from identity_graph.model import Page
 from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 
@@ -24,26 +24,18 @@ class EmbeddedRecords(AccessRecords):
 
     def __init__(self, *, round_trip: Callable[[], None]) -> None:
         """`round_trip` is called on each read and write (the store counts them)."""
-        self._round_trip = round_trip
-        self._lock = asyncio.Lock()
-        """held by each write, and by `close`"""
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._file = SideFile("audit", round_trip=round_trip)
 
     def open(self, data_dir: Path) -> None:
         """Open the audit file in `data_dir`, making its tables (and moving there the
         audit log and API keys an older c360 kept in the tables file)."""
-        self._writer = connect(data_dir / AUDIT_FILE)
-        create_audit_tables(self._writer, data_dir / TABLES_FILE)
-        self._reader = connect(data_dir / AUDIT_FILE)
+        self._file.open(
+            data_dir / AUDIT_FILE, lambda db: create_audit_tables(db, data_dir / TABLES_FILE)
+        )
 
     async def close(self) -> None:
         """Close the audit file once no write is under way."""
-        async with self._lock:
-            for conn in (self._writer, self._reader):
-                if conn is not None:
-                    conn.close()
-            self._writer = self._reader = None
+        await self._file.close()
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         if not entries:
@@ -155,33 +147,13 @@ class EmbeddedRecords(AccessRecords):
         return changed > 0
 
     def _read(self) -> sqlite3.Connection:
-        self._round_trip()
-        if self._reader is None:
-            raise StoreUnavailable("the embedded store is not open")
-        return self._reader
+        return self._file.read()
 
     async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Write rows in one transaction (in a worker thread); return how many changed."""
-        async with self._lock:
-            db = self._writer
-            if db is None:
-                raise StoreUnavailable("the embedded store is not open")
-            self._round_trip()
-
-            def run() -> int:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    changed = sum(db.execute(sql, row).rowcount for row in rows)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                return changed
-
-            try:
-                return await asyncio.to_thread(run)
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"embedded store write failed: {e}") from e
+        return await self._file.transaction(
+            lambda db: sum(db.execute(sql, row).rowcount for row in rows)
+        )
 
 
 SELECT_API_KEYS = (

@@ -1,0 +1,79 @@
+"""A SQLite file of the data directory that the API process writes itself, never the copier
+(`audit.sqlite3`, `audiences.sqlite3`): small writes that must not wait behind a copy
+window's transaction.
+
+One writer, used by one transaction at a time in a worker thread (so the event loop never
+waits on the disk), and one reader for short reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from identity_graph.adapters.embedded.journal import connect
+from identity_graph.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+
+class SideFile:
+    """One such file: `open` it, `read` from it, run a `transaction` on it, `close` it."""
+
+    def __init__(self, what: str, *, round_trip: Callable[[], None]) -> None:
+        """`what` names the file in errors; `round_trip` is called on each read and write
+        (the store counts them)."""
+        self.what = what
+        self._round_trip = round_trip
+        self._lock = asyncio.Lock()
+        """held by each transaction, and by `close`"""
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+
+    def open(self, path: Path, create: Callable[[sqlite3.Connection], object]) -> None:
+        """Open the file, `create` making its tables with the writer first."""
+        self._writer = connect(path)
+        create(self._writer)
+        self._reader = connect(path)
+
+    async def close(self) -> None:
+        """Close the file once no transaction is under way."""
+        async with self._lock:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+
+    def read(self) -> sqlite3.Connection:
+        """The reader, for a short read on the event loop."""
+        self._round_trip()
+        if self._reader is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._reader
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one write transaction, in a worker thread; a failure rolls it
+        back and is a `StoreUnavailable`."""
+        async with self._lock:
+            db = self._writer
+            if db is None:
+                raise StoreUnavailable("the embedded store is not open")
+            self._round_trip()
+
+            def run() -> T:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                return result
+
+            try:
+                return await asyncio.to_thread(run)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store {self.what} write failed: {e}") from e

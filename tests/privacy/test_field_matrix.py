@@ -42,6 +42,15 @@ REACH: dict[str, Callable[[Seeded], list[Path]]] = {
 }
 """How a query on `customer(id:)` reaches objects of each type carrying `@pii` fields."""
 
+ELSEWHERE = {
+    ("Customer", "computedTraits"): "tests/api/test_audiences_api.py::"
+    "test_computed_traits_are_masked_by_the_property_they_aggregate",
+    ("Query", "explainMembership"): "tests/api/test_audiences_api.py::"
+    "test_an_explanation_is_masked_by_the_callers_role",
+}
+"""`@pii` fields whose values exist only once computed traits and audiences are defined, read
+by each role in the test named (the seed here defines none)."""
+
 CONTEXT = {"Identifier": "kind", "IdentifierRef": "kind", "Event": "id", "TraitValue": "name"}
 """The sibling field that says which seed value an object holds."""
 
@@ -101,7 +110,8 @@ def selection(paths: dict[Path, set[str]]) -> str:
 def by_type() -> dict[str, list[PiiField]]:
     grouped: dict[str, list[PiiField]] = {}
     for field in pii_fields():
-        grouped.setdefault(field.type_name, []).append(field)
+        if (field.type_name, field.name) not in ELSEWHERE:
+            grouped.setdefault(field.type_name, []).append(field)
     return grouped
 
 
@@ -132,6 +142,8 @@ def test_the_schema_declares_pii_fields_of_every_category() -> None:
 def test_every_pii_type_is_reachable() -> None:
     unreachable = sorted(by_type().keys() - REACH.keys())
     assert not unreachable, f"@pii fields on types the matrix cannot reach: {unreachable}"
+    declared = {(f.type_name, f.name) for f in pii_fields()}
+    assert ELSEWHERE.keys() <= declared  # an entry for a field that is gone fails too
 
 
 def test_typed_traits_and_their_history_share_a_category() -> None:
@@ -205,7 +217,7 @@ async def test_each_role_reads_each_field_in_its_mode(
     assert response.status_code == 200, response.text
     body = response.json()
     checks, denied, reached = expected_view(role, seeded, body["data"])
-    assert reached == {f"{f.type_name}.{f.name}" for f in pii_fields()}
+    assert reached == {f"{t}.{f.name}" for t, fields in by_type().items() for f in fields}
     wrong = [(label, got, want) for label, got, want in checks if got != want]
     assert not wrong, f"{role} sees fields in the wrong mode: {wrong}"
     errors = body.get("errors", [])

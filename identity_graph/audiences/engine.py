@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -65,6 +66,9 @@ BATCH = 200
 BUILD_PAGE = 500
 """profiles a build reads per step"""
 EVENT_PAGE = 1000
+REFRESH_SECONDS = 5.0
+"""how often an engine reads the definitions again: one defined, changed or deleted through
+another API process over the same database is followed within this bound"""
 TICK_SECONDS = 1.0
 """how often the task looks for lapses when nothing wakes it"""
 
@@ -95,6 +99,7 @@ class AudienceEngine:
         make_id: NewId = new_id,
         max_definitions: int = MAX_DEFINITIONS,
         tick: float = TICK_SECONDS,
+        refresh: float = REFRESH_SECONDS,
     ) -> None:
         self.store = store
         self.audiences = audiences
@@ -103,6 +108,8 @@ class AudienceEngine:
         self.make_id = make_id
         self.max_definitions = max_definitions
         self.tick = tick
+        self.refresh = refresh
+        self._refreshed_at = time.monotonic()
         self._traits: dict[str, ComputedTraitDefinition] = {}
         self._trait_records: dict[str, ComputedTrait] = {}
         self._defs: dict[str, _Definition] = {}
@@ -410,6 +417,8 @@ class AudienceEngine:
             except TimeoutError:
                 pass
         self._wake.clear()
+        if time.monotonic() - self._refreshed_at >= self.refresh:
+            await self._refresh()
         now = self.clock()
         while self._lapses and self._lapses[0][0] <= now:
             when, pid = heapq.heappop(self._lapses)
@@ -429,6 +438,37 @@ class AudienceEngine:
         if self._builds:  # a page each step, so that steady ingest never starves a build
             async with self._lock:
                 await self._build_step()
+
+    async def _refresh(self) -> None:
+        """Follow definitions made, changed or deleted by another process: new and changed
+        ones are evaluated live from now on (the process that defined one builds it), and
+        deleted ones are dropped."""
+        self._refreshed_at = time.monotonic()
+        traits = {t.name: t for t in await self.audiences.computed_traits()}
+        stored = {a.id: a for a in await self.audiences.audiences()}
+        async with self._lock:
+            for name, trait in traits.items():
+                known = self._trait_records.get(name)
+                if known is None or known.updated_at != trait.updated_at:
+                    self._traits[name] = parse_computed_trait(name, trait.definition)
+                    self._trait_records[name] = trait
+            for name in set(self._trait_records) - set(traits):
+                del self._trait_records[name]
+                self._traits.pop(name, None)
+            for aid, audience in stored.items():
+                known_def = self._defs.get(aid)
+                if known_def is None or (
+                    (known_def.audience.condition, known_def.audience.purpose)
+                    != (audience.condition, audience.purpose)
+                ):
+                    definition = _Definition(audience, parse_condition(audience.condition))
+                    if definition.computed <= set(self._traits):
+                        self._defs[aid] = definition
+                elif aid not in self._builds:
+                    known_def.audience = audience
+            for aid in set(self._defs) - set(stored):
+                del self._defs[aid]
+                self._builds.pop(aid, None)
 
     async def _evaluate(self, ids: list[str], defs: list[_Definition]) -> None:
         """Evaluate profiles against `defs` and record what changed."""

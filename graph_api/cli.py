@@ -84,14 +84,27 @@ def settings_for(store: str | None, data_dir: Path | None) -> Settings:
     return settings
 
 
-def with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
-    """Open the store, run `work`, close the store."""
+def with_services(
+    settings: Settings, work: Callable[[Services], Awaitable[T]], *, writes: bool = False
+) -> T:
+    """Open the store, run `work`, close the store. A command that `writes` customers runs
+    the audience engine meanwhile, so that its writes move memberships as a server's do
+    (it builds nothing: a server does that)."""
 
     async def run() -> T:
         services = build_services(settings)
         await services.store.open()
         try:
-            return await work(services)
+            if writes:
+                await services.audiences.start(build=False)
+            try:
+                result = await work(services)
+                if writes:
+                    await services.audiences.settle()
+                return result
+            finally:
+                if writes:
+                    await services.audiences.stop()
         finally:
             await services.store.close()
 
@@ -227,7 +240,9 @@ def import_file(
             raise CliError(f"no such file: {file}")
         settings = settings_for(store, data_dir)
         report = with_services(
-            settings, lambda services: run_import(services, file, fmt, mapping or [], batch_size)
+            settings,
+            lambda services: run_import(services, file, fmt, mapping or [], batch_size),
+            writes=True,
         )
     print_report(report)
     if report.rejected and not (report.accepted or report.duplicate or report.dropped):

@@ -124,7 +124,7 @@ def erase_command(
         return await erasure.erase(services, customer, operator(), reason=reason, suppress=suppress)
 
     with failures():
-        receipt = with_services(settings_for(store, data_dir), work)
+        receipt = with_services(settings_for(store, data_dir), work, writes=True)
     typer.echo(
         f"erased customer {receipt.customer_id} (erasure {receipt.id}):"
         f" {receipt.identifiers} identifiers, {receipt.events} events,"
@@ -138,7 +138,7 @@ def run_command(store: StoreOption = None, data_dir: DataDirOption = None) -> No
     from graph_api.cli import failures, settings_for, with_services
 
     with failures():
-        report = with_services(settings_for(store, data_dir), retention.run_retention)
+        report = with_services(settings_for(store, data_dir), retention.run_retention, writes=True)
     typer.echo(
         f"deleted {report.events} events, {report.audit} audit entries, {report.profiles}"
         f" inactive profiles ({report.identifiers} identifiers), {report.messages} message"

@@ -39,8 +39,9 @@ class Services:
     graph: IdentityGraph
     auth: Authenticator
     audiences: AudienceEngine
-    """computed traits and audiences: started and stopped by the server's lifespan only (the
-    CLI never starts it, and an engine not started ignores the writes it is told of)"""
+    """computed traits and audiences: started and stopped by the server's lifespan, and by
+    the CLI's commands that write customers, without builds (`with_services(writes=True)`);
+    an engine not started ignores the writes it is told of"""
     policy: Policy = field(default_factory=Policy.default)
     """who may read which category of personal data, and how"""
     hash_key: bytes = b""

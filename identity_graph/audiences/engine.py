@@ -129,16 +129,17 @@ class AudienceEngine:
 
     # --- life cycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, build: bool = True) -> None:
         """Read the definitions and start the background task (audiences left BUILDING, and
-        those with time windows, are built again)."""
+        those with time windows, are built again, unless not to `build`: a command that
+        only follows its own writes)."""
         for trait in await self.audiences.computed_traits():
             self._traits[trait.name] = parse_computed_trait(trait.name, trait.definition)
             self._trait_records[trait.name] = trait
         for audience in await self.audiences.audiences():
             definition = _Definition(audience, parse_condition(audience.condition))
             self._defs[audience.id] = definition
-            if audience.status is Status.BUILDING or self._windows(definition):
+            if build and (audience.status is Status.BUILDING or self._windows(definition)):
                 self._builds[audience.id] = None
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="c360-audiences")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from identity_graph.model import (
     Observation,
     StoredEvent,
 )
+from identity_graph.normalize import normalize
 from identity_graph.privacy import (
     MAX_REASON,
     MESSAGE_KIND,
@@ -214,15 +215,15 @@ class IdentityGraph:
         message_ids = [o.message_id for o in observations]
 
         async def work(tx: WriteTx) -> list[Outcome]:
-            usable = found
+            planned, usable = observations, found
             if self.store.may_suppress:
                 # inside the transaction, before anything is read or written: a suppressed
                 # value never reaches the store again
-                usable = await self._unsuppressed(tx, observations, found)
+                planned, usable = await self._unsuppressed(tx, observations, found)
             keys = list({i.key for kept in usable for i in kept})  # the store orders its locks
             snapshot = await tx.snapshot(keys, message_ids=message_ids)
             batches, outcomes = plan_batch(
-                observations,
+                planned,
                 snapshot,
                 self.rules,
                 make_id=self.make_id,
@@ -240,9 +241,11 @@ class IdentityGraph:
         tx: WriteTx,
         observations: Sequence[Observation],
         usable: Sequence[list[Identifier]],
-    ) -> list[list[Identifier]]:
-        """Each observation's usable identifiers less the suppressed ones (as if blocked);
-        none at all for a message whose id is suppressed (a replay of an erased person's)."""
+    ) -> tuple[list[Observation], list[list[Identifier]]]:
+        """The observations and their usable identifiers less what is suppressed: each
+        suppressed identifier is dropped as a blocked value would be, and so is a trait that
+        carries its value (an `email` trait that named a suppressed email); a message whose
+        id is suppressed (a replay of an erased person's) keeps no identifier at all."""
         hashes: dict[str, str] = {}
         for observation, kept in zip(observations, usable, strict=True):
             hashes[f"{MESSAGE_KIND}:{observation.message_id}"] = ""
@@ -252,13 +255,37 @@ class IdentityGraph:
             hashes[what] = suppression_hash(self.digest, what)
         suppressed = await tx.suppressed(list(set(hashes.values())))
         if not suppressed:
-            return list(usable)
-        return [
-            []
-            if hashes[f"{MESSAGE_KIND}:{observation.message_id}"] in suppressed
-            else [i for i in kept if hashes[i.key] not in suppressed]
-            for observation, kept in zip(observations, usable, strict=True)
-        ]
+            return list(observations), list(usable)
+        planned: list[Observation] = []
+        remaining: list[list[Identifier]] = []
+        for observation, kept in zip(observations, usable, strict=True):
+            if hashes[f"{MESSAGE_KIND}:{observation.message_id}"] in suppressed:
+                planned.append(observation)
+                remaining.append([])
+                continue
+            dropped = {i.key for i in kept if hashes[i.key] in suppressed}
+            remaining.append([i for i in kept if i.key not in dropped])
+            if dropped and observation.traits:
+                traits = {
+                    name: value
+                    for name, value in observation.traits.items()
+                    if not self._carries(value, dropped)
+                }
+                observation = replace(observation, traits=traits)
+            planned.append(observation)
+        return planned, remaining
+
+    def _carries(self, value: object, keys: set[str]) -> bool:
+        """Whether a trait's value is the value of one of these identifier keys."""
+        if not isinstance(value, str | int):
+            return False
+        for kind in {key.partition(":")[0] for key in keys}:
+            try:
+                if normalize(kind, value, self.rules).key in keys:
+                    return True
+            except IdentityGraphError:
+                continue
+        return False
 
     async def erase(
         self,

@@ -264,3 +264,16 @@ async def test_retention_bounds_message_ids_and_conflicts(graph: IdentityGraph) 
     [again] = await graph.ingest([observe("ident", "user_id:u", "email:u@x.io", t=0)])
     assert again.status == "applied"
     assert now - at(0) > timedelta(days=1)
+
+
+async def test_a_trait_carrying_a_suppressed_value_is_dropped_with_it(
+    graph: IdentityGraph,
+) -> None:
+    ann, _ = await _people(graph)
+    await graph.erase(ann, reason="request", actor="ops")
+    traits = {"email": " ANN@x.io ", "name": "Someone", "user": "ann-1"}
+    [kept] = await graph.ingest([observe("n1", ANN[0], "anonymous_id:new", t=100, traits=traits)])
+    assert kept.status == "applied" and kept.profile_id
+    values = (await graph.store.traits([kept.profile_id]))[kept.profile_id]
+    # the email trait named the suppressed email; a user id trait is no identifier here
+    assert {(v.name, v.value) for v in values} == {("name", "Someone"), ("user", "ann-1")}

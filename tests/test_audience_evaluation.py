@@ -152,3 +152,14 @@ def test_the_next_lapse_is_when_the_oldest_counted_event_leaves_its_window() -> 
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("totals", "kind"),
+    [([10**400, 0.5], "sum"), ([10**400], "average"), ([1e308, 1e308], "sum"), ([10**400], "max")],
+)
+def test_numbers_json_cannot_hold_compute_to_no_value(totals: list[Any], kind: str) -> None:
+    events = tuple(event(n, "Big", 1, total=t) for n, t in enumerate(totals))
+    facts = Facts("p", {}, events, frozenset(), {})
+    definition = parse_computed_trait("t", {"kind": kind, "event": "Big", "property": "total"})
+    assert compute(definition, facts, NOW) is None

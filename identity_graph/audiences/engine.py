@@ -216,16 +216,16 @@ class AudienceEngine:
         if not name or not name.strip() or len(name) > 200:
             raise DefinitionError("name: an audience's name is 1 to 200 characters")
         parsed = parse_condition(condition)
-        unknown = sorted(computed_names(parsed) - set(self._traits))
-        if unknown:
-            raise DefinitionError(
-                f"condition: unknown computed trait(s) {', '.join(map(repr, unknown))}"
-            )
         if purpose is not None and purpose not in PURPOSES:
             raise DefinitionError(
                 f"purpose: unknown consent purpose {purpose!r} (one of {', '.join(PURPOSES)})"
             )
-        async with self._lock:
+        async with self._lock:  # a computed trait is not deleted between the check and the use
+            unknown = sorted(computed_names(parsed) - set(self._traits))
+            if unknown:
+                raise DefinitionError(
+                    f"condition: unknown computed trait(s) {', '.join(map(repr, unknown))}"
+                )
             existing = next((d for d in self._defs.values() if d.audience.name == name), None)
             if existing is None and len(self._defs) >= self.max_definitions:
                 raise DefinitionError(f"at most {self.max_definitions} audiences may be defined")
@@ -376,7 +376,12 @@ class AudienceEngine:
         }
 
     def _computed(self, d: _Definition, facts: Facts, now: datetime) -> dict[str, JSON]:
-        return {name: compute(self._traits[name], facts, now) for name in d.computed}
+        """The computed traits `d` reads (one deleted meanwhile by another process reads
+        as no value)."""
+        return {
+            name: compute(trait, facts, now) if (trait := self._traits.get(name)) else None
+            for name in d.computed
+        }
 
     def _windows(self, d: _Definition) -> list[EventMatch]:
         found = windows(d.condition)
@@ -493,14 +498,20 @@ class AudienceEngine:
                 continue
             was = {m.audience_id for m in held.get(pid, [])}
             lapse: datetime | None = None
-            for d in defs:
-                is_member = self.member(d, facts, now)
-                if is_member != (d.audience.id in was):
-                    kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
-                    changes.append(self._change(d.audience.id, pid, kind, now))
-                when = next_lapse(self._windows(d), facts, now)
-                if when is not None and (lapse is None or when < lapse):
-                    lapse = when
+            mine: list[AudienceChange] = []
+            try:
+                for d in defs:
+                    is_member = self.member(d, facts, now)
+                    if is_member != (d.audience.id in was):
+                        kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
+                        mine.append(self._change(d.audience.id, pid, kind, now))
+                    when = next_lapse(self._windows(d), facts, now)
+                    if when is not None and (lapse is None or when < lapse):
+                        lapse = when
+            except Exception:  # a bug met by one profile's data must not stop the others'
+                log.exception("evaluating customer %s failed; its memberships are kept", pid)
+                continue
+            changes.extend(mine)
             pending = self._pending.get(pid)
             if lapse is not None and (pending is None or lapse < pending):
                 self._pending[pid] = lapse

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -117,15 +118,18 @@ def compute(definition: ComputedTraitDefinition, facts: Facts, now: datetime) ->
     values = [v for e in events if (v := _lookup(e.properties, prop)) is not None]
     if kind in (Kind.SUM, Kind.MIN, Kind.MAX, Kind.AVERAGE):
         numbers = [n for v in values if (n := _number(v)) is not None]
-        if kind is Kind.SUM:
-            return _tidy(sum(numbers))
-        if not numbers:
+        try:
+            if kind is Kind.SUM:
+                return _finite(_tidy(sum(numbers)))
+            if not numbers:
+                return None
+            if kind is Kind.MIN:
+                return _finite(min(numbers))
+            if kind is Kind.MAX:
+                return _finite(max(numbers))
+            return _finite(_tidy(sum(numbers) / len(numbers)))
+        except OverflowError:  # integers beyond a float's range, mixed with floats
             return None
-        if kind is Kind.MIN:
-            return min(numbers)
-        if kind is Kind.MAX:
-            return max(numbers)
-        return _tidy(sum(numbers) / len(numbers))
     scalars = [v for v in values if not isinstance(v, dict | list)]
     if kind is Kind.MOST_FREQUENT:
         if not scalars:
@@ -138,6 +142,15 @@ def compute(definition: ComputedTraitDefinition, facts: Facts, now: datetime) ->
     if kind is Kind.UNIQUE_LIST:
         return [v for _, v in unique]
     return len(unique)  # UNIQUE_COUNT
+
+
+def _finite(value: float | int) -> float | int | None:
+    """The value, or None where JSON has no number for it (infinite, or an integer beyond a
+    float's range)."""
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:
+        return None
 
 
 def _tidy(value: float | int) -> float | int:

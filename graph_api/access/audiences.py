@@ -31,17 +31,28 @@ Where = tuple[str | int, ...]
 
 def aggregated(definition: Mapping[str, Any]) -> str | None:
     """The event property (a name or a dotted path) whose category a computed trait's values
-    inherit; None when they carry no personal value; "" (UNCLASSIFIED) when unknown.
+    inherit; None when they carry no personal value; "" (UNCLASSIFIED) when unknown. The
+    properties its `where` tests count too, as parts of a dotted path whose category is the
+    strictest of its parts'.
 
     >>> aggregated({"kind": "sum", "event": "Order Completed", "property": "revenue"})
     'revenue'
     >>> aggregated({"kind": "unique_count", "property": "sku"}) is None
     True
     """
+    tested = _tested(definition.get("where"))
     if definition.get("kind") in NOT_PERSONAL:
-        return None
+        # a count of the orders above some revenue tells about the revenue
+        return ".".join(tested) if tested else None
     found = definition.get("property")
-    return found if isinstance(found, str) else ""
+    return ".".join([found if isinstance(found, str) else "", *tested]).strip(".")
+
+
+def _tested(where: Any) -> list[str]:
+    """The properties a definition's `where` tests."""
+    if not isinstance(where, list):
+        return []
+    return [str(t["property"]) for t in where if isinstance(t, dict) and "property" in t]
 
 
 def sources(traits: Iterable[ComputedTrait]) -> dict[str, str | None]:
@@ -92,7 +103,20 @@ def render_explanation(
                 shown[group] = [walk(c, f"{at}.{group}[{n}]") for n, c in enumerate(node[group])]
         if isinstance(node.get("not"), dict):
             shown["not"] = walk(node["not"], f"{at}.not")
+        children = [*shown.get("all", []), *shown.get("any", [])]
+        if isinstance(shown.get("not"), dict):
+            children.append(shown["not"])
+        if any(c.get("holds") is None for c in children):
+            shown["holds"] = None  # it would tell what a hidden child's test gave
         leaf: tuple[Callable[[str], PiiCategory], str, str] | None = None
+        if "event" in node:
+            tested = _tested(node["event"].get("where"))
+            if (
+                tested
+                and access.mode(category_of(access, policy.property_category, ".".join(tested)))
+                is Mode.DENIED
+            ):
+                shown["holds"] = shown["seen"] = None  # a count of what the role may not read
         if "trait" in node:
             name = str(node["trait"].get("name", ""))
             leaf = (policy.trait_category, name, name)
@@ -113,6 +137,8 @@ def render_explanation(
     shown = dict(explanation)
     if isinstance(explanation.get("condition"), dict):
         shown["condition"] = walk(explanation["condition"], "condition")
+        if shown["condition"].get("holds") is None:
+            shown["member"] = None  # membership would tell what the condition's answer hides
     return shown
 
 

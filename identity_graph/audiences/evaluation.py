@@ -219,6 +219,10 @@ def _walk(
                 "type": c.match.type.name,
                 "count": {"op": c.count.op.value, "value": c.count.value},
                 "within_days": c.match.within_days,
+                "where": [
+                    {"property": t.property, "op": t.test.op.value, "value": t.test.value}
+                    for t in c.match.where
+                ],
             },
             "holds": c.count.holds(count),
             "seen": count,

@@ -394,3 +394,44 @@ async def test_the_engine_stops_when_woken_just_before(served: Served) -> None:
     started = loop.time()
     await asyncio.wait_for(engine.stop(), 5)  # (`stop` itself swallows this one's timeout)
     assert loop.time() - started < 2
+
+
+async def test_no_node_tells_what_a_denied_value_hides(served: Served) -> None:
+    """A group over a hidden test, an event count filtered on a denied property, and a count
+    computed over one: none of them answers for a role that may not read the value."""
+    api = served.api
+    big = await served.api(
+        DEFINE_TRAIT,
+        {
+            "name": "bigOrders",
+            "definition": {
+                "kind": "event_count",
+                "event": "Order Completed",
+                "where": [{"property": "revenue", "op": "gt", "value": 40}],
+            },
+        },
+    )
+    assert big["defineComputedTrait"]["name"] == "bigOrders"
+    condition = {
+        "any": [
+            {"not": {"computed": {"name": "spend", "op": "gt", "value": 40}}},
+            {"event": {"name": "Order Completed",
+                       "where": [{"property": "revenue", "op": "gt", "value": 40}]}},
+        ]
+    }  # fmt: skip
+    audience = await served.define("hidden", condition)
+    await served.settle()
+    ann = await served.customer("ann-user-5521")
+    admin = (await api(EXPLAIN, {"c": ann, "a": audience}))["explainMembership"]
+    assert admin["member"] is True and admin["condition"]["any"][1]["seen"] == 1
+    marketing = await api.key("marketing")
+    body = (await api.post(EXPLAIN, {"c": ann, "a": audience}, key=marketing)).json()
+    shown = body["data"]["explainMembership"]
+    [negated, event] = shown["condition"]["any"]
+    assert negated["holds"] is None and negated["not"]["holds"] is None
+    assert (event["holds"], event["seen"]) == (None, None)
+    assert shown["condition"]["holds"] is None and shown["member"] is None
+    values = (await api.post(CUSTOMER, {"id": ann}, key=marketing)).json()
+    assert values["data"]["customer"]["computedTraits"]["bigOrders"] is None
+    admin_values = (await api(CUSTOMER, {"id": ann}))["customer"]["computedTraits"]
+    assert admin_values["bigOrders"] == 1

@@ -8,9 +8,11 @@ limit: it is streamed to the file (or stdout) a page of events at a time.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -83,11 +85,17 @@ def export_command(
         if out is None:
             await write(export.chunks(started), sys.stdout)
             return
-        partial = out.with_name(out.name + ".partial")
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            await write(export.chunks(started), handle)
-        partial.replace(out)  # a failed export leaves no file that looks complete
+        # a new file only its owner reads, never one found at that name (nor a link's
+        # target); on failure it is removed: no partial copy of personal data stays behind
+        descriptor, partial = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                await write(export.chunks(started), handle)
+            os.replace(partial, out)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
+            raise
 
     with failures():
         with_services(settings_for(store, data_dir), work)

@@ -140,7 +140,7 @@ class Customer:
         size = page_size(first, info.context.services.settings)
         start = 0
         if after is not None:
-            if not after.isdigit():
+            if not (after.isascii() and after.isdigit()):
                 raise bad_input("after must be the number of links already read")
             start = int(after)
         links = (await info.context.loaders.links.load(self.id))[start : start + size]

@@ -34,5 +34,6 @@ async def test_links_are_paged_with_their_evidence(api: Api) -> None:
     ends = {(x["from"]["value"], x["to"]["value"]) for x in first + rest}
     assert ends == {("a-1", "lnk"), ("a-2", "lnk"), ("links@example.com", "lnk")}
     assert {x["messageId"] for x in first + rest} == {"k1", "k2", "k3"}
-    bad = await api.post(QUERY, {"id": pid, "after": "x"})
-    assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_INPUT"
+    for after in ("x", "²", "-1"):
+        bad = await api.post(QUERY, {"id": pid, "after": after})
+        assert bad.json()["errors"][0]["extensions"]["code"] == "BAD_INPUT", after

@@ -74,7 +74,7 @@ def _events_size(info: Info, arguments: dict[str, Any], default: int) -> int | N
     if arguments.get("after") is not None or arguments.get("types"):
         return None
     first = arguments.get("first", default)
-    if isinstance(first, str) and first.isdigit():
+    if isinstance(first, str) and first.isascii() and first.isdigit():
         first = int(first)  # a literal in the document comes as its text; a variable, resolved
     if isinstance(first, bool) or not isinstance(first, int):
         return None

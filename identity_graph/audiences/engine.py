@@ -450,9 +450,9 @@ class AudienceEngine:
         ones are evaluated live from now on (the process that defined one builds it), and
         deleted ones are dropped."""
         self._refreshed_at = time.monotonic()
-        traits = {t.name: t for t in await self.audiences.computed_traits()}
-        stored = {a.id: a for a in await self.audiences.audiences()}
-        async with self._lock:
+        async with self._lock:  # read under it: a definition made meanwhile is not lost
+            traits = {t.name: t for t in await self.audiences.computed_traits()}
+            stored = {a.id: a for a in await self.audiences.audiences()}
             for name, trait in traits.items():
                 known = self._trait_records.get(name)
                 if known is None or known.updated_at != trait.updated_at:

@@ -70,3 +70,36 @@ async def test_a_definition_made_through_one_engine_is_followed_by_the_other(
     assert {m.audience_id for m in held[bought.profile_id]} == {audience.id}
     sizes = {a.name: a.size for a in await store.audiences.audiences()}  # type: ignore[attr-defined]
     assert sizes == {"buyers": 1}
+
+
+async def test_a_definition_made_while_the_definitions_are_read_again_is_kept(
+    store: IdentityStore,
+) -> None:
+    audiences: AudienceStore = store.audiences  # type: ignore[attr-defined]
+    engine = AudienceEngine(store, audiences, Rules.default(), tick=0.02, refresh=3600)
+    await engine.start()
+    try:
+        reading, resume = asyncio.Event(), asyncio.Event()
+        listed = audiences.audiences
+
+        async def stale_listing():  # type: ignore[no-untyped-def]
+            found = await listed()  # read before the definition below is made
+            reading.set()
+            await resume.wait()
+            return found
+
+        audiences.audiences = stale_listing  # type: ignore[method-assign]
+        refresh = asyncio.create_task(engine._refresh())
+        await reading.wait()
+        define = asyncio.create_task(engine.define_audience("buyers", BUYERS, None))
+        await asyncio.sleep(0.05)
+        resume.set()
+        await refresh
+        made = await define
+        audiences.audiences = listed  # type: ignore[method-assign]
+        assert made.id in engine._defs  # still followed live, not dropped as deleted
+        await engine.settle()
+        [ready] = [a for a in await audiences.audiences() if a.id == made.id]
+        assert ready.status.value == "READY"
+    finally:
+        await engine.stop()

@@ -35,6 +35,7 @@ from identity_graph.audiences.engine import AudienceEngine  # noqa: E402
 from identity_graph.audiences.store import Status  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
 from identity_graph.service import IdentityGraph  # noqa: E402
+from identity_graph.store import ProfileFilter  # noqa: E402
 
 TRAITS = {
     "orders": {"kind": "event_count", "event": "Order Completed"},
@@ -126,7 +127,7 @@ async def run(args: argparse.Namespace) -> None:
         print("  audience sizes:", ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items())))
         await engine.stop()
 
-        profiles = (await plain.list_profiles(first=0, after=None, where=_all())).total
+        profiles = (await plain.list_profiles(first=0, after=None, where=ProfileFilter())).total
         events = plain._read().execute("SELECT count(*) FROM events").fetchone()[0]
         builder = AudienceEngine(plain, plain.audiences, rules)
         await builder.start()
@@ -158,12 +159,6 @@ async def run(args: argparse.Namespace) -> None:
             f" members; one SQL statement: {sql:.2f} s; ratio {built / sql:.1f}x;"
             f" same members: {members == expected}"
         )
-
-
-def _all():  # type: ignore[no-untyped-def]
-    from identity_graph.store import ProfileFilter
-
-    return ProfileFilter()
 
 
 def main() -> None:

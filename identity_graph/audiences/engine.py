@@ -289,15 +289,7 @@ class AudienceEngine:
         if not self._traits or not profile_ids:
             return {pid: {} for pid in profile_ids}
         ids = list(dict.fromkeys(profile_ids))
-        events: dict[str, list[StoredEvent]] = {pid: [] for pid in ids}
-        store = self.store
-        first = await store.events(ids, first=EVENT_PAGE, after=None, types=None)
-        for pid, page in first.items():
-            events[pid].extend(page.items)
-            while page.more and page.items:
-                pages = await store.events([pid], first=EVENT_PAGE, after=page.cursor, types=None)
-                page = pages.get(pid, Page((), 0, None, False))
-                events[pid].extend(page.items)
+        events = await self._events_many(ids)
         now = self.clock()
         values: dict[str, dict[str, JSON]] = {}
         for pid in ids:
@@ -352,15 +344,7 @@ class AudienceEngine:
             return {}
         values = await store.traits(ids)
         consents = await store.consents(ids)
-        events: dict[str, list[StoredEvent]] = {pid: [] for pid in ids}
-        for pid, page in (
-            await store.events(ids, first=EVENT_PAGE, after=None, types=None)
-        ).items():
-            events[pid].extend(page.items)
-            while page.more and page.items:
-                pages = await store.events([pid], first=EVENT_PAGE, after=page.cursor, types=None)
-                page = pages.get(pid, Page((), 0, None, False))
-                events[pid].extend(page.items)
+        events = await self._events_many(ids)
         return {
             pid: Facts(
                 pid,
@@ -374,6 +358,20 @@ class AudienceEngine:
             )
             for pid in ids
         }
+
+    async def _events_many(self, ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+        """Every event of each profile: one batched read, then a page at a time only for
+        profiles with more than a page of them."""
+        events: dict[str, list[StoredEvent]] = {pid: [] for pid in ids}
+        store = self.store
+        first = await store.events(ids, first=EVENT_PAGE, after=None, types=None)
+        for pid, page in first.items():
+            events[pid].extend(page.items)
+            while page.more and page.items:
+                pages = await store.events([pid], first=EVENT_PAGE, after=page.cursor, types=None)
+                page = pages.get(pid, Page((), 0, None, False))
+                events[pid].extend(page.items)
+        return events
 
     def _computed(self, d: _Definition, facts: Facts, now: datetime) -> dict[str, JSON]:
         """The computed traits `d` reads (one deleted meanwhile by another process reads

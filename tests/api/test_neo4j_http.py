@@ -1,7 +1,8 @@
 """The API served on the Neo4j store: end to end over HTTP, and through an outage.
 
 With Neo4j down, requests get a 503 and a clear error, nothing is half-written, and the
-same app serves again once Neo4j is back, without a restart.
+same app serves again once Neo4j is back, without a restart. The sales-context query is one
+Cypher statement for the customer and what it selects, and one for its audit entry.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ async def server(*args: str) -> None:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def app() -> AsyncIterator[Starlette]:
+    """The app over a wiped Neo4j database, its lifespan running."""
     uri = neo4j_uri()
     wiper = Neo4jStore(uri, auth=None)
     await wiper.open()
     await wiper.wipe()
     await wiper.close()
-    app: Starlette = create_app(
+    served: Starlette = create_app(
         Settings(
             store="neo4j",
             neo4j_uri=uri,
@@ -61,10 +63,15 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
             hash_key=Secret("neo4j-http-test"),
         )
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as c:
-            yield c
+    async with served.router.lifespan_context(served):
+        yield served
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://c360.test") as c:
+        yield c
 
 
 def identify(n: int) -> dict[str, Any]:
@@ -141,3 +148,44 @@ async def test_an_outage_gives_503_and_the_app_recovers_by_itself(
     body = (await lookup(client, "person2@example.com")).json()
     assert body["data"]["customer"]["events"]["totalCount"] == 1
     assert (await lookup(client, "person1@example.com")).json()["data"]["customer"]["id"]
+
+
+SALES_CONTEXT = """query($email: String!) {
+  customer(identifier: {kind: "email", value: $email}) {
+    id
+    traits { name email }
+    identifiers { kind value firstSeen lastSeen }
+    events(first: 20) { totalCount edges { node { type name timestamp properties } } }
+  }
+}"""
+BY_ID = """query($id: ID!) {
+  customer(id: $id) { id traits { name } events(first: 20) { totalCount } }
+}"""
+
+
+async def test_a_customer_and_its_selected_parts_are_one_statement(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    response = await send(client, [identify(1), track(1), identify(2)])
+    assert response.status_code == 200, response.text
+    store = app.state.services.store
+
+    async def trips(query: str, variables: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        before = store.round_trips
+        answer = await client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert "errors" not in body, body
+        return store.round_trips - before, body["data"]["customer"]
+
+    await trips(SALES_CONTEXT, {"email": "person1@example.com"})  # keys cached
+    count, customer = await trips(SALES_CONTEXT, {"email": "person1@example.com"})
+    assert customer["traits"] == {"name": "Person 1", "email": "Person1@Example.com"}
+    assert len(customer["identifiers"]) == 3
+    assert customer["events"]["totalCount"] == 1
+    assert count == 2  # the customer with its parts, and the audit entry
+    count, by_id = await trips(BY_ID, {"id": customer["id"]})
+    assert by_id["traits"] == {"name": "Person 1"} and count == 2

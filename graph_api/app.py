@@ -227,8 +227,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 await shared.auth.seed_key(key.get(), "admin", "bootstrap admin key")
             await shared.audiences.start()
             try:
-                async with retention_schedule(shared):
-                    yield
+                await shared.dispatcher.start()
+                try:
+                    async with retention_schedule(shared):
+                        yield
+                finally:
+                    await shared.dispatcher.stop()
             finally:
                 await shared.audiences.stop()
         finally:

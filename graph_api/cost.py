@@ -51,6 +51,7 @@ from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
 from graph_api.settings import Settings
+from identity_graph.activation.destinations import MAX_AUDIENCES, MAX_DESTINATIONS, MAX_HEADERS
 from identity_graph.model import PURPOSES
 from identity_graph.rules import Rules
 from identity_graph.service import MAX_EXPLAIN_HOPS
@@ -80,6 +81,9 @@ LIST_BOUNDS: Mapping[str, str | int] = {
     "Query.audiences": DEFINITIONS,
     "Query.computedTraits": DEFINITIONS,
     "Customer.audiences": DEFINITIONS,
+    "Query.destinations": MAX_DESTINATIONS,
+    "Destination.audienceIds": MAX_AUDIENCES,
+    "Destination.headerNames": MAX_HEADERS,
 }
 """The worst case of each list field without `first`; `IDENTIFIERS`: the rules' bound;
 `DEFINITIONS`: `Settings.max_definitions`."""

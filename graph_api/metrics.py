@@ -51,6 +51,14 @@ CLAMPED = Counter(
     registry=REGISTRY,
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "c360_webhook_deliveries",
+    "Webhook delivery attempts written back, by the delivery's status after it: DELIVERED,"
+    " PENDING (to be retried), FAILED (retry window closed) or SKIPPED.",
+    ["status"],
+    registry=REGISTRY,
+)
+
 OUTCOMES = ("accepted", "duplicate", "dropped", "rejected")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
@@ -36,6 +36,7 @@ from graph_api.access.categories import PiiClassifier
 from graph_api.access.permissions import Roles, operation, personal_operation
 from graph_api.access.pii import DeniedKeys, access_mode, require_clear
 from graph_api.access.policy import Mode
+from graph_api.activation import manage
 from graph_api.context import Info
 from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
@@ -56,6 +57,7 @@ from graph_api.types.customer import (
     CustomerEdge,
 )
 from graph_api.types.customer_filter import CustomerFilter
+from graph_api.types.destination import Delivery, Destination, DestinationCreated
 from graph_api.types.erasure_receipt import ErasureReceipt
 from graph_api.types.identifier import IdentifierInput
 from graph_api.types.link_explanation import LinkExplanation
@@ -64,6 +66,7 @@ from graph_api.types.messages import IdentifyInput, IngestResult, MessageInput, 
 from graph_api.types.page_info import PageInfo
 from graph_api.types.retention_report import RetentionReport
 from graph_api.types.suppression import SuppressionConnection
+from identity_graph.activation.destinations import DestinationFormat
 from identity_graph.model import Observation
 from identity_graph.privacy import MAX_REASON
 from identity_graph.store import ProfileFilter
@@ -234,6 +237,15 @@ class Query:
         engine = info.context.services.audiences
         found = await engine.find(id=None if id is None else str(id), name=name)
         return Audience.from_domain(found) if found else None
+
+    @operation(
+        "Destinations (webhooks and CRMs receiving audience changes), by name (admins only).",
+        allow=Roles(ADMIN_ROLES, "read destinations"),
+    )
+    async def destinations(self, info: Info) -> list[Destination]:
+        now = datetime.now(UTC)
+        found = await manage.outbox(info.context.services).destinations()
+        return [Destination.from_domain(d, now) for d in found]
 
     @operation(
         "An audience's entries and exits, oldest first, a page at a time.",
@@ -464,6 +476,99 @@ class Mutation:
         return True
 
     @operation(
+        "Create a destination: every entry into and exit from its audiences is POSTed to `url`"
+        " (Standard Webhooks headers, signed with the secret returned here, once), with the"
+        " customer as `role` may read them. `https` and public addresses only, unless"
+        " C360_WEBHOOK_ALLOW_PRIVATE. `mapping` maps CRM properties (HUBSPOT, SALESFORCE);"
+        " `headers` are sent with every request (a CRM's Authorization). Admins only.",
+        allow=Roles(ADMIN_ROLES, "create destinations"),
+    )
+    async def create_destination(
+        self,
+        info: Info,
+        name: str,
+        url: str,
+        audience_ids: list[strawberry.ID],
+        format: DestinationFormat = DestinationFormat.STANDARD,
+        role: str = "marketing",
+        mapping: JSON | None = None,
+        headers: JSON | None = None,
+    ) -> DestinationCreated:
+        destination, secret = await manage.create(
+            info.context.services,
+            name=name,
+            url=url,
+            audience_ids=[str(a) for a in audience_ids],
+            format=format,
+            role=role,
+            mapping=json_object(mapping, "mapping"),
+            headers=json_object(headers, "headers"),
+        )
+        return DestinationCreated(
+            destination=Destination.from_domain(destination, datetime.now(UTC)), secret=secret
+        )
+
+    @operation(
+        "Change a destination; what is not given is kept. `enabled: true` enables a disabled"
+        " one (its pending deliveries are sent at once). Admins only.",
+        allow=Roles(ADMIN_ROLES, "change destinations"),
+    )
+    async def update_destination(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        name: str | None = None,
+        url: str | None = None,
+        audience_ids: list[strawberry.ID] | None = None,
+        role: str | None = None,
+        enabled: bool | None = None,
+        mapping: JSON | None = None,
+        headers: JSON | None = None,
+    ) -> Destination:
+        destination = await manage.update(
+            info.context.services,
+            str(id),
+            name=name,
+            url=url,
+            audience_ids=None if audience_ids is None else [str(a) for a in audience_ids],
+            role=role,
+            enabled=enabled,
+            mapping=json_object(mapping, "mapping"),
+            headers=json_object(headers, "headers"),
+        )
+        return Destination.from_domain(destination, datetime.now(UTC))
+
+    @operation(
+        "A new signing secret for a destination, shown once; the old one goes on signing"
+        " (a second signature) for `graceHours`, so the receiver can switch. Admins only.",
+        allow=Roles(ADMIN_ROLES, "rotate destination secrets"),
+    )
+    async def rotate_destination_secret(
+        self, info: Info, id: strawberry.ID, grace_hours: int = 24
+    ) -> DestinationCreated:
+        destination, secret = await manage.rotate(info.context.services, str(id), grace_hours)
+        return DestinationCreated(
+            destination=Destination.from_domain(destination, datetime.now(UTC)), secret=secret
+        )
+
+    @operation(
+        "Delete a destination with its deliveries (admins only).",
+        allow=Roles(ADMIN_ROLES, "delete destinations"),
+    )
+    async def delete_destination(self, info: Info, id: strawberry.ID) -> bool:
+        if not await manage.delete(info.context.services, str(id)):
+            raise not_found("no destination with that id")
+        return True
+
+    @operation(
+        "Send a delivery again (a FAILED, SKIPPED or even DELIVERED one), with the same"
+        " webhook-id, now (admins only).",
+        allow=Roles(ADMIN_ROLES, "redeliver"),
+    )
+    async def redeliver(self, info: Info, delivery_id: strawberry.ID) -> Delivery:
+        return Delivery.from_domain(await manage.redeliver(info.context.services, str(delivery_id)))
+
+    @operation(
         "Create an API key for a role, optionally expiring; the key is shown once.",
         allow=Roles(ADMIN_ROLES, "create API keys"),
     )
@@ -492,6 +597,14 @@ class Mutation:
         if not await info.context.services.auth.revoke_key(str(id)):
             raise not_found("no API key with that id")
         return True
+
+
+def json_object(value: object, name: str) -> dict[str, object] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise bad_input(f"{name}: an object")
+    return value
 
 
 class Schema(strawberry.Schema):

@@ -17,6 +17,7 @@ from graph_api.access.audit import AuditWriter
 from graph_api.access.auth import Authenticator
 from graph_api.access.masking import digest
 from graph_api.access.policy import Policy
+from graph_api.activation.dispatcher import Dispatcher
 from graph_api.errors import ConfigError
 from graph_api.settings import Settings
 from identity_graph.adapters.embedded.store import Compacted, EmbeddedStore, compact, tune_gc
@@ -50,9 +51,14 @@ class Services:
     """how long each kind of record is kept (`C360_RETENTION_FILE`)"""
     audit: AuditWriter = field(init=False)
     """records clear reads of personal data, one store write per group of requests"""
+    dispatcher: Dispatcher = field(init=False)
+    """delivers the outbox to the destinations: started and stopped by the server's
+    lifespan; woken by the audience engine when it records changes"""
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.records)
+        self.dispatcher = Dispatcher(self)
+        self.audiences.recorded.append(self.dispatcher.wake)
         if not self.hash_key:
             self.hash_key = self.settings.hash_key.get().encode("utf-8")
 

@@ -91,6 +91,14 @@ class Settings:
     """the registered GraphQL documents (`C360_TRUSTED_DOCUMENTS_FILE`, `c360 documents`)"""
     trusted_documents_roles: frozenset[str] = frozenset()
     """roles that may only run registered documents (`C360_TRUSTED_DOCUMENTS_ROLES`)"""
+    webhook_allow_private: bool = False
+    """destinations may be `http` and reach private, loopback and link-local addresses
+    (`C360_WEBHOOK_ALLOW_PRIVATE`: tests, private networks); unset: https to public ones"""
+    webhook_retry_hours: int = 72
+    """how long a failing delivery is retried (`C360_WEBHOOK_RETRY_HOURS`)"""
+    webhook_timeout_seconds: int = 15
+    """the most a delivery's request may take, connecting included
+    (`C360_WEBHOOK_TIMEOUT_SECONDS`)"""
 
     def check(self) -> None:
         """Refuse settings c360 must not start with (`ConfigError` names the variable): a
@@ -206,4 +214,7 @@ class Settings:
                 for r in env.get("C360_TRUSTED_DOCUMENTS_ROLES", "").split(",")
                 if r.strip()
             ),
+            webhook_allow_private=flag("C360_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_retry_hours=number("C360_WEBHOOK_RETRY_HOURS", 72),
+            webhook_timeout_seconds=number("C360_WEBHOOK_TIMEOUT_SECONDS", 15),
         )

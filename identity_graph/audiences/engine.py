@@ -126,6 +126,8 @@ class AudienceEngine:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         """held while definitions change or profiles are evaluated"""
+        self.recorded: list[Callable[[], None]] = []
+        """called after changes were recorded (and their deliveries enqueued with them)"""
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -514,8 +516,9 @@ class AudienceEngine:
             if lapse is not None and (pending is None or lapse < pending):
                 self._pending[pid] = lapse
                 heapq.heappush(self._lapses, (lapse, pid))
-        if changes:
-            await self.audiences.record(changes)
+        if changes and await self.audiences.record(changes):
+            for listener in self.recorded:
+                listener()
 
     def _change(self, audience_id: str, pid: str, kind: ChangeKind, at: datetime) -> AudienceChange:
         return AudienceChange(self.make_id(), audience_id, pid, kind, at)

@@ -92,7 +92,8 @@ class AudienceStore(ABC):
 
     @abstractmethod
     async def delete_audience(self, audience_id: str) -> bool:
-        """Delete an audience with its memberships and changes; False if there is none."""
+        """Delete an audience with its memberships, changes and their deliveries; False if
+        there is none."""
 
     @abstractmethod
     async def audiences(self) -> list[Audience]:
@@ -102,7 +103,8 @@ class AudienceStore(ABC):
     async def record(self, changes: Sequence[AudienceChange]) -> int:
         """In one transaction, apply changes: ENTERED adds the membership (since `at`),
         EXITED deletes it; each change that changed a membership is appended to the log and
-        counted in its audience's size; the others (entering twice, exiting a
+        counted in its audience's size, and enqueued for each enabled destination of its
+        audience (`activation.store.Outbox`); the others (entering twice, exiting a
         non-member) are ignored. Returns how many changed something."""
 
     @abstractmethod

@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from identity_graph.adapters.embedded import outbox
+from identity_graph.adapters.embedded.outbox import EmbeddedOutbox
 from identity_graph.adapters.embedded.side_file import SideFile
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, qmarks
 from identity_graph.audiences.store import (
@@ -59,9 +61,9 @@ ON CONFLICT (id) DO UPDATE SET
 """An audience stored or replaced, keeping the size the store counts."""
 
 
-class EmbeddedAudiences(AudienceStore):
+class EmbeddedAudiences(AudienceStore, EmbeddedOutbox):
     """Definitions, memberships and changes in `audiences.sqlite3`, one writer and one
-    reader."""
+    reader, with the outbox of their deliveries (`EmbeddedOutbox`)."""
 
     def __init__(self, *, round_trip: Callable[[], None]) -> None:
         """`round_trip` is called on each read and write (the store counts them)."""
@@ -69,7 +71,9 @@ class EmbeddedAudiences(AudienceStore):
 
     def open(self, data_dir: Path) -> None:
         """Open the audiences file in `data_dir`, making its tables."""
-        self._file.open(data_dir / AUDIENCES_FILE, lambda db: db.executescript(SCHEMA))
+        self._file.open(
+            data_dir / AUDIENCES_FILE, lambda db: db.executescript(SCHEMA + outbox.SCHEMA)
+        )
 
     async def close(self) -> None:
         """Close the audiences file once no write is under way."""
@@ -128,6 +132,7 @@ class EmbeddedAudiences(AudienceStore):
         def run(db: sqlite3.Connection) -> bool:
             db.execute("DELETE FROM memberships WHERE audience_id = ?", (audience_id,))
             db.execute("DELETE FROM changes WHERE audience_id = ?", (audience_id,))
+            db.execute("DELETE FROM deliveries WHERE audience_id = ?", (audience_id,))
             return db.execute("DELETE FROM audiences WHERE id = ?", (audience_id,)).rowcount > 0
 
         return await self._transaction(run)
@@ -168,7 +173,7 @@ class EmbeddedAudiences(AudienceStore):
                 )
             }
             sizes: Counter[str] = Counter()
-            counted = 0
+            recorded: list[AudienceChange] = []
             for c in changes:
                 if c.audience_id not in known:
                     continue  # deleted meanwhile
@@ -191,12 +196,13 @@ class EmbeddedAudiences(AudienceStore):
                         (c.id, c.audience_id, c.customer_id, c.kind.value, at),
                     )
                     sizes[c.audience_id] += 1 if c.kind is ChangeKind.ENTERED else -1
-                    counted += 1
+                    recorded.append(c)
             db.executemany(
                 "UPDATE audiences SET size = size + ? WHERE id = ?",
                 [(delta, aid) for aid, delta in sizes.items() if delta],
             )
-            return counted
+            outbox.enqueue(db, recorded)
+            return len(recorded)
 
         return await self._transaction(run)
 

@@ -1,0 +1,1 @@
+"""Activation: delivering audience changes to destinations, and exporting audiences."""

@@ -1,5 +1,6 @@
 """The `c360` command: serve, import, keys create|list|revoke, rehash, compact, export-schema;
-`privacy export|erase` and `retention run` live in `privacy_cli`.
+`privacy export|erase` and `retention run` live in `privacy_cli`, `audiences export` in
+`activation.export_cli`.
 
 Settings come from the environment (`Settings.from_env`), then the options override them.
 Errors print one line on stderr and exit 1, never a traceback.
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graph_api import documents_cli, privacy_cli
+from graph_api.activation import export_cli
 from graph_api.errors import C360Error, CliError
 from graph_api.keys_client import KEYS_PAGE, RemoteKeys
 from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
@@ -52,6 +54,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(documents_cli.app, name="documents")
 app.add_typer(privacy_cli.privacy_app, name="privacy")
 app.add_typer(privacy_cli.retention_app, name="retention")
+app.add_typer(export_cli.audiences_app, name="audiences")
 
 out = Console()
 err = Console(stderr=True)

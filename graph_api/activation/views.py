@@ -98,8 +98,9 @@ async def customer_views(
     """
     access = access_for(services, role)
     store = services.store
-    profiles = await store.profiles(list(dict.fromkeys(profile_ids)))
-    ids = [pid for pid in dict.fromkeys(profile_ids) if pid in profiles]
+    asked = list(dict.fromkeys(profile_ids))
+    profiles = await store.profiles(asked) if asked else {}
+    ids = [pid for pid in asked if pid in profiles]
     if not ids:
         return {}
     values = await store.traits(ids)

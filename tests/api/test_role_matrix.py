@@ -10,6 +10,7 @@ denied, 403 FORBIDDEN (401 UNAUTHENTICATED without credentials) and no data.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ ARGUMENTS = {
     "deleteComputedTrait": 'name: "{computed_trait}"',
     "defineAudience": 'name: "pro", condition: {{trait: {{name: "plan", op: "eq", value: "x"}}}}',
     "deleteAudience": 'id: "{audience}"',
+    "destinations": "",
+    "createDestination": 'name: "crm", url: "https://hooks.example.com/c360",'
+    ' audienceIds: ["{audience}"]',
+    "updateDestination": 'id: "{destination}", enabled: false',
+    "rotateDestinationSecret": 'id: "{destination}"',
+    "deleteDestination": 'id: "{destination}"',
+    "redeliver": 'deliveryId: "{delivery}"',
 }
 """the arguments of each operation, as GraphQL text; `{name}` is filled in from the seed"""
 
@@ -125,7 +133,8 @@ def document(operation: Operation, seed: dict[str, str]) -> str:
 
 async def seed(api: Api) -> dict[str, str]:
     """A customer made of two merged profiles (a merge to undo, an identifier to split off),
-    an API key to revoke, a computed trait and an audience, made by the admin."""
+    an API key to revoke, a computed trait, an audience and a destination, made by the
+    admin."""
     first = "mutation($input: IdentifyInput!) { identify(input: $input) { customerId } }"
     contact = {"email": "seed@example.com", "phone": "+14155550100"}
     await api(first, {"input": {"userId": "u-seed", "traits": contact}})
@@ -141,7 +150,14 @@ async def seed(api: Api) -> dict[str, str]:
     await api(f"mutation {{ {trait} }}")
     emailed = 'defineAudience(name: "emailed", condition: {identifier: {kind: "email"}}) { id }'
     audience = await api(f"mutation {{ {emailed} }}")
+    aid = audience["defineAudience"]["id"]
+    hooks = f'name: "seed", url: "https://hooks.example.com/seed", audienceIds: ["{aid}"]'
+    destination = await api(f"mutation {{ createDestination({hooks}) {{ destination {{ id }} }} }}")
+    await api(first, {"input": {"userId": "u-seed-2", "traits": {"email": "two@example.com"}}})
+    delivery = await first_delivery(api)
     return {
+        "delivery": delivery,
+        "destination": destination["createDestination"]["destination"]["id"],
         "customer": customer,
         "merge": merge,
         "key": made["createApiKey"]["id"],
@@ -150,6 +166,18 @@ async def seed(api: Api) -> dict[str, str]:
         "anonymous_id": "a-seed",
         **contact,
     }
+
+
+async def first_delivery(api: Api) -> str:
+    """The id of the seed destination's first delivery, once the audience engine made it."""
+    query = "{ destinations { deliveries(first: 1) { edges { node { id } } } } }"
+    for _ in range(200):
+        [destination] = (await api(query))["destinations"]
+        edges = destination["deliveries"]["edges"]
+        if edges:
+            return str(edges[0]["node"]["id"])
+        await asyncio.sleep(0.05)
+    pytest.fail("the seed destination got no delivery within 10 s")
 
 
 async def credentials(api: Api, caller: str) -> str | None:

@@ -7,7 +7,8 @@ does the access records (`records`). The store makes `SCHEMA` with its own at op
 lookup below is an index seek, never a label scan.
 
 `record` locks each audience it changes before reading its memberships, so that the engines
-of several API processes recording the same entry count it once.
+of several API processes recording the same entry count it once. The store is also the outbox
+(`outbox.Neo4jOutbox`): `record` enqueues the deliveries of the changes it records.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from identity_graph.adapters.neo4j import outbox
+from identity_graph.adapters.neo4j.outbox import Neo4jOutbox
 from identity_graph.adapters.neo4j.records import RunQuery
 from identity_graph.audiences.store import (
     Audience,
@@ -41,14 +44,16 @@ SCHEMA = (
     " FOR (n:AudienceChange) REQUIRE n.id IS UNIQUE",
     "CREATE INDEX audience_change_time IF NOT EXISTS"
     " FOR (n:AudienceChange) ON (n.audience_id, n.at, n.id)",
+    *outbox.SCHEMA,
 )
 """Made by the store at open, after its own schema."""
 
 
-class Neo4jAudiences(AudienceStore):
+class Neo4jAudiences(AudienceStore, Neo4jOutbox):
     """Definitions as (:ComputedTraitDef) and (:AudienceDef) nodes; each membership a
     (:Membership) node, each change an (:AudienceChange) node, keyed by ids (no
-    relationships: a profile's node may be merged away while its memberships are exited)."""
+    relationships: a profile's node may be merged away while its memberships are exited);
+    with the outbox of their deliveries (`Neo4jOutbox`)."""
 
     def __init__(self, *, read: RunQuery, write: RunQuery) -> None:
         self._read = read
@@ -192,6 +197,7 @@ SET a += $row
 
 DELETE_AUDIENCE = """
 OPTIONAL MATCH (a:AudienceDef {id: $id})
+{lock}
 CALL () {
   MATCH (m:Membership)
   WHERE m.audience_id = $id AND m.customer_id IS NOT NULL
@@ -202,22 +208,29 @@ CALL () {
   WHERE c.audience_id = $id AND c.at IS NOT NULL AND c.id IS NOT NULL
   DELETE c
 }
+CALL () {
+  MATCH (d:Delivery {audience_id: $id})
+  DELETE d
+}
 WITH a, a IS NOT NULL AS found
 DELETE a
 RETURN found
-"""
+""".replace("{lock}", outbox.LOCK_AUDIENCE_DESTINATIONS)
+"""The destinations of the audience's deliveries are locked first, as every change to
+deliveries locks them (`outbox`)."""
 
 AUDIENCES = "MATCH (a:AudienceDef) RETURN a {.*} ORDER BY a.name"
 
 RECORD = """
+{enabled}
 UNWIND $changes AS c
-CALL (c) {
+CALL (c, destinations) {
   MATCH (a:AudienceDef {id: c.audience_id})
   SET a._lock = true
   REMOVE a._lock
-  WITH a, c
+  WITH a, c, destinations
   OPTIONAL MATCH (m:Membership {audience_id: c.audience_id, customer_id: c.customer_id})
-  WITH a, c, m, m IS NULL AS entering
+  WITH a, c, destinations, m, m IS NULL AS entering
   WHERE entering = (c.kind = 'ENTERED')
   FOREACH (_ IN CASE WHEN entering THEN [1] ELSE [] END |
     CREATE (:Membership {audience_id: c.audience_id, customer_id: c.customer_id, since: c.at}))
@@ -226,13 +239,15 @@ CALL (c) {
   CREATE (:AudienceChange {
     id: c.id, audience_id: c.audience_id, customer_id: c.customer_id, kind: c.kind, at: c.at
   })
+  {enqueue}
   RETURN count(*) AS done
 }
 RETURN sum(done)
-"""
+""".replace("{enabled}", outbox.ENABLED).replace("{enqueue}", outbox.ENQUEUE)
 """Each change in turn (a later one sees what an earlier made): its audience is locked
 first (setting and removing a property), so the membership read after it is the one
-committed last; entering an existing membership or exiting a missing one changes nothing."""
+committed last; entering an existing membership or exiting a missing one changes nothing.
+A change recorded is enqueued for the enabled destinations of its audience."""
 
 MEMBERSHIPS = """
 UNWIND $ids AS cid

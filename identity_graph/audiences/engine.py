@@ -11,8 +11,10 @@ progress, then `READY`) while ingest goes on; a changed computed trait rebuilds 
 audiences that read it.
 
 All evaluation runs in the one task, so a build and a live update never race within a
-process. The next lapse of each profile is kept in memory: at start, audiences with time
-windows are rebuilt once, which finds the lapses again. With several API processes over one
+process. What is in memory is found again at start, where every audience is rebuilt once
+(a READY one stays READY meanwhile): the next lapse of each profile, and the profiles a
+write touched that were not evaluated yet when the process died (their writes are durable,
+their memberships, changes and deliveries follow on this pass). With several API processes over one
 Neo4j database each runs an engine; their evaluations read the same facts and record the same
 changes (a membership entered twice is recorded once), but the work is repeated.
 
@@ -132,16 +134,16 @@ class AudienceEngine:
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self, *, build: bool = True) -> None:
-        """Read the definitions and start the background task (audiences left BUILDING, and
-        those with time windows, are built again, unless not to `build`: a command that
-        only follows its own writes)."""
+        """Read the definitions and start the background task; every audience is built again
+        (the reconciling pass after a restart), unless not to `build`: a command that only
+        follows its own writes."""
         for trait in await self.audiences.computed_traits():
             self._traits[trait.name] = parse_computed_trait(trait.name, trait.definition)
             self._trait_records[trait.name] = trait
         for audience in await self.audiences.audiences():
             definition = _Definition(audience, parse_condition(audience.condition))
             self._defs[audience.id] = definition
-            if build and (audience.status is Status.BUILDING or self._windows(definition)):
+            if build:
                 self._builds[audience.id] = None
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="c360-audiences")

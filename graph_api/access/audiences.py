@@ -162,12 +162,13 @@ def render_value(
     where: Where,
 ) -> Any:
     """One value of the trait or property `key`, as the caller may see it; a denied one
-    reads null and is reported at `at` (its place in the JSON field at `where`)."""
-    if value is None:
-        return None
+    reads null and is reported at `at` (its place in the JSON field at `where`), whether it
+    has a value or not: a report only where there is a value would tell that there is one."""
     category = category_of(access, classify, key)
     if access.mode(category) is Mode.DENIED:
         access.deny(where, at, label)
+        return None
+    if value is None:
         return None
     if isinstance(value, dict):
         return access.render_tree(

@@ -211,10 +211,10 @@ class Access:
                 for i, item in enumerate(value)
             ]
         category = category or PiiCategory.UNCLASSIFIED
-        if value is None:
-            return None
-        if self.mode(category) is Mode.DENIED:
+        if self.mode(category) is Mode.DENIED:  # reported even where null: no oracle
             self.denied.append(Denied(where, key, f"{label}.{key}"))
+            return None
+        if value is None:
             return None
         top = key.split(".")[0].split("[")[0]
         return self.render(

@@ -97,6 +97,8 @@ class Dispatcher:
         self._workers.clear()
         for task in tasks:
             task.cancel()
+        for event in self._wakes.values():
+            event.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self._senders.values()), return_exceptions=True)
         self._senders.clear()
@@ -128,6 +130,7 @@ class Dispatcher:
         task = self._workers.pop(did)
         if task is not asyncio.current_task():
             task.cancel()
+            self._wakes[did].set()
             await asyncio.gather(task, return_exceptions=True)
         self._wakes.pop(did, None)
         sender = self._senders.pop(did, None)
@@ -149,7 +152,10 @@ class Dispatcher:
 
     async def _work(self, did: str) -> None:
         wake = self._wakes[did]
-        while True:
+        # until stopped: on Python 3.11 `asyncio.wait_for` can swallow a cancellation that
+        # arrives as the event it waits for is set, so the loop checks that it is still the
+        # destination's worker
+        while self._workers.get(did) is asyncio.current_task():
             destination = self._destinations.get(did)
             if destination is None or not destination.enabled:
                 return

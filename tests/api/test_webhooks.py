@@ -53,9 +53,13 @@ class Served:
     receiver: Receiver
     url: str
 
-    async def identify(self, user: str, **traits: Any) -> None:
+    async def identify(
+        self, user: str, consent: dict[str, bool] | None = None, **traits: Any
+    ) -> None:
         n = next(counter)
         message = {"type": "identify", "messageId": f"m{n}", "userId": user, "traits": traits}
+        if consent is not None:
+            message["context"] = {"consent": {"categoryPreferences": consent}}
         await send(self.client, [message])
         await asyncio.wait_for(self.services.audiences.settle(), 10)
 
@@ -173,6 +177,35 @@ async def test_a_failing_receiver_is_retried_with_the_same_webhook_id(served: Se
         assert (await served.destinations())["hooks"]["status"] == "ACTIVE"
 
     await eventually(active_again)
+
+
+async def test_consent_is_checked_again_when_an_entry_is_sent(served: Served) -> None:
+    pros = await served.audience(purpose="advertising")
+    served.receiver.answers = [500]  # the entry waits 5 s for its second attempt
+    await served.destination(pros)
+    await served.identify("u-gus", consent={"advertising": True}, plan="pro")
+
+    async def refused_once() -> None:
+        assert len(served.receiver.refused) == 1
+
+    await eventually(refused_once)
+    await served.identify("u-gus", consent={"advertising": False})  # withdrawn: exits
+
+    async def settled() -> list[dict[str, Any]]:
+        hooks = (await served.destinations())["hooks"]
+        nodes = [e["node"] for e in hooks["deliveries"]["edges"]]
+        assert [(n["kind"], n["status"]) for n in nodes] == [
+            ("EXITED", "DELIVERED"),
+            ("ENTERED", "SKIPPED"),
+        ]
+        return nodes
+
+    exited, entered = await eventually(settled, 15)
+    assert entered["lastError"] == "consent for advertising is no longer granted"
+    # the entry was never received; the exit was, after the entry was settled
+    assert served.receiver.ids() == [exited["webhookId"]]
+    [message] = served.receiver.received
+    assert message.json["type"] == "audience.exited"
 
 
 async def test_gone_disables_and_enabling_sends_what_waited(served: Served) -> None:

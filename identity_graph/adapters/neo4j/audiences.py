@@ -228,7 +228,8 @@ CALL (c, destinations) {
   MATCH (a:AudienceDef {id: c.audience_id})
   SET a._lock = true
   REMOVE a._lock
-  WITH a, c, destinations
+  WITH c, destinations
+  MATCH (a:AudienceDef {id: c.audience_id})
   OPTIONAL MATCH (m:Membership {audience_id: c.audience_id, customer_id: c.customer_id})
   WITH a, c, destinations, m, m IS NULL AS entering
   WHERE entering = (c.kind = 'ENTERED')
@@ -245,7 +246,8 @@ CALL (c, destinations) {
 RETURN sum(done)
 """.replace("{enabled}", outbox.ENABLED).replace("{enqueue}", outbox.ENQUEUE)
 """Each change in turn (a later one sees what an earlier made): its audience is locked
-first (setting and removing a property), so the membership read after it is the one
+first (setting and removing a property), then matched again, so that an audience deleted
+while the lock was awaited records nothing, and the membership read after it is the one
 committed last; entering an existing membership or exiting a missing one changes nothing.
 A change recorded is enqueued for the enabled destinations of its audience."""
 

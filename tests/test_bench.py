@@ -1,6 +1,7 @@
-"""The ingest benchmark runs end to end on a tiny stream and prints every figure issue 2 asks
-for. No figure is checked against a target here: timings belong in the bench's output, not in
-assertions (this only catches a bench that no longer runs or no longer reports)."""
+"""The benchmarks run end to end at tiny sizes and print every figure their issue asks for
+(ingest: issue 2; webhooks: issue 21). No figure is checked against a target here: timings
+belong in the bench's output, not in assertions (this only catches a bench that no longer runs
+or no longer reports, or reports a delivery lost, out of order or badly signed)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).parent.parent / "bench" / "ingest.py"
+WEBHOOKS = Path(__file__).parent.parent / "bench" / "webhooks.py"
 
 
 @pytest.mark.slow
@@ -39,3 +41,30 @@ def test_ingest_bench_prints_its_figures(tmp_path: Path) -> None:
     data_dir = re.search(r"data dir .*/(\S+):", out)
     assert data_dir is not None
     assert [p.name for p in tmp_path.iterdir()] == [data_dir.group(1)]
+
+
+@pytest.mark.slow
+def test_webhooks_bench_prints_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, str(WEBHOOKS), "--deliveries", "300", "--rounds", "1", "--rate", "50"]
+        + ["--seconds", "2", "--outage", "1", "--customers", "20", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    rates = r"[\d,]+/s, [\d,]+ us CPU each"
+    assert re.search(rf"bare aiohttp client, signed POSTs of a c360 body: {rates}", out)
+    assert re.search(rf"draining its outbox: {rates}; median [\d,]+/s = [\d.]+x the bare", out)
+    assert re.search(r"end to end: 300 customers written .* [\d,]+ deliveries/s = [\d.]+x", out)
+    assert re.search(r"ratio with/alone round by round [\d.]+; of the medians [\d.]+", out)
+    spread = r"p50 [\d,]+, p90 [\d,]+, p99 [\d,]+, max [\d,]+ ms"
+    assert re.search(rf"write returned -> delivery arrived: {spread}", out)
+    assert re.search(rf"change recorded -> delivery arrived: {spread}", out)
+    # the outage: every change arrived, in order per customer, under one webhook id each
+    assert re.search(r"40 of 40 changes arrived; first after recovery at [+-][\d.]+ s", out)
+    assert "customers whose entry arrived before their exit: 20 of 20;" in out
+    assert "changes sent under more than one webhook id: 0" in out
+    signed = re.search(r"signatures verified with standardwebhooks: ([\d,]+) of ([\d,]+)", out)
+    assert signed is not None and signed.group(1) == signed.group(2)

@@ -377,13 +377,17 @@ class AudienceEngine:
                 events[pid].extend(page.items)
         return events
 
-    def _computed(self, d: _Definition, facts: Facts, now: datetime) -> dict[str, JSON]:
+    def _computed(
+        self, d: _Definition, facts: Facts, now: datetime, known: dict[str, JSON] | None = None
+    ) -> dict[str, JSON]:
         """The computed traits `d` reads (one deleted meanwhile by another process reads
-        as no value)."""
-        return {
-            name: compute(trait, facts, now) if (trait := self._traits.get(name)) else None
-            for name in d.computed
-        }
+        as no value); `known` holds the values of the same facts computed already."""
+        known = {} if known is None else known
+        for name in d.computed:
+            if name not in known:
+                trait = self._traits.get(name)
+                known[name] = compute(trait, facts, now) if trait is not None else None
+        return {name: known[name] for name in d.computed}
 
     def _windows(self, d: _Definition) -> list[EventMatch]:
         found = windows(d.condition)
@@ -393,11 +397,13 @@ class AudienceEngine:
                 found.append(trait.match)
         return found
 
-    def member(self, d: _Definition, facts: Facts, now: datetime) -> bool:
+    def member(
+        self, d: _Definition, facts: Facts, now: datetime, known: dict[str, JSON] | None = None
+    ) -> bool:
         purpose = d.audience.purpose
         if purpose is not None and facts.consent.get(purpose) is not ConsentStatus.GRANTED:
             return False
-        return holds(d.condition, facts, self._computed(d, facts, now), now)
+        return holds(d.condition, facts, self._computed(d, facts, now, known), now)
 
     # --- the task ---------------------------------------------------------------------------
 
@@ -494,22 +500,21 @@ class AudienceEngine:
                 if m.audience_id in wanted:
                     changes.append(self._change(m.audience_id, pid, ChangeKind.EXITED, now))
         known = await self.facts_many(current)
+        windowed = [match for d in defs for match in self._windows(d)]
         for pid in current:
             facts = known.get(pid)
             if facts is None:
                 continue
             was = {m.audience_id for m in held.get(pid, [])}
-            lapse: datetime | None = None
             mine: list[AudienceChange] = []
+            values: dict[str, JSON] = {}  # each computed trait once per customer
             try:
                 for d in defs:
-                    is_member = self.member(d, facts, now)
+                    is_member = self.member(d, facts, now, values)
                     if is_member != (d.audience.id in was):
                         kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
                         mine.append(self._change(d.audience.id, pid, kind, now))
-                    when = next_lapse(self._windows(d), facts, now)
-                    if when is not None and (lapse is None or when < lapse):
-                        lapse = when
+                lapse = next_lapse(windowed, facts, now)
             except Exception:  # a bug met by one profile's data must not stop the others'
                 log.exception("evaluating customer %s failed; its memberships are kept", pid)
                 continue

@@ -58,10 +58,11 @@ def test_webhooks_bench_prints_its_figures() -> None:
     assert re.search(rf"bare aiohttp client, signed POSTs of a c360 body: {rates}", out)
     assert re.search(rf"draining its outbox: {rates}; median [\d,]+/s = [\d.]+x the bare", out)
     assert re.search(r"end to end: 300 customers written .* [\d,]+ deliveries/s = [\d.]+x", out)
-    assert re.search(r"ratio with/alone round by round [\d.]+; of the medians [\d.]+", out)
+    assert re.search(r"ratio with/alone round by round [\d.]+ \(median [\d.]+\); of the", out)
+    assert re.search(r"the hanging receiver was sent [\d,]+ requests during the drains", out)
     spread = r"p50 [\d,]+, p90 [\d,]+, p99 [\d,]+, max [\d,]+ ms"
     assert re.search(rf"write returned -> delivery arrived: {spread}", out)
-    assert re.search(rf"change recorded -> delivery arrived: {spread}", out)
+    assert re.search(rf"audience change made -> delivery arrived: {spread}", out)
     # the outage: every change arrived, in order per customer, under one webhook id each
     assert re.search(r"40 of 40 changes arrived; first after recovery at [+-][\d.]+ s", out)
     assert "customers whose entry arrived before their exit: 20 of 20;" in out

@@ -98,6 +98,9 @@ def render_explanation(
 
     def walk(node: Mapping[str, Any], at: str) -> dict[str, Any]:
         shown = dict(node)
+        leaves = {k: node[k] for k in ("trait", "computed", "event") if k in node}
+        if leaves:  # the literals the leaf tests, rendered like the condition's
+            shown.update(render_condition(access, leaves, aggregates, label, where, f"{at}."))
         for group in ("all", "any"):
             if isinstance(node.get(group), list):
                 shown[group] = [walk(c, f"{at}.{group}[{n}]") for n, c in enumerate(node[group])]
@@ -140,6 +143,73 @@ def render_explanation(
         if shown["condition"].get("holds") is None:
             shown["member"] = None  # membership would tell what the condition's answer hides
     return shown
+
+
+def render_condition(
+    access: Access,
+    condition: Any,
+    aggregates: Mapping[str, str | None],
+    label: str,
+    where: Where,
+    at: str = "",
+) -> Any:
+    """A condition tree with the texts it tests rendered for the caller: a trait's as that
+    trait's values, a computed trait's as the property it aggregates, a `where` test's as
+    that property's (a condition naming an email would otherwise show it to any role that
+    reads audiences). Numbers and flags are thresholds, shown as they are."""
+    if not isinstance(condition, Mapping):
+        return condition
+    policy = access.policy
+    shown = dict(condition)
+    for group in ("all", "any"):
+        if isinstance(condition.get(group), list):
+            shown[group] = [
+                render_condition(access, c, aggregates, label, where, f"{at}{group}[{n}].")
+                for n, c in enumerate(condition[group])
+            ]
+    if isinstance(condition.get("not"), Mapping):
+        shown["not"] = render_condition(
+            access, condition["not"], aggregates, label, where, f"{at}not."
+        )
+
+    def literal(test: Any, classify: Callable[[str], PiiCategory], key: str, path: str) -> Any:
+        if not isinstance(test, Mapping) or not textual(test.get("value")):
+            return test  # a threshold, a flag: the definer's, not a customer's value
+        rendered = dict(test)
+        rendered["value"] = render_value(
+            access, test["value"], classify, key, f"{path}.value", f"{label}.{key}", None, where
+        )
+        return rendered
+
+    trait = condition.get("trait")
+    if isinstance(trait, Mapping):
+        name = str(trait.get("name", ""))
+        shown["trait"] = literal(trait, policy.trait_category, name, f"{at}trait")
+    computed = condition.get("computed")
+    if isinstance(computed, Mapping):
+        prop = aggregates.get(str(computed.get("name", "")), "")
+        if prop is not None:
+            shown["computed"] = literal(computed, policy.property_category, prop, f"{at}computed")
+    event = condition.get("event")
+    if isinstance(event, Mapping) and isinstance(event.get("where"), list):
+        shown["event"] = dict(event)
+        shown["event"]["where"] = [
+            literal(
+                test,
+                policy.property_category,
+                str(test.get("property", "")) if isinstance(test, Mapping) else "",
+                f"{at}event.where[{n}]",
+            )
+            for n, test in enumerate(event["where"])
+        ]
+    return shown
+
+
+def textual(value: Any) -> bool:
+    """A literal that may be a customer's value (an email, a name, a list of them)."""
+    if isinstance(value, list):
+        return any(isinstance(v, str) for v in value)
+    return isinstance(value, str)
 
 
 def category_of(access: Access, classify: Callable[[str], PiiCategory], path: str) -> PiiCategory:

@@ -30,6 +30,9 @@ class PiiClassifier(Enum):
     COMPUTED_TRAIT = "COMPUTED_TRAIT"
     """a JSON map of computed trait values, each classified as the event property its
     definition aggregates (counts and times carry no personal value)"""
+    AUDIENCE_CONDITION = "AUDIENCE_CONDITION"
+    """an audience condition tree: the literal values it tests, classified as the trait,
+    computed trait or event property they are compared with"""
     MEMBERSHIP_EXPLANATION = "MEMBERSHIP_EXPLANATION"
     """an audience condition tree with the values each node saw: trait values classified by
     trait name, computed values as `COMPUTED_TRAIT`"""

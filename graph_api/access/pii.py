@@ -16,7 +16,12 @@ from graphql import GraphQLError
 from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.schema_directive import Location
 
-from graph_api.access.audiences import render_computed, render_explanation, sources
+from graph_api.access.audiences import (
+    render_computed,
+    render_condition,
+    render_explanation,
+    sources,
+)
 from graph_api.access.categories import PiiCategory, PiiClassifier
 from graph_api.access.masking import HIDDEN, keyed_hash, mask
 from graph_api.access.policy import Mode, Policy
@@ -81,6 +86,7 @@ class PiiGuard(FieldExtension):
         if self.classified_by in (
             PiiClassifier.COMPUTED_TRAIT,
             PiiClassifier.MEMBERSHIP_EXPLANATION,
+            PiiClassifier.AUDIENCE_CONDITION,
         ):
             if not isinstance(value, dict):
                 return None
@@ -88,6 +94,8 @@ class PiiGuard(FieldExtension):
             where = tuple(info.path.as_list())
             if self.classified_by is PiiClassifier.COMPUTED_TRAIT:
                 return render_computed(access, value, aggregates, label, customer, where)
+            if self.classified_by is PiiClassifier.AUDIENCE_CONDITION:
+                return render_condition(access, value, aggregates, label, where)
             return render_explanation(access, value, aggregates, label, where)
         if self.classified_by is not None:
             classify = (

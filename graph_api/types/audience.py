@@ -8,7 +8,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graph_api.access.auth import AUDIENCE_ROLES
+from graph_api.access.categories import PiiClassifier
 from graph_api.access.permissions import Roles, operation
+from graph_api.access.pii import pii_field
 from graph_api.context import Info
 from graph_api.limits import page_size
 from graph_api.types.customer import Customer, CustomerConnection, CustomerEdge
@@ -30,7 +32,11 @@ DEFAULT_MEMBERS = 20
 class Audience:
     id: strawberry.ID
     name: str
-    condition: JSON
+    condition: JSON = pii_field(
+        classified_by=PiiClassifier.AUDIENCE_CONDITION,
+        description="The condition tree; the values it tests read as the caller may read"
+        " the traits and properties they are compared with.",
+    )
     purpose: str | None = strawberry.field(
         description="The consent purpose members must have granted, if any."
     )

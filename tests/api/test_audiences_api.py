@@ -277,6 +277,41 @@ async def test_an_explanation_is_masked_by_the_callers_role(served: Served) -> N
     assert len(hashed) == 64 and hashed != ANN_EMAIL  # CONTACT is hashed for analysts
 
 
+async def test_the_values_a_condition_tests_are_masked_by_the_callers_role(
+    served: Served,
+) -> None:
+    api = served.api
+    condition = {
+        "any": [
+            {"trait": {"name": "email", "op": "eq", "value": ANN_EMAIL}},
+            {"computed": {"name": "lastSku", "op": "in", "value": ["ann-sku-31337"]}},
+            {"event": {"name": "Order Completed", "where": [
+                {"property": "revenue", "op": "gt", "value": 40},
+                {"property": "sku", "op": "eq", "value": "ann-sku-31337"},
+            ]}},
+        ]
+    }  # fmt: skip
+    audience = await served.define("annOnly", condition)
+    await served.settle()
+    query = "query($id: ID!) { audience(id: $id) { condition } }"
+    admin = (await api(query, {"id": audience}))["audience"]["condition"]
+    assert admin == condition
+    response = await api.post(query, {"id": audience}, key=await api.key("marketing"))
+    body = response.json()
+    shown = body["data"]["audience"]["condition"]["any"]
+    assert shown[0]["trait"] == {"name": "email", "op": "eq", "value": "A***@E***.com"}
+    assert shown[1]["computed"]["value"] == ["a***"]  # sku: UNCLASSIFIED, masked
+    where = shown[2]["event"]["where"]
+    assert where[0]["value"] == 40  # a threshold is the definer's, not a customer's
+    assert where[1]["value"] == "a***"
+    assert ANN_EMAIL not in response.text and "ann-sku-31337" not in response.text
+    assert "errors" not in body
+    # the explanation shows the tested texts the same way
+    ann = await served.customer("ann-user-5521")
+    response = await api.post(EXPLAIN, {"c": ann, "a": audience}, key=await api.key("marketing"))
+    assert ANN_EMAIL not in response.text and "ann-sku-31337" not in response.text
+
+
 async def test_bad_definitions_name_the_path_and_unknown_audiences_are_not_found(
     served: Served,
 ) -> None:

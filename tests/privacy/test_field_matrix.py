@@ -47,6 +47,8 @@ ELSEWHERE = {
     "test_computed_traits_are_masked_by_the_property_they_aggregate",
     ("Query", "explainMembership"): "tests/api/test_audiences_api.py::"
     "test_an_explanation_is_masked_by_the_callers_role",
+    ("Audience", "condition"): "tests/api/test_audiences_api.py::"
+    "test_the_values_a_condition_tests_are_masked_by_the_callers_role",
 }
 """`@pii` fields whose values exist only once computed traits and audiences are defined, read
 by each role in the test named (the seed here defines none)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ import orjson
 
 from graph_api import metrics
 from graph_api.activation import payloads
-from graph_api.activation.sender import Response, Sender
+from graph_api.activation.sender import CONNECTIONS, Response, Sender
 from graph_api.activation.views import CustomerView, customer_views
 from identity_graph.activation import signing
 from identity_graph.activation.deliveries import Delivery, DeliveryStatus, next_attempt
@@ -74,6 +75,9 @@ class Dispatcher:
         self.window = timedelta(hours=settings.webhook_retry_hours)
         self.timeout = float(settings.webhook_timeout_seconds)
         self.allow_private = settings.webhook_allow_private
+        self.lease = timedelta(seconds=self.timeout * math.ceil(BATCH / CONNECTIONS) + 30)
+        """a batch sends CONNECTIONS at a time, each within the timeout: its claims outlast
+        the slowest batch, so no other process takes them up meanwhile"""
         self._destinations: dict[str, Destination] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._senders: dict[str, Sender] = {}
@@ -160,7 +164,9 @@ class Dispatcher:
             if destination is None or not destination.enabled:
                 return
             try:
-                claimed = await self.outbox.claim(did, now=self.clock(), limit=BATCH)
+                claimed = await self.outbox.claim(
+                    did, now=self.clock(), limit=BATCH, lease=self.lease
+                )
                 if claimed:
                     await self._deliver(destination, claimed)
                     continue
@@ -212,7 +218,8 @@ class Dispatcher:
                 **signing.headers(keys, delivery.webhook_id, timestamp, request.body),
             }
             response = await sender.send(request.method, destination.url, headers, request.body)
-            return self._attempted(delivery, destination, response, now), response
+            # the attempt's time is its answer's: a batch may have waited on a slow receiver
+            return self._attempted(delivery, destination, response, self.clock()), response
 
         results = await asyncio.gather(*(one(d) for d in claimed))
         await self.outbox.finish([d for d, _ in results])

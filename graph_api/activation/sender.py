@@ -65,6 +65,9 @@ class Sender:
         self.allow_private = allow_private
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(CONNECTIONS)
+        """taken before a request's time starts: waiting for a free connection is not the
+        receiver's slowness, and must not count as a failed attempt"""
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -87,6 +90,10 @@ class Sender:
                 literal = None
             if literal is not None and not public(literal):
                 return Response(None, error=f"{literal} is not a public address")
+        async with self._slots:
+            return await self._send(method, url, headers, body)
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Response:
         try:
             async with self._client().request(
                 method,

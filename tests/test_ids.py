@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from identity_graph.resolver import _TimeOrderedIds
+from identity_graph.resolver import MonotonicIds, _TimeOrderedIds
 
 
 def test_ids_made_in_a_later_millisecond_sort_later_and_none_repeats() -> None:
@@ -39,3 +39,10 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     parent = make()
     assert status == 0 and len(child) == 32
     assert child[12:] != parent[12:]
+
+
+def test_change_ids_sort_in_the_order_they_were_made_even_within_a_millisecond() -> None:
+    make = MonotonicIds()
+    ids = [make() for _ in range(50_000)]  # many per millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -54,7 +54,7 @@ from identity_graph.audiences.store import (
 )
 from identity_graph.errors import NotFound
 from identity_graph.model import JSON, PURPOSES, ConsentStatus, Page, StoredEvent
-from identity_graph.resolver import NewId, new_id
+from identity_graph.resolver import MonotonicIds, NewId, new_id
 from identity_graph.rules import Rules
 from identity_graph.store import IdentityStore, ProfileFilter
 from identity_graph.survivorship import consent_state, current_traits
@@ -99,6 +99,7 @@ class AudienceEngine:
         *,
         clock: Callable[[], datetime] = utcnow,
         make_id: NewId = new_id,
+        make_change_id: NewId | None = None,
         max_definitions: int = MAX_DEFINITIONS,
         tick: float = TICK_SECONDS,
         refresh: float = REFRESH_SECONDS,
@@ -108,6 +109,11 @@ class AudienceEngine:
         self.rules = rules
         self.clock = clock
         self.make_id = make_id
+        self.make_change_id = make_change_id or (
+            make_id if make_id is not new_id else MonotonicIds()
+        )
+        """change ids: one customer's changes sort in the order they were made (their
+        deliveries are sent in that order)"""
         self.max_definitions = max_definitions
         self.tick = tick
         self.refresh = refresh
@@ -528,7 +534,7 @@ class AudienceEngine:
                 listener()
 
     def _change(self, audience_id: str, pid: str, kind: ChangeKind, at: datetime) -> AudienceChange:
-        return AudienceChange(self.make_id(), audience_id, pid, kind, at)
+        return AudienceChange(self.make_change_id(), audience_id, pid, kind, at)
 
     async def _build_step(self) -> None:
         """Evaluate the next page of profiles for the audiences being built."""

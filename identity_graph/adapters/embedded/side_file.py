@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +18,24 @@ from identity_graph.adapters.embedded.journal import connect
 from identity_graph.errors import StoreUnavailable
 
 T = TypeVar("T")
+
+
+async def uncancelled(work: Awaitable[T]) -> T:
+    """`work`'s result. A thread cannot be stopped: if the caller is cancelled meanwhile,
+    it still waits for the thread to end (then is cancelled), so that the lock it holds is
+    not released, and the connection not closed, under a transaction still running."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:
+                break
+        raise
 
 
 class SideFile:
@@ -74,6 +92,6 @@ class SideFile:
                 return result
 
             try:
-                return await asyncio.to_thread(run)
+                return await uncancelled(asyncio.to_thread(run))
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"embedded store {self.what} write failed: {e}") from e

@@ -102,6 +102,8 @@ async def opened(data_dir: Path) -> AsyncIterator[Services]:
     try:
         await services.audiences.start()
         try:
+            # the engine rebuilds every audience at start: done before the test reads
+            await asyncio.wait_for(services.audiences.settle(), 30)
             yield services
         finally:
             await services.audiences.stop()

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from graph_api import documents_cli, privacy_cli
 from graph_api.activation import export_cli
+from graph_api.cli_options import DataDirOption, StoreOption
 from graph_api.errors import C360Error, CliError
 from graph_api.keys_client import KEYS_PAGE, RemoteKeys
 from graph_api.services import Services, build_services, compact_data_dir, tune_runtime
@@ -58,13 +59,6 @@ app.add_typer(export_cli.audiences_app, name="audiences")
 
 out = Console()
 err = Console(stderr=True)
-
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help=f"Store adapter: {' or '.join(STORES)}.")
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory of the embedded store.")
-]
 
 
 @contextmanager

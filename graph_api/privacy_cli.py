@@ -20,10 +20,10 @@ from typing import Annotated, TextIO
 import typer
 
 from graph_api.access.auth import Principal
+from graph_api.cli_options import DataDirOption, StoreOption
 from graph_api.errors import CliError
 from graph_api.privacy import erasure, export, retention
 from graph_api.services import Services
-from graph_api.settings import STORES
 from identity_graph.normalize import normalize
 from identity_graph.privacy import ErasureReceipt
 
@@ -33,12 +33,6 @@ privacy_app = typer.Typer(
 )
 retention_app = typer.Typer(no_args_is_help=True, help="Retention (C360_RETENTION_FILE).")
 
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help=f"Store adapter: {' or '.join(STORES)}.")
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory of the embedded store.")
-]
 IdentifierOption = Annotated[
     str,
     typer.Option(

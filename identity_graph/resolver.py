@@ -71,12 +71,21 @@ class _TimeOrderedIds:
 
     def __call__(self) -> str:
         with self._lock:
-            if self._at >= len(self._hex):
-                self._hex = os.urandom(10 * self.BLOCK).hex()
-                self._at = 0
-            start = self._at
-            self._at = start + 20
-            return f"{time.time_ns() // 1_000_000:012x}{self._hex[start : start + 20]}"
+            prefix = self._prefix()
+            return prefix + self._bits(32 - len(prefix))
+
+    def _prefix(self) -> str:
+        """What orders the ids: the millisecond (under the lock)."""
+        return f"{time.time_ns() // 1_000_000:012x}"
+
+    def _bits(self, n: int) -> str:
+        """`n` random hex digits from the block (under the lock)."""
+        if self._at + n > len(self._hex):
+            self._hex = os.urandom(10 * self.BLOCK).hex()
+            self._at = 0
+        start = self._at
+        self._at = start + n
+        return self._hex[start : start + n]
 
 
 class MonotonicIds(_TimeOrderedIds):
@@ -95,21 +104,15 @@ class MonotonicIds(_TimeOrderedIds):
         self._last = 0
         self._seq = 0
 
-    def __call__(self) -> str:
-        with self._lock:
-            if self._at >= len(self._hex):
-                self._hex = os.urandom(10 * self.BLOCK).hex()
-                self._at = 0
-            start = self._at
-            self._at = start + 20
-            now = time.time_ns() // 1_000_000
-            if now > self._last:
-                self._last, self._seq = now, 0
-            else:
-                self._seq += 1
-                if self._seq > 0xFFFF:  # 65,536 ids in one millisecond: borrow the next
-                    self._last, self._seq = self._last + 1, 0
-            return f"{self._last:012x}{self._seq:04x}{self._hex[start : start + 16]}"
+    def _prefix(self) -> str:
+        now = time.time_ns() // 1_000_000
+        if now > self._last:
+            self._last, self._seq = now, 0
+        else:
+            self._seq += 1
+            if self._seq > 0xFFFF:  # 65,536 ids in one millisecond: borrow the next
+                self._last, self._seq = self._last + 1, 0
+        return f"{self._last:012x}{self._seq:04x}"
 
 
 _ID_MAKERS: weakref.WeakSet[_TimeOrderedIds] = weakref.WeakSet()

@@ -21,22 +21,15 @@ import typer
 from graph_api.activation import export
 from graph_api.activation.export import Exported, Format
 from graph_api.activation.views import reader_role
+from graph_api.cli_options import DataDirOption, StoreOption
 from graph_api.errors import CliError
 from graph_api.services import Services
-from graph_api.settings import STORES
 from identity_graph.audiences.store import Status
 
 READER = "cli:audiences export"
 """who the audit names for an export (with the role it renders for)"""
 
 audiences_app = typer.Typer(no_args_is_help=True, help="Audiences: export their members.")
-
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help=f"Store adapter: {' or '.join(STORES)}.")
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory of the embedded store.")
-]
 
 
 @audiences_app.command("export")

@@ -109,9 +109,7 @@ class AudienceEngine:
         self.rules = rules
         self.clock = clock
         self.make_id = make_id
-        self.make_change_id = make_change_id or (
-            make_id if make_id is not new_id else MonotonicIds()
-        )
+        self.make_change_id = make_change_id or MonotonicIds()
         """change ids: one customer's changes sort in the order they were made (their
         deliveries are sent in that order)"""
         self.max_definitions = max_definitions

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -102,6 +103,22 @@ class Api:
 @pytest.fixture
 def api(client: httpx.AsyncClient) -> Api:
     return Api(client)
+
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], seconds: float = 5.0) -> T:
+    """`check` once it passes, polled until a deadline (for what the audience engine and the
+    webhook dispatcher do in the background, within a second or a retry)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 def codes(errors: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,7 @@ advertising; Bob ordered once (no revenue); Cy only watched a video.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ import pytest
 
 from graph_api.app import create_app
 from graph_api.services import Services
-from tests.api.conftest import Api, codes
+from tests.api.conftest import Api, codes, eventually
 from tests.api.people import ANN_EMAIL, messages, send, settings_for, wipe
 
 STORES = [
@@ -91,18 +91,6 @@ async def served(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             for name, definition in TRAITS.items():
                 await served.api(DEFINE_TRAIT, {"name": name, "definition": definition})
             yield served
-
-
-async def eventually(check: Callable[[], Awaitable[T]], seconds: float = 5.0) -> T:
-    """`check` once it passes, polled until a deadline (the engine settles within a second)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.05)
 
 
 async def test_an_audience_is_built_then_followed_live(served: Served) -> None:

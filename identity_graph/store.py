@@ -8,7 +8,7 @@ as one `ChangeSet` that the adapter applies atomically.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -23,6 +23,7 @@ from identity_graph.model import (
     Link,
     MergeConflict,
     MergeRecord,
+    MessageType,
     Page,
     Profile,
     StoredEvent,
@@ -132,6 +133,10 @@ class ChangeSet:
 
     def __bool__(self) -> bool:
         return any(bool(v) for v in vars(self).values())
+
+
+EVENT_PAGE = 1000
+"""events per read where a default method walks a whole history"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +302,50 @@ class IdentityStore(ABC):
         after: str | None,
         types: Sequence[str] | None,
     ) -> dict[str, Page[StoredEvent]]:
-        """Each profile's events, newest first, a page of at most `first` after the cursor."""
+        """Each profile's events, newest first, a page of at most `first` after the cursor.
+        `Page.total` counts the profile's events of those `types` up to `count_up_to`, as
+        `list_profiles` counts: 0, the default, counts nothing; None, all."""
+
+    async def identifier_kinds(self, ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """The identifier kinds each current profile holds; absorbed or unknown ids are
+        absent. This default reads the whole profiles."""
+        return {
+            pid: frozenset(r.identifier.kind for r in profile.identifiers)
+            for pid, profile in (await self.profiles(ids)).items()
+        }
+
+    async def traits_named(
+        self, ids: Sequence[str], names: Collection[str]
+    ) -> dict[str, list[TraitValue]]:
+        """`traits`, only the values of the traits `names`. This default reads them all."""
+        wanted = set(names)
+        return {
+            pid: [v for v in values if v.name in wanted]
+            for pid, values in (await self.traits(ids)).items()
+        }
+
+    async def events_of(
+        self, ids: Sequence[str], selectors: Collection[tuple[MessageType, str | None]]
+    ) -> dict[str, list[StoredEvent]]:
+        """Every event of each profile that a selector `(type, name)` matches (name None:
+        every event of that type), in no particular order: what computed traits and
+        audiences count. This default reads `events` in pages, every profile's first page
+        in one call, and filters."""
+
+        def wanted(e: StoredEvent) -> bool:
+            return (e.type, e.name) in selectors or (e.type, None) in selectors
+
+        found: dict[str, list[StoredEvent]] = {pid: [] for pid in dict.fromkeys(ids)}
+        if not selectors:
+            return found
+        first = await self.events(list(found), first=EVENT_PAGE, after=None, types=None)
+        for pid, page in first.items():
+            found[pid].extend(e for e in page.items if wanted(e))
+            while page.more and page.items:
+                pages = await self.events([pid], first=EVENT_PAGE, after=page.cursor, types=None)
+                page = pages.get(pid, Page((), 0, None, False))
+                found[pid].extend(e for e in page.items if wanted(e))
+        return found
 
     @abstractmethod
     async def merge_history(self, ids: Sequence[str]) -> dict[str, list[MergeRecord]]:

@@ -448,7 +448,7 @@ def test_views_hold_consent_and_audiences_and_batch_their_reads(
             (services.store, "profiles"),
             (services.store, "traits"),
             (services.store, "consents"),
-            (services.store, "events"),
+            (services.store, "events_of"),
             (services.audiences, "computed_values_many"),
             (services.audiences.audiences, "memberships"),
         ]:

@@ -441,3 +441,47 @@ def windows(condition: Condition) -> list[EventMatch]:
     if isinstance(condition, EventTest) and condition.match.within_days is not None:
         return [condition.match]
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """What evaluating some definitions reads of a profile; nothing else is fetched."""
+
+    events: frozenset[tuple[MessageType, str | None]] = frozenset()
+    """(type, name) of the events counted; name None: every event of the type"""
+    traits: frozenset[str] = frozenset()
+    kinds: bool = False
+    """the identifier kinds it holds"""
+    consent: bool = False
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(
+            self.events | other.events,
+            self.traits | other.traits,
+            self.kinds or other.kinds,
+            self.consent or other.consent,
+        )
+
+
+def condition_reads(condition: Condition) -> Reads:
+    """What a condition reads directly (the computed traits it names read theirs:
+    `trait_reads`)."""
+    if isinstance(condition, All | Any_):
+        found = Reads()
+        for child in condition.children:
+            found = found | condition_reads(child)
+        return found
+    if isinstance(condition, Not):
+        return condition_reads(condition.child)
+    if isinstance(condition, EventTest):
+        return Reads(events=frozenset({(condition.match.type, condition.match.name)}))
+    if isinstance(condition, TraitTest):
+        return Reads(traits=frozenset({condition.name}))
+    if isinstance(condition, IdentifierTest):
+        return Reads(kinds=True)
+    return Reads()
+
+
+def trait_reads(trait: ComputedTraitDefinition) -> Reads:
+    """What a computed trait reads: the events it aggregates."""
+    return Reads(events=frozenset({(trait.match.type, trait.match.name)}))

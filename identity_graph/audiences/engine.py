@@ -38,9 +38,12 @@ from identity_graph.audiences.definitions import (
     Condition,
     DefinitionError,
     EventMatch,
+    Reads,
     computed_names,
+    condition_reads,
     parse_computed_trait,
     parse_condition,
+    trait_reads,
     windows,
 )
 from identity_graph.audiences.evaluation import Facts, compute, explain, holds, next_lapse
@@ -86,6 +89,8 @@ class _Definition:
         self.audience = audience
         self.condition = condition
         self.computed = computed_names(condition)
+        self.reads = condition_reads(condition) | Reads(consent=audience.purpose is not None)
+        """what it reads directly (the computed traits it names read theirs)"""
 
 
 class AudienceEngine:
@@ -285,11 +290,10 @@ class AudienceEngine:
         """Every computed trait's value for a profile now (empty for an unknown one)."""
         if not self._traits:
             return {}
-        facts = await self.facts(profile_id)
-        if facts is None:
+        current = (await self.store.resolve_profiles([profile_id])).get(profile_id)
+        if current != profile_id:
             return {}
-        now = self.clock()
-        return {name: compute(d, facts, now) for name, d in sorted(self._traits.items())}
+        return (await self.computed_values_many([profile_id]))[profile_id]
 
     async def computed_values_many(self, profile_ids: Sequence[str]) -> dict[str, dict[str, JSON]]:
         """`computed_values` of several current profiles, their events read in one batch (and
@@ -297,12 +301,16 @@ class AudienceEngine:
         if not self._traits or not profile_ids:
             return {pid: {} for pid in profile_ids}
         ids = list(dict.fromkeys(profile_ids))
-        events = await self._events_many(ids)
+        traits = sorted(self._traits.items())
+        reads = Reads()
+        for _, trait in traits:
+            reads = reads | trait_reads(trait)
+        events = await self.store.events_of(ids, reads.events)
         now = self.clock()
         values: dict[str, dict[str, JSON]] = {}
         for pid in ids:
             facts = Facts(pid, {}, tuple(events[pid]), frozenset(), {})  # traits read events only
-            values[pid] = {name: compute(d, facts, now) for name, d in sorted(self._traits.items())}
+            values[pid] = {name: compute(d, facts, now) for name, d in traits}
         return values
 
     async def explain(self, profile_id: str, audience_id: str) -> dict[str, Any]:
@@ -311,7 +319,9 @@ class AudienceEngine:
         if definition is None:
             raise NotFound(f"no audience {audience_id!r}")
         current = (await self.store.resolve_profiles([profile_id])).get(profile_id)
-        facts = await self.facts(current) if current else None
+        facts = None
+        if current is not None:
+            facts = (await self.facts_many([current], self._reads([definition]))).get(current)
         if facts is None:
             raise NotFound(f"no customer {profile_id!r}")
         now = self.clock()
@@ -336,23 +346,37 @@ class AudienceEngine:
         }
 
     async def facts(self, profile_id: str) -> Facts | None:
-        """What a current profile holds now, as conditions read it (None if not current)."""
+        """Everything a current profile holds now, as conditions read it (None if not
+        current): every record, read whole, whatever the definitions read."""
         return (await self.facts_many([profile_id])).get(profile_id)
 
-    async def facts_many(self, profile_ids: Sequence[str]) -> dict[str, Facts]:
-        """`facts` of several profiles, each kind of record read for all of them at once
-        (events a page at a time only for profiles with more than a page): a batch of
-        touched profiles costs the same few store reads as one. Ids that are not current
-        profiles are left out."""
+    async def facts_many(
+        self, profile_ids: Sequence[str], reads: Reads | None = None
+    ) -> dict[str, Facts]:
+        """`facts` of several profiles, each kind of record read for all of them at once: a
+        batch of touched profiles costs the same few store reads as one. With `reads`, only
+        what it names is read (the rest of the facts is empty): what definitions look at,
+        not the profiles' whole history. Ids that are not current profiles are left out."""
         store = self.store
         ids = list(dict.fromkeys(profile_ids))
-        profiles = await store.profiles(ids)
-        ids = [pid for pid in ids if pid in profiles]
+        resolved = await store.resolve_profiles(ids)
+        ids = [pid for pid in ids if resolved.get(pid) == pid]
         if not ids:
             return {}
-        values = await store.traits(ids)
-        consents = await store.consents(ids)
-        events = await self._events_many(ids)
+        if reads is None:
+            profiles = await store.profiles(ids)
+            ids = [pid for pid in ids if pid in profiles]
+            kinds = {
+                pid: frozenset(r.identifier.kind for r in profiles[pid].identifiers) for pid in ids
+            }
+            values = await store.traits(ids)
+            consents = await store.consents(ids)
+            events = await self._events_many(ids)
+        else:
+            kinds = await store.identifier_kinds(ids) if reads.kinds else {}
+            values = await store.traits_named(ids, reads.traits) if reads.traits else {}
+            consents = await store.consents(ids) if reads.consent else {}
+            events = await store.events_of(ids, reads.events)
         return {
             pid: Facts(
                 pid,
@@ -360,8 +384,8 @@ class AudienceEngine:
                     name: v.value
                     for name, v in current_traits(values.get(pid, []), self.rules).items()
                 },
-                tuple(events[pid]),
-                frozenset(r.identifier.kind for r in profiles[pid].identifiers),
+                tuple(events.get(pid, ())),
+                kinds.get(pid, frozenset()),
                 consent_state(consents.get(pid, [])),
             )
             for pid in ids
@@ -380,6 +404,17 @@ class AudienceEngine:
                 page = pages.get(pid, Page((), 0, None, False))
                 events[pid].extend(page.items)
         return events
+
+    def _reads(self, defs: Iterable[_Definition]) -> Reads:
+        """What evaluating `defs` reads, with the computed traits they name."""
+        found = Reads()
+        for d in defs:
+            found = found | d.reads
+            for name in d.computed:
+                trait = self._traits.get(name)
+                if trait is not None:
+                    found = found | trait_reads(trait)
+        return found
 
     def _computed(
         self, d: _Definition, facts: Facts, now: datetime, known: dict[str, JSON] | None = None
@@ -503,7 +538,7 @@ class AudienceEngine:
             for m in held.get(pid, []):
                 if m.audience_id in wanted:
                     changes.append(self._change(m.audience_id, pid, ChangeKind.EXITED, now))
-        known = await self.facts_many(current)
+        known = await self.facts_many(current, self._reads(defs))
         windowed = [match for d in defs for match in self._windows(d)]
         for pid in current:
             facts = known.get(pid)

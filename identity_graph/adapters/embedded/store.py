@@ -66,6 +66,7 @@ from identity_graph.adapters.embedded.backlog import Backlog
 from identity_graph.adapters.embedded.commit import GroupCommit
 from identity_graph.adapters.embedded.consent import ConsentStates
 from identity_graph.adapters.embedded.copier import COPIER_IDLE_SECONDS, Copier
+from identity_graph.adapters.embedded.fact_reads import FactReads
 from identity_graph.adapters.embedded.files import (
     GC_THRESHOLDS,
     Compacted,
@@ -91,7 +92,7 @@ from identity_graph.adapters.embedded.privacy_reads import (
     read_suppressions,
     suppression_hashes,
 )
-from identity_graph.adapters.embedded.reads import ProfileReads, consents_of, links_from
+from identity_graph.adapters.embedded.reads import consents_of, links_from
 from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros
@@ -120,7 +121,7 @@ pages it maps are the OS's file cache, clean and shared with it; they count in t
 process's RSS as file pages (RssFile), up to the part of the file reads have touched."""
 
 
-class EmbeddedStore(ProfileReads, IdentityStore):
+class EmbeddedStore(FactReads, IdentityStore):
     """The partition in process, durable through SQLite in `data_dir`. One process per data
     dir."""
 

@@ -48,6 +48,7 @@ from identity_graph.adapters.neo4j import audiences as aq
 from identity_graph.adapters.neo4j import cypher as q
 from identity_graph.adapters.neo4j import privacy as pq
 from identity_graph.adapters.neo4j.records import Neo4jRecords
+from identity_graph.adapters.neo4j.fact_reads import FactReads
 from identity_graph.adapters.neo4j.rows import (
     conflict_from_row,
     consent_from_row,
@@ -89,7 +90,7 @@ RERUNS = 10
 """how many times a write runs again because erasures suppressed its identifiers meanwhile"""
 
 
-class Neo4jStore(IdentityStore):
+class Neo4jStore(FactReads, IdentityStore):
     """An identity store in Neo4j; several processes may share one database."""
 
     def __init__(

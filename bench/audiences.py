@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sales_context import load  # noqa: E402
 from synthetic import synthetic_stream  # noqa: E402
 
 from identity_graph.adapters.embedded.store import EmbeddedStore  # noqa: E402
@@ -35,7 +36,6 @@ from identity_graph.audiences.engine import AudienceEngine  # noqa: E402
 from identity_graph.audiences.store import Status  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
 from identity_graph.service import IdentityGraph  # noqa: E402
-from identity_graph.store import ProfileFilter  # noqa: E402
 
 TRAITS = {
     "orders": {"kind": "event_count", "event": "Order Completed"},
@@ -127,44 +127,70 @@ async def run(args: argparse.Namespace) -> None:
         print("  audience sizes:", ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items())))
         await engine.stop()
 
-        profiles = (await plain.list_profiles(first=0, after=None, where=ProfileFilter())).total
-        events = plain._read().execute("SELECT count(*) FROM events").fetchone()[0]
-        builder = AudienceEngine(plain, plain.audiences, rules)
-        await builder.start()
-        start = time.perf_counter()
-        audience = await builder.define_audience("repeat buyers", BUILT, None)
-        await builder.settle()
-        built = time.perf_counter() - start
-        [after] = [a for a in await plain.audiences.audiences() if a.id == audience.id]
-        assert after.status is Status.READY
-        members: set[str] = set()
-        cursor = None
-        while True:
-            page = await plain.audiences.members(audience.id, first=1000, after=cursor)
-            members.update(m.customer_id for m in page.items)
-            if not page.more:
-                break
-            cursor = page.cursor
-        await builder.stop()
         await plain.close()
         await live.close()
-        db = sqlite3.connect(Path(tmp) / "plain" / "c360.sqlite3")
-        start = time.perf_counter()
-        expected = {pid for (pid,) in db.execute(PLAIN_SQL)}
-        sql = time.perf_counter() - start
-        db.close()
-        print(f"build of one audience over {profiles:,} profiles / {events:,} events:")
-        print(
-            f"  c360 build: {built:.2f} s ({profiles / built:,.0f} profiles/s), {after.size:,}"
-            f" members; one SQL statement: {sql:.2f} s; ratio {built / sql:.1f}x;"
-            f" same members: {members == expected}"
-        )
+        if not args.build_customers:
+            await build(Path(tmp) / "plain", rules)
+    if args.build_customers:
+        with tempfile.TemporaryDirectory(prefix="c360-audiences-build-") as tmp:
+            data_dir = Path(args.data_dir or tmp)
+            if not (data_dir / "c360.sqlite3").exists():
+                print(f"loading {args.build_customers:,} customers into {data_dir}:", flush=True)
+                await load(data_dir, args.build_customers, 1000, [])
+            await build(data_dir, rules)
+
+
+async def build(data_dir: Path, rules: Rules) -> None:
+    """Build one audience over the store in `data_dir`, and compute it by one SQL query."""
+    plain = EmbeddedStore(data_dir)
+    await plain.open()
+    profiles = len(plain.partition.members)
+    events = plain._read().execute("SELECT count(*) FROM events").fetchone()[0]
+    builder = AudienceEngine(plain, plain.audiences, rules)
+    await builder.start()
+    for old in await plain.audiences.audiences():  # a kept store: build afresh
+        await builder.delete_audience(old.id)
+    start = time.perf_counter()
+    audience = await builder.define_audience("repeat buyers", BUILT, None)
+    await builder.settle()
+    built = time.perf_counter() - start
+    [after] = [a for a in await plain.audiences.audiences() if a.id == audience.id]
+    assert after.status is Status.READY
+    members: set[str] = set()
+    cursor = None
+    while True:
+        page = await plain.audiences.members(audience.id, first=1000, after=cursor)
+        members.update(m.customer_id for m in page.items)
+        if not page.more:
+            break
+        cursor = page.cursor
+    await builder.stop()
+    await plain.close()
+    db = sqlite3.connect(data_dir / "c360.sqlite3")
+    start = time.perf_counter()
+    expected = {pid for (pid,) in db.execute(PLAIN_SQL)}
+    sql = time.perf_counter() - start
+    db.close()
+    print(f"build of one audience over {profiles:,} profiles / {events:,} events:")
+    print(
+        f"  c360 build: {built:.2f} s ({profiles / built:,.0f} profiles/s), {after.size:,}"
+        f" members; one SQL statement: {sql:.2f} s; ratio {built / sql:.1f}x;"
+        f" same members: {members == expected}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observations", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--build-customers",
+        type=int,
+        default=0,
+        help="build over a store of this many customers with 20-30 events each"
+        " (bench/sales_context.py's data) instead of over the ingest's store",
+    )
+    parser.add_argument("--data-dir", help="keep that store here and reuse it")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -21,6 +21,7 @@ from identity_graph.model import (
     Link,
     MergeKind,
     MergeRecord,
+    MessageType,
     Observation,
     StoredEvent,
 )
@@ -74,24 +75,86 @@ def utcnow() -> datetime:
 T = TypeVar("T")
 
 
-def touched_profiles(changes: Iterable[ChangeSet]) -> set[str]:
-    """Every profile id a change set makes, changes, absorbs, splits or erases."""
+@dataclass(frozen=True, slots=True)
+class ProfileChange:
+    """What a write changed of one profile, as far as readers of its facts care: the
+    events it gained (type, name), the traits it was told, whether it gained identifiers or
+    consent choices; `whole` when it was made, merged, split, restored or erased, and so
+    anything about it may differ."""
+
+    events: frozenset[tuple[MessageType, str | None]] = frozenset()
+    traits: frozenset[str] = frozenset()
+    identifiers: bool = False
+    consent: bool = False
+    whole: bool = False
+
+    def __or__(self, other: ProfileChange) -> ProfileChange:
+        if self.whole or other.whole:
+            return WHOLE
+        return ProfileChange(
+            self.events | other.events,
+            self.traits | other.traits,
+            self.identifiers or other.identifiers,
+            self.consent or other.consent,
+        )
+
+
+WHOLE = ProfileChange(whole=True)
+
+
+def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
+    """Every profile id a change set makes, changes, absorbs, splits or erases, with what
+    changed of it."""
     touched: set[str] = set()
+    whole: set[str] = set()
+    events: dict[str, set[tuple[MessageType, str | None]]] = {}
+    traits: dict[str, set[str]] = {}
+    identifiers: set[str] = set()
+    consent: set[str] = set()
     for c in changes:
-        touched.update(pid for pid, _ in c.new_profiles)
-        touched.update(c.restored_profiles)
-        touched.update(s.profile_id for s in c.sightings)
+        whole.update(pid for pid, _ in c.new_profiles)
+        whole.update(c.restored_profiles)
         for absorbed, survivor in c.reassign:
-            touched.update((absorbed, survivor))
-        touched.update(c.assign.values())
+            whole.update((absorbed, survivor))
+        whole.update(c.assign.values())
         for record in c.merges:
-            touched.update((record.survivor, record.absorbed))
-        touched.update(x.profile_id for x in c.consents)
-        touched.update(c.consent_states)
-        touched.update(pid for _, pid, _ in c.messages)
+            whole.update((record.survivor, record.absorbed))
         for erasure in c.erasures:
-            touched.update(erasure.scope.profile_ids)
-    return touched
+            whole.update(erasure.scope.profile_ids)
+        owner: dict[str, str] = {}
+        for s in c.sightings:
+            owner[s.key] = s.profile_id
+            if s.new:
+                identifiers.add(s.profile_id)
+        touched.update(owner.values())
+        consent.update(x.profile_id for x in c.consents)
+        consent.update(c.consent_states)
+        of_message = {mid: pid for mid, pid, _ in c.messages}
+        touched.update(of_message.values())
+        for value in c.traits:
+            told = owner.get(value.identifier_key)
+            if told is None:  # not seen in this change set: whose it is, is not known here
+                whole.update(of_message.values())
+            else:
+                traits.setdefault(told, set()).add(value.name)
+        for event in c.events:
+            doer = of_message.get(event.message_id) or owner.get(event.identifier_key)
+            if doer is None:
+                whole.update(of_message.values())
+            else:
+                events.setdefault(doer, set()).add((event.type, event.name))
+    touched.update(consent)
+    return {
+        pid: WHOLE
+        if pid in whole
+        else ProfileChange(
+            frozenset(events.get(pid, ())),
+            frozenset(traits.get(pid, ())),
+            pid in identifiers,
+            pid in consent,
+        )
+        for pid in touched | whole
+    }
 
 
 class _Recording(WriteTx):
@@ -156,9 +219,9 @@ class IdentityGraph:
         self.digest = digest
         self._sources: set[str] = set()
         """sources already found well-formed (a deployment has a few)"""
-        self.listeners: list[Callable[[set[str]], None]] = []
-        """called after each write with the ids of the profiles it touched (made, changed,
-        absorbed, split or erased): how computed audiences stay live"""
+        self.listeners: list[Callable[[Mapping[str, ProfileChange]], None]] = []
+        """called after each write with the profiles it touched (made, changed, absorbed,
+        split or erased) and what changed of each: how computed audiences stay live"""
 
     async def _write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         """`store.write(work)`, then tell the listeners which profiles it touched (from the

@@ -163,3 +163,47 @@ def test_numbers_json_cannot_hold_compute_to_no_value(totals: list[Any], kind: s
     facts = Facts("p", {}, events, frozenset(), {})
     definition = parse_computed_trait("t", {"kind": kind, "event": "Big", "property": "total"})
     assert compute(definition, facts, NOW) is None
+
+
+LEAVES = [
+    {"trait": {"name": "plan", "op": "eq", "value": "pro"}},
+    {"trait": {"name": "age", "op": "gt", "value": 50}},
+    {"trait": {"name": "missing", "op": "exists", "value": True}},
+    {"computed": {"name": "ltv", "op": "gte", "value": 80}},
+    {"computed": {"name": "none", "op": "exists", "value": False}},
+    {"event": {"name": "Order Completed", "count": {"op": "gte", "value": 3}}},
+    {"event": {"name": "Order Completed", "count": {"op": "gte", "value": 1}, "within_days": 1}},
+    {"event": {"type": "PAGE", "count": {"op": "eq", "value": 1}}},
+    {"identifier": {"kind": "email", "exists": True}},
+    {"identifier": {"kind": "phone", "exists": True}},
+]
+
+
+def trees() -> Any:
+    from hypothesis import strategies as st
+
+    return st.recursive(
+        st.sampled_from(LEAVES),
+        lambda inner: st.one_of(
+            st.builds(lambda xs: {"all": xs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda xs: {"any": xs}, st.lists(inner, min_size=1, max_size=3)),
+            st.builds(lambda x: {"not": x}, inner),
+        ),
+        max_leaves=12,
+    )
+
+
+def test_holds_says_what_explain_says_at_its_root() -> None:
+    from hypothesis import given, settings
+
+    @settings(max_examples=300, deadline=None)
+    @given(trees())
+    def check(tree: dict[str, Any]) -> None:
+        condition = parse_condition(tree)
+        computed = {"ltv": 80, "none": None}
+        assert (
+            holds(condition, FACTS, computed, NOW)
+            is explain(condition, FACTS, computed, NOW)["holds"]
+        )
+
+    check()

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,7 @@ from identity_graph.errors import NotFound
 from identity_graph.model import JSON, PURPOSES, ConsentStatus, Page, StoredEvent
 from identity_graph.resolver import MonotonicIds, NewId, new_id
 from identity_graph.rules import Rules
+from identity_graph.service import WHOLE, ProfileChange
 from identity_graph.store import IdentityStore, ProfileFilter
 from identity_graph.survivorship import consent_state, current_traits
 
@@ -80,6 +82,20 @@ TICK_SECONDS = 1.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def affects(reads: Reads, change: ProfileChange) -> bool:
+    """Whether a change of a profile may change what definitions with these `reads` see."""
+    return (
+        change.whole
+        or (change.identifiers and reads.kinds)
+        or (change.consent and reads.consent)
+        or bool(change.traits & reads.traits)
+        or any(
+            (kind, name) in reads.events or (kind, None) in reads.events
+            for kind, name in change.events
+        )
+    )
 
 
 class _Definition:
@@ -124,7 +140,8 @@ class AudienceEngine:
         self._traits: dict[str, ComputedTraitDefinition] = {}
         self._trait_records: dict[str, ComputedTrait] = {}
         self._defs: dict[str, _Definition] = {}
-        self._dirty: dict[str, None] = {}
+        self._dirty: dict[str, ProfileChange] = {}
+        """profiles to evaluate again, with what changed of them since they were last"""
         self._lapses: list[tuple[datetime, str]] = []
         self._pending: dict[str, datetime] = {}
         """profile id -> its earliest lapse in `_lapses` (a heap entry not here is stale)"""
@@ -167,12 +184,16 @@ class AudienceEngine:
             except asyncio.CancelledError:
                 pass
 
-    def touched(self, profile_ids: Iterable[str]) -> None:
-        """Profiles a write changed (or absorbed, or erased): evaluated again shortly."""
+    def touched(self, profiles: Iterable[str] | Mapping[str, ProfileChange]) -> None:
+        """Profiles a write changed (or absorbed, or erased), with what changed of each
+        (plain ids: anything may have): evaluated again shortly against the definitions
+        that read what changed."""
         if not self._defs:
             return
-        for pid in profile_ids:
-            self._dirty[pid] = None
+        changes = profiles if isinstance(profiles, Mapping) else dict.fromkeys(profiles, WHOLE)
+        for pid, change in changes.items():
+            held = self._dirty.get(pid)
+            self._dirty[pid] = change if held is None else held | change
         self._idle.clear()
         self._wake.set()
 
@@ -357,12 +378,15 @@ class AudienceEngine:
         batch of touched profiles costs the same few store reads as one. With `reads`, only
         what it names is read (the rest of the facts is empty): what definitions look at,
         not the profiles' whole history. Ids that are not current profiles are left out."""
-        store = self.store
         ids = list(dict.fromkeys(profile_ids))
-        resolved = await store.resolve_profiles(ids)
-        ids = [pid for pid in ids if resolved.get(pid) == pid]
+        resolved = await self.store.resolve_profiles(ids)
+        return await self._facts([pid for pid in ids if resolved.get(pid) == pid], reads)
+
+    async def _facts(self, ids: Sequence[str], reads: Reads | None) -> dict[str, Facts]:
+        """`facts_many` of profiles known to be current."""
         if not ids:
             return {}
+        store = self.store
         if reads is None:
             profiles = await store.profiles(ids)
             ids = [pid for pid in ids if pid in profiles]
@@ -477,16 +501,23 @@ class AudienceEngine:
             when, pid = heapq.heappop(self._lapses)
             if self._pending.get(pid) == when:
                 del self._pending[pid]
-            self._dirty[pid] = None
+            self._dirty[pid] = WHOLE
         if self._dirty:
-            batch = list(self._dirty)[:BATCH]
+            batch = dict(itertools.islice(self._dirty.items(), BATCH))
             for pid in batch:
-                self._dirty.pop(pid, None)
+                del self._dirty[pid]
             try:
                 async with self._lock:
-                    await self._evaluate(batch, list(self._defs.values()))
+                    defs = list(self._defs.values())
+                    reads = {d.audience.id: self._reads([d]) for d in defs}
+                    await self._evaluate(
+                        {
+                            pid: [d for d in defs if affects(reads[d.audience.id], change)]
+                            for pid, change in batch.items()
+                        }
+                    )
             except BaseException:  # evaluated again on the next step
-                self._dirty.update(dict.fromkeys(batch))
+                self.touched(batch)
                 raise
         if self._builds:  # a page each step, so that steady ingest never starves a build
             async with self._lock:
@@ -523,45 +554,56 @@ class AudienceEngine:
                 del self._defs[aid]
                 self._builds.pop(aid, None)
 
-    async def _evaluate(self, ids: list[str], defs: list[_Definition]) -> None:
-        """Evaluate profiles against `defs` and record what changed."""
-        if not defs:
+    async def _evaluate(self, plan: Mapping[str, Sequence[_Definition]]) -> None:
+        """Evaluate each profile against its definitions and record what changed. A
+        profile absorbed or erased leaves them; one absorbed is evaluated as its survivor.
+        Profiles with the same definitions have their facts read together."""
+        ids = [pid for pid, defs in plan.items() if defs]
+        if not ids:
             return
         resolved = await self.store.resolve_profiles(ids)
         gone = [pid for pid in ids if resolved.get(pid) != pid]
-        current = list(dict.fromkeys(resolved[p] for p in ids if p in resolved))
-        held = await self.audiences.memberships([*gone, *current])
+        wanted: dict[str, dict[str, _Definition]] = {}
+        for pid in ids:
+            if pid in resolved:
+                wanted.setdefault(resolved[pid], {}).update((d.audience.id, d) for d in plan[pid])
+        held = await self.audiences.memberships([*gone, *wanted])
         now = self.clock()
         changes: list[AudienceChange] = []
-        wanted = {d.audience.id for d in defs}
         for pid in gone:
+            left = {d.audience.id for d in plan[pid]}
             for m in held.get(pid, []):
-                if m.audience_id in wanted:
+                if m.audience_id in left:
                     changes.append(self._change(m.audience_id, pid, ChangeKind.EXITED, now))
-        known = await self.facts_many(current, self._reads(defs))
-        windowed = [match for d in defs for match in self._windows(d)]
-        for pid in current:
-            facts = known.get(pid)
-            if facts is None:
-                continue
-            was = {m.audience_id for m in held.get(pid, [])}
-            mine: list[AudienceChange] = []
-            values: dict[str, JSON] = {}  # each computed trait once per customer
-            try:
-                for d in defs:
-                    is_member = self.member(d, facts, now, values)
-                    if is_member != (d.audience.id in was):
-                        kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
-                        mine.append(self._change(d.audience.id, pid, kind, now))
-                lapse = next_lapse(windowed, facts, now)
-            except Exception:  # a bug met by one profile's data must not stop the others'
-                log.exception("evaluating customer %s failed; its memberships are kept", pid)
-                continue
-            changes.extend(mine)
-            pending = self._pending.get(pid)
-            if lapse is not None and (pending is None or lapse < pending):
-                self._pending[pid] = lapse
-                heapq.heappush(self._lapses, (lapse, pid))
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for pid, by_id in wanted.items():
+            groups.setdefault(tuple(sorted(by_id)), []).append(pid)
+        for pids in groups.values():
+            defs = list(wanted[pids[0]].values())
+            known = await self._facts(pids, self._reads(defs))
+            windowed = [match for d in defs for match in self._windows(d)]
+            for pid in pids:
+                facts = known.get(pid)
+                if facts is None:
+                    continue
+                was = {m.audience_id for m in held.get(pid, [])}
+                mine: list[AudienceChange] = []
+                values: dict[str, JSON] = {}  # each computed trait once per customer
+                try:
+                    for d in defs:
+                        is_member = self.member(d, facts, now, values)
+                        if is_member != (d.audience.id in was):
+                            kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
+                            mine.append(self._change(d.audience.id, pid, kind, now))
+                    lapse = next_lapse(windowed, facts, now)
+                except Exception:  # a bug met by one profile's data must not stop the others'
+                    log.exception("evaluating customer %s failed; its memberships are kept", pid)
+                    continue
+                changes.extend(mine)
+                pending = self._pending.get(pid)
+                if lapse is not None and (pending is None or lapse < pending):
+                    self._pending[pid] = lapse
+                    heapq.heappush(self._lapses, (lapse, pid))
         if changes and await self.audiences.record(changes):
             for listener in self.recorded:
                 listener()
@@ -577,8 +619,10 @@ class AudienceEngine:
             for a, cursor in self._builds.items()
             if cursor == after and a in self._defs
         ]
-        page = await self.store.list_profiles(first=BUILD_PAGE, after=after, where=ProfileFilter())
-        await self._evaluate(list(page.items), building)
+        page = await self.store.list_profiles(
+            first=BUILD_PAGE, after=after, where=ProfileFilter(), count_up_to=None
+        )
+        await self._evaluate(dict.fromkeys(page.items, building))
         for d in building:
             aid = d.audience.id
             done = self._build_done.get(aid, 0) + len(page.items)

@@ -62,8 +62,10 @@ class Facts:
     """its effective consent status per purpose"""
 
 
-def matching(match: EventMatch, events: Sequence[StoredEvent], now: datetime) -> list[StoredEvent]:
-    """The events a match counts at `now`, oldest first (ties by message id)."""
+def matching(
+    match: EventMatch, events: Sequence[StoredEvent], now: datetime, *, ordered: bool = True
+) -> list[StoredEvent]:
+    """The events a match counts at `now`, oldest first (ties by message id) if `ordered`."""
     since = None if match.within_days is None else now - timedelta(days=match.within_days)
     found = [
         e
@@ -73,7 +75,8 @@ def matching(match: EventMatch, events: Sequence[StoredEvent], now: datetime) ->
         and (since is None or since < e.timestamp <= now)
         and all(t.test.holds(_lookup(e.properties, t.property)) for t in match.where)
     ]
-    found.sort(key=lambda e: (e.timestamp, e.message_id))
+    if ordered:
+        found.sort(key=lambda e: (e.timestamp, e.message_id))
     return found
 
 
@@ -102,8 +105,8 @@ def _key(value: JSON) -> tuple[str, str]:
 
 def compute(definition: ComputedTraitDefinition, facts: Facts, now: datetime) -> JSON:
     """A computed trait's value at `now`; None when no matching event gives one."""
-    events = matching(definition.match, facts.events, now)
     kind = definition.kind
+    events = matching(definition.match, facts.events, now, ordered=kind in ORDERED_KINDS)
     if kind is Kind.EVENT_COUNT:
         return len(events)
     if kind is Kind.FIRST_SEEN:
@@ -163,39 +166,53 @@ def _tidy(value: float | int) -> float | int:
     return value
 
 
-def holds(condition: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime) -> bool:
-    """Whether the condition holds for the facts at `now`."""
-    return bool(_walk(condition, facts, computed, now, trace=False)["holds"])
+def holds(c: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime) -> bool:
+    """Whether the condition holds for the facts at `now` (what `explain` says at its root,
+    without noting what each node saw)."""
+    if isinstance(c, All):
+        return all(holds(child, facts, computed, now) for child in c.children)
+    if isinstance(c, Any_):
+        return any(holds(child, facts, computed, now) for child in c.children)
+    if isinstance(c, Not):
+        return not holds(c.child, facts, computed, now)
+    if isinstance(c, TraitTest):
+        return c.test.holds(facts.traits.get(c.name))
+    if isinstance(c, ComputedTest):
+        return c.test.holds(computed.get(c.name))
+    if isinstance(c, EventTest):
+        return c.count.holds(len(matching(c.match, facts.events, now, ordered=False)))
+    assert isinstance(c, IdentifierTest)
+    return (c.kind in facts.kinds) is c.exists
+
+
+ORDERED_KINDS = frozenset({Kind.FIRST, Kind.LAST, Kind.FIRST_SEEN, Kind.LAST_SEEN})
+"""kinds that read the matching events in order"""
 
 
 def explain(
     condition: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime
 ) -> dict[str, Any]:
     """The condition tree with, at each node, whether it held and what it saw."""
-    return _walk(condition, facts, computed, now, trace=True)
+    return _walk(condition, facts, computed, now)
 
 
 def _walk(
-    c: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime, *, trace: bool
+    c: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetime
 ) -> dict[str, Any]:
     if isinstance(c, All | Any_):
         op = "all" if isinstance(c, All) else "any"
         children = []
         result = isinstance(c, All)
         for child in c.children:
-            node = _walk(child, facts, computed, now, trace=trace)
+            node = _walk(child, facts, computed, now)
             children.append(node)
             if isinstance(c, All) and not node["holds"]:
                 result = False
-                if not trace:
-                    break
             if isinstance(c, Any_) and node["holds"]:
                 result = True
-                if not trace:
-                    break
         return {op: children, "holds": result}
     if isinstance(c, Not):
-        inner = _walk(c.child, facts, computed, now, trace=trace)
+        inner = _walk(c.child, facts, computed, now)
         return {"not": inner, "holds": not inner["holds"]}
     if isinstance(c, TraitTest):
         seen = facts.traits.get(c.name)

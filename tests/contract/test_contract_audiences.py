@@ -23,7 +23,7 @@ from identity_graph.audiences.store import (
     Status,
 )
 from identity_graph.errors import InvalidOperation
-from identity_graph.model import ConsentStatus, Observation
+from identity_graph.model import ConsentStatus, MessageType, Observation
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
@@ -551,3 +551,59 @@ async def test_a_build_finishes_while_profiles_keep_being_touched(
     assert found.status is Status.READY
     await engine.settle()
     assert await members(engine, "u3") == {outcomes[3].profile_id}
+
+
+async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_changed(
+    graph: IdentityGraph, engine: AudienceEngine
+) -> None:
+    await engine.define_computed_trait(
+        "orders", {"kind": "event_count", "event": "Order Completed"}
+    )
+    conditions = {
+        "buyers": ({"computed": {"name": "orders", "op": "gte", "value": 1}}, None),
+        "pro": ({"trait": {"name": "plan", "op": "eq", "value": "pro"}}, None),
+        "known": ({"identifier": {"kind": "email"}}, None),
+        "pages": ({"event": {"type": "PAGE", "count": {"op": "gte", "value": 1}}}, None),
+        "ads": ({"identifier": {"kind": "user_id"}}, "advertising"),
+    }
+    names = {}
+    for name, (condition, purpose) in conditions.items():
+        names[(await engine.define_audience(name, condition, purpose)).id] = name
+    await engine.settle()
+    seen: list[str] = []
+    member = engine.member
+
+    def noting(d, facts, now, known=None):  # type: ignore[no-untyped-def]
+        seen.append(names[d.audience.id])
+        return member(d, facts, now, known)
+
+    engine.member = noting  # type: ignore[method-assign]
+
+    async def evaluated(*observations: Observation) -> set[str]:
+        seen.clear()
+        await graph.ingest(list(observations))
+        await engine.settle()
+        return set(seen)
+
+    made = {"buyers", "pro", "known", "pages", "ads"}
+    assert await evaluated(observe("m1", "user_id:u1", t=1, event="Viewed")) == made
+    [pid] = (await graph.store.profile_ids(["user_id:u1"])).values()
+    assert await evaluated(observe("m2", "user_id:u1", t=2, event="Viewed")) == set()
+    assert await evaluated(observe("m3", "user_id:u1", t=3, event="Order Completed")) == {"buyers"}
+    page = observe("m4", "user_id:u1", t=4, type=MessageType.PAGE, event="Pricing")
+    assert await evaluated(page) == {"pages"}
+    assert await evaluated(observe("m5", "user_id:u1", t=5, traits={"plan": "pro"})) == {"pro"}
+    assert await evaluated(observe("m6", "user_id:u1", "email:u1@x.io", t=6)) == {"known", "ads"}
+    assert await evaluated(observe("m7", "user_id:u1", t=7)) == set()  # nothing new
+    seen.clear()
+    await graph.set_consent(pid, {"advertising": ConsentStatus.GRANTED}, source="ops")
+    await engine.settle()
+    assert set(seen) == {"ads"}
+    for name in made:
+        assert await members(engine, name) == {pid}, name
+    # a merge may change anything of both sides
+    assert await evaluated(observe("m8", "anonymous_id:a2", t=8)) == made
+    assert await evaluated(observe("m9", "anonymous_id:a2", "email:u1@x.io", t=9)) == made
+    assert (
+        len(set((await graph.store.profile_ids(["anonymous_id:a2", "user_id:u1"])).values())) == 1
+    )

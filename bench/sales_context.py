@@ -176,7 +176,7 @@ async def write_baseline(store: Any, rules: Any, sample: list[int], path: Path) 
         traits = {
             k: v.value for k, v in current_traits((await store.traits([pid]))[pid], rules).items()
         }
-        page = (await store.events([pid], first=20, after=None, types=None))[pid]
+        page = (await store.events([pid], first=20, after=None, types=None, count_up_to=None))[pid]
         address = traits.get("address")
         out[email_of(i)] = {
             "id": pid,

@@ -195,8 +195,8 @@ async def seed_bootstrap_key(services: Services) -> None:
 async def load_demo(services: Services) -> str:
     from graph_api.tracking import demo
 
-    existing = await services.store.list_profiles(first=1, after=None, where=ProfileFilter())
-    if existing.total == 0:
+    existing = await services.store.list_profiles(first=0, after=None, where=ProfileFilter())
+    if not existing.more:
         with progress_bar() as bar:
             raw = demo.messages()
             task = bar.add_task("demo data", total=len(raw))

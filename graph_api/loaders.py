@@ -29,8 +29,8 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 D = TypeVar("D")
 
-EventsKey = tuple[str, int, str | None, tuple[str, ...] | None]
-"""(profile id, first, after, types)"""
+EventsKey = tuple[str, int, str | None, tuple[str, ...] | None, int]
+"""(profile id, first, after, types, count_up_to)"""
 
 
 def _loader(
@@ -83,12 +83,14 @@ class Loaders:
         return [found.get(i) for i in ids]
 
     async def _events(self, keys: list[EventsKey]) -> list[Page[StoredEvent]]:
-        groups: dict[tuple[int, str | None, tuple[str, ...] | None], list[str]] = {}
-        for pid, first, after, types in keys:
-            groups.setdefault((first, after, types), []).append(pid)
+        groups: dict[tuple[int, str | None, tuple[str, ...] | None, int], list[str]] = {}
+        for pid, first, after, types, count in keys:
+            groups.setdefault((first, after, types, count), []).append(pid)
         pages: dict[EventsKey, Page[StoredEvent]] = {}
-        for (first, after, types), ids in groups.items():
-            found = await self.store.events(ids, first=first, after=after, types=types)
+        for (first, after, types, count), ids in groups.items():
+            found = await self.store.events(
+                ids, first=first, after=after, types=types, count_up_to=count
+            )
             for pid in ids:
-                pages[(pid, first, after, types)] = found.get(pid, Page((), 0, None, False))
+                pages[(pid, first, after, types, count)] = found.get(pid, Page((), 0, None, False))
         return [pages[k] for k in keys]

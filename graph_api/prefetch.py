@@ -16,6 +16,7 @@ from typing import Any
 
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
+from graph_api import totals
 from graph_api.context import Info
 from graph_api.errors import ApiError
 from graph_api.limits import page_size
@@ -46,8 +47,13 @@ async def prefetch_customer(
         if len(wanted) == 1 and None not in wanted:
             events = wanted.pop()
     loaders = info.context.loaders
+    counted = totals.events_count_up_to(info)
     found = await info.context.services.store.customer_context(
-        key=key, profile_id=profile_id, traits=bool(names & TRAIT_FIELDS), events=events
+        key=key,
+        profile_id=profile_id,
+        traits=bool(names & TRAIT_FIELDS),
+        events=events,
+        count_events=counted,
     )
     if found is None:
         return None
@@ -65,7 +71,7 @@ async def prefetch_customer(
     if found.traits is not None:
         loaders.traits.prime(pid, found.traits)
     if found.events is not None and events is not None:
-        loaders.events.prime((pid, events, None, None), found.events)
+        loaders.events.prime((pid, events, None, None, counted), found.events)
     return pid
 
 

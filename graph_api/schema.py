@@ -23,7 +23,7 @@ from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph_api import limits
+from graph_api import limits, totals
 from graph_api.access.audit import AuditReads
 from graph_api.access.auth import (
     ADMIN_ROLES,
@@ -118,7 +118,9 @@ class Query:
         if condition.trait is not None:
             category = services.policy.trait_category(condition.trait[0])
             require_clear(info, category, f"filter customers by trait {condition.trait[0]!r}")
-        page = await services.store.list_profiles(first=size, after=after, where=condition)
+        page = await services.store.list_profiles(
+            first=size, after=after, where=condition, count_up_to=totals.count_up_to(info)
+        )
         edges = [
             CustomerEdge(node=Customer(id=strawberry.ID(pid)), cursor=pid) for pid in page.items
         ]
@@ -145,7 +147,10 @@ class Query:
         context = info.context
         size = limits.page_size(first, context.services.settings)
         page = await context.services.records.audit_log(
-            first=size, after=after, customer_id=str(customer_id) if customer_id else None
+            first=size,
+            after=after,
+            customer_id=str(customer_id) if customer_id else None,
+            count_up_to=totals.count_up_to(info),
         )
         return AuditConnection.from_domain(page)
 

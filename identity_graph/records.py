@@ -59,12 +59,18 @@ class AccessRecords(ABC):
 
     @abstractmethod
     async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
+        self,
+        *,
+        first: int,
+        after: str | None,
+        customer_id: str | None,
+        count_up_to: int | None = 0,
     ) -> Page[AuditEntry]:
         """Audit entries, newest first by (`at`, `id`), optionally for one customer;
         `after` is the id of the entry the page continues after (`InvalidOperation` if no
         entry has that id). The page's cursor is the id of its last entry if there are
-        more."""
+        more. `Page.total` counts the entries (all of them, not only those after the
+        cursor) up to `count_up_to`: 0, the default, counts nothing; None, all."""
 
     @abstractmethod
     async def expire_audit(self, before: datetime, *, batch: int) -> int:

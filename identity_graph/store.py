@@ -144,7 +144,9 @@ class ProfileFilter:
     """Which profiles `list_profiles` returns; all given conditions must hold."""
 
     has_kind: str | None = None
+    """a kind of identifier the profile holds"""
     identifier_keys: tuple[str, ...] | None = None
+    """identifiers of which the profile holds one"""
     trait: tuple[str, JSON] | None = None
     """(name, value): some value of the trait ever equalled it"""
     consent_granted: str | None = None
@@ -260,12 +262,13 @@ class IdentityStore(ABC):
         profile_id: str | None = None,
         traits: bool = False,
         events: int | None = None,
+        count_events: int | None = 0,
     ) -> CustomerContext | None:
         """The current profile holding identifier `key`, or named by `profile_id` (followed
         through redirects), with its trait values if `traits` and the first page of `events`
-        events if given; None if there is none. What a "who is this customer" request reads,
-        in one round trip where the store can (Neo4j: one statement); this default composes
-        the other reads."""
+        events if given, its total counted as `events` counts with `count_up_to=count_events`;
+        None if there is none. What a "who is this customer" request reads, in one round trip
+        where the store can (Neo4j: one statement); this default composes the other reads."""
         if (key is None) == (profile_id is None):
             raise InvalidOperation("give exactly one of key and profile_id")
         if key is not None:
@@ -279,15 +282,23 @@ class IdentityStore(ABC):
         values = (await self.traits([profile.id])).get(profile.id, []) if traits else None
         page = None
         if events is not None:
-            pages = await self.events([profile.id], first=events, after=None, types=None)
+            pages = await self.events(
+                [profile.id], first=events, after=None, types=None, count_up_to=count_events
+            )
             page = pages.get(profile.id, Page((), 0, None, False))
         return CustomerContext(profile, values, page)
 
     @abstractmethod
     async def list_profiles(
-        self, *, first: int, after: str | None, where: ProfileFilter
+        self, *, first: int, after: str | None, where: ProfileFilter, count_up_to: int | None = 0
     ) -> Page[str]:
-        """Current profile ids in id order, after the cursor, matching the filter."""
+        """Current profile ids in id order, after the cursor, matching the filter.
+
+        A page costs what it returns, not what the store holds: it is read in id order from
+        an index of the filter's conditions. `Page.total` counts the matching profiles (all
+        of them, not only those after the cursor) up to `count_up_to`: min(matching,
+        `count_up_to`), so 0, the default, counts nothing; None counts them all, at the cost
+        of reading every match."""
 
     @abstractmethod
     async def traits(self, ids: Sequence[str]) -> dict[str, list[TraitValue]]:
@@ -301,6 +312,7 @@ class IdentityStore(ABC):
         first: int,
         after: str | None,
         types: Sequence[str] | None,
+        count_up_to: int | None = 0,
     ) -> dict[str, Page[StoredEvent]]:
         """Each profile's events, newest first, a page of at most `first` after the cursor.
         `Page.total` counts the profile's events of those `types` up to `count_up_to`, as

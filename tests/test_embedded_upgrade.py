@@ -167,7 +167,9 @@ async def test_the_audit_log_and_keys_move_from_the_tables_file_once(
         store = EmbeddedStore(tmp_path)
         await store.open()
         try:
-            page = await store.records.audit_log(first=10, after=None, customer_id=None)
+            page = await store.records.audit_log(
+                first=10, after=None, customer_id=None, count_up_to=None
+            )
             assert [e.id for e in page.items] == ["a2", "a1", "a0"]
             assert page.items[0] == entries[2] and page.total == 3
             assert await store.records.api_key("hash-1") == key

@@ -152,7 +152,10 @@ async def start_export(
             )
         raise not_found(f"no customer {customer_id!r}")
     if max_events is not None:
-        page = (await store.events([profile.id], first=1, after=None, types=None)).get(profile.id)
+        pages = await store.events(
+            [profile.id], first=0, after=None, types=None, count_up_to=max_events + 1
+        )
+        page = pages.get(profile.id)
         total = page.total if page else 0
         if total > max_events:
             raise ApiError(

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from graph_api import totals
 from graph_api.types.page_info import PageInfo
 from identity_graph.model import Page
 from identity_graph.records import AuditEntry as DomainAuditEntry
@@ -42,7 +43,7 @@ class AuditEntryEdge:
 class AuditConnection:
     edges: list[AuditEntryEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=totals.DESCRIPTION)
 
     @classmethod
     def from_domain(cls, page: Page[DomainAuditEntry]) -> AuditConnection:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import strawberry
 from strawberry.scalars import JSON
 
-from graph_api import described
+from graph_api import described, totals
 from graph_api.access.categories import PiiClassifier
 from graph_api.access.pii import access_mode, pii_field
 from graph_api.access.policy import Mode
@@ -105,8 +105,8 @@ class Customer:
         types: list[EventType] | None = None,
     ) -> EventConnection:
         size = page_size(first, info.context.services.settings)
-        page = await info.context.loaders.events.load((self.id, size, after, domain_types(types)))
-        return EventConnection.from_domain(page, self.id)
+        key = (self.id, size, after, domain_types(types), totals.count_up_to(info))
+        return EventConnection.from_domain(await info.context.loaders.events.load(key), self.id)
 
     @described.field(
         "Merges, undos and splits involving this customer, oldest first, a page at a time:"
@@ -190,4 +190,4 @@ class CustomerEdge:
 class CustomerConnection:
     edges: list[CustomerEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=totals.DESCRIPTION)

@@ -8,6 +8,7 @@ from enum import Enum
 import strawberry
 from strawberry.scalars import JSON
 
+from graph_api import totals
 from graph_api.access.categories import PiiClassifier
 from graph_api.access.pii import pii_field
 from graph_api.types.page_info import PageInfo
@@ -69,7 +70,7 @@ class EventEdge:
 class EventConnection:
     edges: list[EventEdge]
     page_info: PageInfo
-    total_count: int
+    total_count: int = strawberry.field(description=totals.DESCRIPTION)
 
     @classmethod
     def from_domain(

@@ -47,9 +47,16 @@ class CountingRecords(AccessRecords):
         await self.inner.append_audit(entries)
 
     async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
+        self,
+        *,
+        first: int,
+        after: str | None,
+        customer_id: str | None,
+        count_up_to: int | None = 0,
     ) -> Page[AuditEntry]:
-        return await self.inner.audit_log(first=first, after=after, customer_id=customer_id)
+        return await self.inner.audit_log(
+            first=first, after=after, customer_id=customer_id, count_up_to=count_up_to
+        )
 
     async def expire_audit(self, before: datetime, *, batch: int) -> int:
         return await self.inner.expire_audit(before, batch=batch)

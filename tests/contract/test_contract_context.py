@@ -25,13 +25,20 @@ async def test_the_context_agrees_with_the_separate_reads(graph: IdentityGraph) 
     )
     pid = outcomes[0].profile_id
     assert pid
-    by_key = await store.customer_context(key="email:cy@x.io", traits=True, events=3)
+    by_key = await store.customer_context(
+        key="email:cy@x.io", traits=True, events=3, count_events=None
+    )
     assert by_key is not None
     assert by_key.profile == (await store.profiles([pid]))[pid]
     assert by_key.traits == (await store.traits([pid]))[pid]
-    separate = (await store.events([pid], first=3, after=None, types=None))[pid]
+    separate = (await store.events([pid], first=3, after=None, types=None, count_up_to=None))[pid]
     assert by_key.events == separate
     assert by_key.events is not None and by_key.events.total == 7 and by_key.events.more
+    bounded = await store.customer_context(key="email:cy@x.io", events=3, count_events=5)
+    assert bounded is not None and bounded.events is not None and bounded.events.total == 5
+    uncounted = await store.customer_context(key="email:cy@x.io", events=3)
+    assert uncounted is not None and uncounted.events is not None
+    assert uncounted.events.total == 0 and uncounted.events.items == by_key.events.items
     bare = await store.customer_context(key="user_id:cy")
     assert bare is not None and (bare.traits, bare.events) == (None, None)
     assert bare.profile == by_key.profile

@@ -74,7 +74,8 @@ async def test_events_newest_first_with_cursors_filter_and_totals(graph: Identit
     pid = await _owner(graph.store, "anonymous_id:a1")
     seen, cursor, totals = [], None, set()
     while True:
-        page = (await graph.store.events([pid], first=3, after=cursor, types=None))[pid]
+        pages = await graph.store.events([pid], first=3, after=cursor, types=None, count_up_to=None)
+        page = pages[pid]
         seen.extend(page.items)
         totals.add(page.total)
         assert page.more is (page.cursor is not None)
@@ -85,7 +86,9 @@ async def test_events_newest_first_with_cursors_filter_and_totals(graph: Identit
     assert totals == {7}
     assert seen[0].properties == {"i": 6} and seen[0].type is MessageType.PAGE
     assert seen[0].timestamp == observe("x", t=6).timestamp and seen[0].source == "web"
-    pages = (await graph.store.events([pid], first=10, after=None, types=["page"]))[pid]
+    pages = (await graph.store.events([pid], first=10, after=None, types=["page"], count_up_to=9))[
+        pid
+    ]
     assert [e.name for e in pages.items] == ["Event 6", "Event 3", "Event 0"]
     assert pages.total == 3 and pages.cursor is None and not pages.more
     with pytest.raises(InvalidOperation):
@@ -97,7 +100,7 @@ async def test_a_page_of_size_zero_says_whether_items_follow(graph: IdentityGrap
     await graph.ingest([observe(f"e{i}", "anonymous_id:a1", t=i, event="Tick") for i in range(3)])
     pid = await _owner(graph.store, "anonymous_id:a1")
     events = graph.store.events
-    empty = (await events([pid], first=0, after=None, types=None))[pid]
+    empty = (await events([pid], first=0, after=None, types=None, count_up_to=9))[pid]
     assert (empty.items, empty.total, empty.cursor, empty.more) == ((), 3, None, True)
     last = (await events([pid], first=2, after=None, types=None))[pid]
     assert last.cursor is not None and last.more
@@ -107,9 +110,11 @@ async def test_a_page_of_size_zero_says_whether_items_follow(graph: IdentityGrap
     assert end.cursor is None and not end.more
     after_end = await events([pid], first=0, after=event_cursor(end.items[-1]), types=None)
     assert not after_end[pid].more
-    none = (await events([pid], first=0, after=None, types=["screen"]))[pid]
+    none = (await events([pid], first=0, after=None, types=["screen"], count_up_to=9))[pid]
     assert (none.total, none.more) == (0, False)
-    profiles = await graph.store.list_profiles(first=0, after=None, where=ProfileFilter())
+    profiles = await graph.store.list_profiles(
+        first=0, after=None, where=ProfileFilter(), count_up_to=9
+    )
     assert (profiles.items, profiles.total, profiles.more) == ((), 1, True)
 
 
@@ -252,7 +257,9 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     everyone = sorted(owner.values())
     ids, cursor = [], None
     while True:
-        page = await store.list_profiles(first=2, after=cursor, where=ProfileFilter())
+        page = await store.list_profiles(
+            first=2, after=cursor, where=ProfileFilter(), count_up_to=None
+        )
         assert page.total == 5 and len(page.items) <= 2
         assert page.more is (page.cursor is not None)
         ids.extend(page.items)
@@ -262,7 +269,7 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     assert ids == everyone
 
     async def matching(where: ProfileFilter) -> list[str]:
-        page = await store.list_profiles(first=50, after=None, where=where)
+        page = await store.list_profiles(first=50, after=None, where=where, count_up_to=None)
         assert page.total == len(page.items) and page.cursor is None
         return list(page.items)
 
@@ -280,7 +287,10 @@ async def test_list_profiles_filters_and_pages(graph: IdentityGraph) -> None:
     )
     assert await matching(ProfileFilter(consent_granted="analytics")) == [owner["anonymous_id:a5"]]
     await graph.ingest([observe("m6", "anonymous_id:a4", "anonymous_id:a5")])
-    assert (await store.list_profiles(first=50, after=None, where=ProfileFilter())).total == 4
+    everyone = await store.list_profiles(
+        first=50, after=None, where=ProfileFilter(), count_up_to=None
+    )
+    assert everyone.total == 4
 
 
 async def test_the_consent_filter_follows_the_effective_choice(graph: IdentityGraph) -> None:
@@ -288,7 +298,7 @@ async def test_the_consent_filter_follows_the_effective_choice(graph: IdentityGr
     granted = ProfileFilter(consent_granted="email_marketing")
 
     async def matching() -> set[str]:
-        page = await store.list_profiles(first=50, after=None, where=granted)
+        page = await store.list_profiles(first=50, after=None, where=granted, count_up_to=None)
         assert page.total == len(page.items)
         return set(page.items)
 
@@ -324,7 +334,7 @@ async def _views_agree(graph: IdentityGraph, purpose: str) -> set[str]:
         and chosen.status is ConsentStatus.GRANTED
     }
     page = await store.list_profiles(
-        first=100, after=None, where=ProfileFilter(consent_granted=purpose)
+        first=100, after=None, where=ProfileFilter(consent_granted=purpose), count_up_to=None
     )
     assert page.total == len(page.items)
     assert set(page.items) == shown

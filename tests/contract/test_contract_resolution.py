@@ -31,9 +31,10 @@ async def test_replaying_a_message_changes_nothing(graph: IdentityGraph) -> None
     assert [o.status for o in outcomes] == ["duplicate", "duplicate"]
     assert {o.profile_id for o in outcomes} == {applied.profile_id}
     assert await partition(graph.store) == before
-    page = (await graph.store.events([applied.profile_id], first=10, after=None, types=None))[
-        applied.profile_id
-    ]
+    pages = await graph.store.events(
+        [applied.profile_id], first=10, after=None, types=None, count_up_to=None
+    )
+    page = pages[applied.profile_id]
     assert page.total == 1 and page.items[0].name == "Signed Up"
 
 
@@ -44,7 +45,7 @@ async def test_a_message_repeated_inside_one_batch_applies_once(graph: IdentityG
     assert [o.status for o in outcomes] == ["applied", "duplicate"]
     pid = outcomes[0].profile_id
     assert pid is not None
-    pages = await graph.store.events([pid], first=10, after=None, types=None)
+    pages = await graph.store.events([pid], first=10, after=None, types=None, count_up_to=None)
     assert pages[pid].total == 1
 
 
@@ -103,7 +104,11 @@ async def test_two_user_ids_never_merge_and_the_conflict_is_kept(graph: Identity
     assert conflict.dropped == ("anonymous_id:shared",)
     assert "user_id" in conflict.reason and "limit 1" in conflict.reason
     events = await store.events(
-        [first.profile_id or "", second.profile_id], first=10, after=None, types=None
+        [first.profile_id or "", second.profile_id],
+        first=10,
+        after=None,
+        types=None,
+        count_up_to=None,
     )
     assert events[first.profile_id or ""].total == 0
     assert [e.name for e in events[second.profile_id].items] == ["Logged In"]

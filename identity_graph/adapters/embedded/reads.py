@@ -10,9 +10,10 @@ from typing import Any
 
 import networkx as nx
 
+from identity_graph.adapters.embedded import listing
 from identity_graph.adapters.embedded.partition import Partition
 from identity_graph.adapters.embedded.sql import chunks, merge_from_row, qmarks
-from identity_graph.codec import dumps, from_micros, loads
+from identity_graph.codec import from_micros, loads
 from identity_graph.model import (
     ConsentRecord,
     ConsentStatus,
@@ -122,47 +123,13 @@ class ProfileReads:
         }
 
     async def list_profiles(
-        self, *, first: int, after: str | None, where: ProfileFilter
+        self, *, first: int, after: str | None, where: ProfileFilter, count_up_to: int | None = 0
     ) -> Page[str]:
         db = await self._fresh()
-        clauses = ["p.merged_into IS NULL"]
-        params: list[Any] = []
-        if where.has_kind is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.kind = ?)"
-            )
-            params.append(where.has_kind)
-        if where.identifier_keys is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i WHERE i.profile_id = p.id AND i.key IN"
-                f" ({qmarks(len(where.identifier_keys))}))"
-            )
-            params.extend(where.identifier_keys)
-        if where.trait is not None:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM identifiers i JOIN traits t ON t.identifier_key = i.key"
-                " WHERE i.profile_id = p.id AND t.name = ? AND t.value = ?)"
-            )
-            params.extend([where.trait[0], dumps(where.trait[1])])
-        if where.consent_granted is not None:
-            # the state the domain decided when the profile's consent last changed
-            clauses.append(
-                "EXISTS (SELECT 1 FROM profile_consents s WHERE s.profile_id = p.id"
-                " AND s.purpose = ? AND s.status = 'GRANTED')"
-            )
-            params.append(where.consent_granted)
-        condition = " AND ".join(clauses)
-        total = db.execute(f"SELECT count(*) FROM profiles p WHERE {condition}", params)
-        count = int(total.fetchone()[0])
-        page_condition = condition + (" AND p.id > ?" if after is not None else "")
-        page_params = params + ([after] if after is not None else [])
-        ids = [
-            row[0]
-            for row in db.execute(
-                f"SELECT p.id FROM profiles p WHERE {page_condition} ORDER BY p.id LIMIT ?",
-                [*page_params, first + 1],
-            )
-        ]
+        count = 0
+        if count_up_to != 0:
+            count = int(db.execute(*listing.count_query(where, count_up_to)).fetchone()[0])
+        ids = [row[0] for row in db.execute(*listing.page_query(where, after, first + 1))]
         more = len(ids) > first
         ids = ids[:first]
         return Page(tuple(ids), count, ids[-1] if more and ids else None, more)
@@ -203,6 +170,7 @@ class ProfileReads:
         first: int,
         after: str | None,
         types: Sequence[str] | None,
+        count_up_to: int | None = 0,
     ) -> dict[str, Page[StoredEvent]]:
         cursor = parse_event_cursor(after)
         db = await self._fresh(ids)
@@ -224,10 +192,12 @@ class ProfileReads:
             for group in groups:
                 marks = qmarks(len(group))
                 args: list[Any] = [*group, *(types or ())]
-                total += db.execute(
-                    f"SELECT count(*) FROM events WHERE identifier_key IN ({marks})" + type_clause,
-                    args,
-                ).fetchone()[0]
+                if count_up_to is None or total < count_up_to:
+                    total += db.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM events"
+                        f" WHERE identifier_key IN ({marks}){type_clause} LIMIT ?)",
+                        [*args, -1 if count_up_to is None else count_up_to - total],
+                    ).fetchone()[0]
                 if cursor is not None:
                     args += [cursor[0], cursor[0], cursor[1]]
                 found.extend(

@@ -51,7 +51,12 @@ class EmbeddedRecords(AccessRecords):
         )
 
     async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
+        self,
+        *,
+        first: int,
+        after: str | None,
+        customer_id: str | None,
+        count_up_to: int | None = 0,
     ) -> Page[AuditEntry]:
         db = self._read()
         clauses: list[str] = []
@@ -60,7 +65,12 @@ class EmbeddedRecords(AccessRecords):
             clauses.append("customer_id = ?")
             params.append(customer_id)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = int(db.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()[0])
+        total = 0
+        if count_up_to != 0:
+            total = db.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM audit{where} LIMIT ?)",
+                [*params, -1 if count_up_to is None else count_up_to],
+            ).fetchone()[0]
         if after is not None:
             found = db.execute("SELECT at, id FROM audit WHERE id = ?", (after,)).fetchone()
             if found is None:

@@ -107,11 +107,16 @@ CREATE INDEX IF NOT EXISTS identifiers_digest ON identifiers (digest) WHERE dige
 CREATE INDEX IF NOT EXISTS messages_profile ON messages (profile_id);
 CREATE INDEX IF NOT EXISTS profiles_merged_into ON profiles (merged_into)
     WHERE merged_into IS NOT NULL;
+CREATE INDEX IF NOT EXISTS profiles_current ON profiles (id) WHERE merged_into IS NULL;
+CREATE INDEX IF NOT EXISTS identifiers_kind ON identifiers (kind, profile_id);
+CREATE INDEX IF NOT EXISTS profile_consents_granted ON profile_consents (purpose, profile_id)
+    WHERE status = 'GRANTED';
 """
 """Indexes made after the columns they need (`MIGRATIONS`). `messages_profile` and
 `profiles_merged_into` find the message ids and the absorbed ids of a profile an erasure
 deletes, which it would otherwise scan two tables for (under the write lock, once per
-profile retention erases)."""
+profile retention erases). `profiles_current`, `identifiers_kind` and
+`profile_consents_granted` give the profile listing its pages in id order (`listing`)."""
 
 
 def create_tables(db: sqlite3.Connection) -> None:

@@ -391,6 +391,7 @@ CALL (keys) {
 CALL (keys) {
   UNWIND CASE WHEN $limit IS NULL THEN [] ELSE keys END AS key
   MATCH (e:Event {identifier_key: key})
+  WITH e LIMIT $count
   RETURN count(e) AS total
 }
 CALL (keys) {
@@ -413,8 +414,8 @@ WHERE p.merged_into IS NULL
     + _CONTEXT
 )
 """a customer by one of its identifiers, with the parts a request reads of it: its
-identifiers, trait values (`$traits`) and first `$limit` events (null: none), in one
-statement"""
+identifiers, trait values (`$traits`) and first `$limit` events (null: none), these counted
+up to `$count`, in one statement"""
 CONTEXT_BY_ID = (
     """
 MATCH (:Profile {id: $id})-[:MERGED_INTO*0..1000]->(p:Profile)
@@ -448,6 +449,7 @@ CALL (pid) {
   MATCH (i:Identifier {profile_id: pid})
   MATCH (e:Event {identifier_key: i.key})
   WHERE $types IS NULL OR e.type IN $types
+  WITH e LIMIT $count
   RETURN count(e) AS total
 }
 CALL (pid) {
@@ -506,36 +508,4 @@ MATCH (a:Identifier {{key: $a}}), (b:Identifier {{key: $b}})
 MATCH p = shortestPath((a)-[:LINKED*..{max_hops}]-(b))
 RETURN [n IN nodes(p) | n.key] AS keys,
        [l IN relationships(p) | [l.source, l.message_id, l.observed_at, l.rule]] AS links
-"""
-
-
-_FILTERS = {
-    "has_kind": "EXISTS { MATCH (i:Identifier {profile_id: p.id}) WHERE i.kind = $has_kind }",
-    "identifier_keys": (
-        "EXISTS { MATCH (i:Identifier) WHERE i.key IN $identifier_keys AND i.profile_id = p.id }"
-    ),
-    "trait": (
-        "EXISTS { MATCH (i:Identifier {profile_id: p.id})"
-        " MATCH (t:Trait {identifier_key: i.key})"
-        " WHERE t.name = $trait_name AND t.value = $trait_value }"
-    ),
-    # the state the domain decided when the profile's consent last changed (CONSENT_STATES)
-    "consent_granted": "p[$consent_property] = 'GRANTED'",
-}
-
-
-def list_profiles(filters: list[str]) -> str:
-    """The profile listing query for the named filters (keys of a fixed table)."""
-    condition = " AND ".join(["p.merged_into IS NULL", *(_FILTERS[f] for f in filters)])
-    return f"""
-CALL () {{
-  MATCH (p:Profile) WHERE {condition}
-  RETURN count(p) AS total
-}}
-CALL () {{
-  MATCH (p:Profile) WHERE {condition} AND ($after IS NULL OR p.id > $after)
-  WITH p ORDER BY p.id LIMIT $limit
-  RETURN collect(p.id) AS ids
-}}
-RETURN total, ids
 """

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, LiteralString, Protocol
 
+from identity_graph.adapters.neo4j.rows import count_limit
 from identity_graph.codec import dumps, from_micros, loads, to_micros
 from identity_graph.errors import InvalidOperation
 from identity_graph.model import Page
@@ -49,11 +50,20 @@ class Neo4jRecords(AccessRecords):
         await self._write(APPEND_AUDIT, rows=rows)
 
     async def audit_log(
-        self, *, first: int, after: str | None, customer_id: str | None
+        self,
+        *,
+        first: int,
+        after: str | None,
+        customer_id: str | None,
+        count_up_to: int | None = 0,
     ) -> Page[AuditEntry]:
         query = AUDIT_LOG if customer_id is None else AUDIT_LOG_OF
         [[total, known, found]] = await self._read(
-            query, customer_id=customer_id, after=after, limit=first + 1
+            query,
+            customer_id=customer_id,
+            after=after,
+            limit=first + 1,
+            count=count_limit(count_up_to),
         )
         if not known:
             raise InvalidOperation("malformed audit cursor")
@@ -143,6 +153,7 @@ _AUDIT_PAGE = """
 CALL () {
   MATCH (a:Audit)
   WHERE <scope>
+  WITH a LIMIT $count
   RETURN count(a) AS total
 }
 CALL () {
@@ -162,8 +173,9 @@ CALL (at, id) {
 RETURN total, $after IS NULL OR at IS NOT NULL AS known, found
 """
 """The entries `<scope>` selects, newest first by (at, id), read in order from the index
-whose leading properties `<order>` names. Page after the entry (at, id) of `$after`: those
-with `a.at <= at`, less than it in (at, id). `known` is false when no entry has that id."""
+whose leading properties `<order>` names, and how many there are, counted up to `$count`.
+Page after the entry (at, id) of `$after`: those with `a.at <= at`, less than it in (at, id).
+`known` is false when no entry has that id."""
 
 
 def _audit_page(scope: LiteralString, order: LiteralString) -> LiteralString:

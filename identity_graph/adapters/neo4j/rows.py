@@ -226,3 +226,12 @@ def event_from_row(row: Mapping[str, Any]) -> StoredEvent:
         timestamp=from_micros(row["ts"]),
         source=row["source"],
     )
+
+
+EVERYTHING = 2**62
+"""a LIMIT no count reaches"""
+
+
+def count_limit(up_to: int | None) -> int:
+    """A port's `count_up_to` as the LIMIT of a count (Cypher has no unbounded LIMIT)."""
+    return EVERYTHING if up_to is None else up_to

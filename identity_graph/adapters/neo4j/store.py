@@ -46,18 +46,19 @@ from neo4j.exceptions import (
 
 from identity_graph.adapters.neo4j import audiences as aq
 from identity_graph.adapters.neo4j import cypher as q
+from identity_graph.adapters.neo4j import listing
 from identity_graph.adapters.neo4j import privacy as pq
-from identity_graph.adapters.neo4j.records import Neo4jRecords
 from identity_graph.adapters.neo4j.fact_reads import FactReads
+from identity_graph.adapters.neo4j.records import Neo4jRecords
 from identity_graph.adapters.neo4j.rows import (
     conflict_from_row,
     consent_from_row,
-    consent_property,
+    count_limit,
     event_from_row,
     merge_from_row,
 )
 from identity_graph.adapters.neo4j.transaction import Neo4jWriteTx, SuppressedMeanwhile
-from identity_graph.codec import dumps, from_micros, loads, to_micros
+from identity_graph.codec import from_micros, loads, to_micros
 from identity_graph.errors import InvalidOperation, StoreFailed, StoreUnavailable
 from identity_graph.model import (
     ConsentRecord,
@@ -142,7 +143,7 @@ class Neo4jStore(FactReads, IdentityStore):
             async with self._translated("start"):
                 await driver.verify_connectivity()
                 async with driver.session(database=self.database) as session:
-                    for statement in (*q.SCHEMA, *aq.SCHEMA):
+                    for statement in (*q.SCHEMA, *listing.INDEXES, *aq.SCHEMA):
                         await (await session.run(statement)).consume()
                     await (await session.run(q.AWAIT_INDEXES)).consume()
         except BaseException:
@@ -255,11 +256,16 @@ class Neo4jStore(FactReads, IdentityStore):
         profile_id: str | None = None,
         traits: bool = False,
         events: int | None = None,
+        count_events: int | None = 0,
     ) -> CustomerContext | None:
         """One statement: the profile, its identifiers, trait values and first events page."""
         if (key is None) == (profile_id is None):
             raise InvalidOperation("give exactly one of key and profile_id")
-        params: dict[str, Any] = {"traits": traits, "limit": None if events is None else events + 1}
+        params: dict[str, Any] = {
+            "traits": traits,
+            "limit": None if events is None else events + 1,
+            "count": count_limit(count_events),
+        }
         if key is not None:
             rows = await self._read(q.CONTEXT_BY_KEY, key=key, **params)
         else:
@@ -279,23 +285,17 @@ class Neo4jStore(FactReads, IdentityStore):
         return CustomerContext(profile, values, page)
 
     async def list_profiles(
-        self, *, first: int, after: str | None, where: ProfileFilter
+        self, *, first: int, after: str | None, where: ProfileFilter, count_up_to: int | None = 0
     ) -> Page[str]:
-        filters: list[str] = []
-        params: dict[str, Any] = {"after": after, "limit": first + 1}
-        if where.has_kind is not None:
-            filters.append("has_kind")
-            params["has_kind"] = where.has_kind
-        if where.identifier_keys is not None:
-            filters.append("identifier_keys")
-            params["identifier_keys"] = list(where.identifier_keys)
-        if where.trait is not None:
-            filters.append("trait")
-            params["trait_name"], params["trait_value"] = where.trait[0], dumps(where.trait[1])
-        if where.consent_granted is not None:
-            filters.append("consent_granted")
-            params["consent_property"] = consent_property(where.consent_granted)
-        [[total, ids]] = await self._read(q.list_profiles(filters), **params)
+        query, params = listing.query(where, counting=count_up_to != 0)
+        [[total, ids]] = await self._read(
+            query,  # made of listing's fixed parts only
+            **params,
+            after=after or "",
+            start="",
+            limit=first + 1,
+            count=count_limit(count_up_to),
+        )
         more = len(ids) > first
         ids = ids[:first]
         return Page(tuple(ids), int(total), ids[-1] if more and ids else None, more)
@@ -314,6 +314,7 @@ class Neo4jStore(FactReads, IdentityStore):
         first: int,
         after: str | None,
         types: Sequence[str] | None,
+        count_up_to: int | None = 0,
     ) -> dict[str, Page[StoredEvent]]:
         cursor = parse_event_cursor(after)
         wanted = list(dict.fromkeys(ids))
@@ -324,6 +325,7 @@ class Neo4jStore(FactReads, IdentityStore):
             ts=cursor[0] if cursor else None,
             message_id=cursor[1] if cursor else None,
             limit=first + 1,
+            count=count_limit(count_up_to),
         )
         empty: Page[StoredEvent] = Page((), 0, None, False)
         result = dict.fromkeys(wanted, empty)

@@ -119,6 +119,7 @@ def build_services(settings: Settings) -> Services:
         store, audience_store, rules, max_definitions=settings.max_definitions
     )
     graph.listeners.append(audiences.touched)
+    graph.expired.append(audiences.events_expired)
 
     return Services(
         settings=settings,

@@ -222,6 +222,9 @@ class IdentityGraph:
         self.listeners: list[Callable[[Mapping[str, ProfileChange]], None]] = []
         """called after each write with the profiles it touched (made, changed, absorbed,
         split or erased) and what changed of each: how computed audiences stay live"""
+        self.expired: list[Callable[[], None]] = []
+        """called after a retention run deleted events: what counts them may have changed
+        for anyone"""
 
     async def _write(self, work: Callable[[WriteTx], Awaitable[T]]) -> T:
         """`store.write(work)`, then tell the listeners which profiles it touched (from the
@@ -450,6 +453,9 @@ class IdentityGraph:
         now = self.clock()
         cutoffs = policy.cutoffs(now)
         counts = await self.store.expire(cutoffs, batch=batch)
+        if counts.get("events"):
+            for listener in self.expired:
+                listener()
         audit = 0
         if records is not None and cutoffs.audit is not None:
             audit = await records.expire_audit(cutoffs.audit, batch=batch)

@@ -149,6 +149,8 @@ class AudienceEngine:
         """audience id -> the profile id its build continues after (None: from the start)"""
         self._build_total: dict[str, int] = {}
         self._build_done: dict[str, int] = {}
+        self._reconcile = False
+        """events expired: evaluate again everyone, for the audiences that count events"""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -197,6 +199,13 @@ class AudienceEngine:
         self._idle.clear()
         self._wake.set()
 
+    def events_expired(self) -> None:
+        """Events were deleted (retention) from profiles no write names: every audience
+        that counts events is evaluated again for everyone (staying READY meanwhile)."""
+        self._reconcile = True
+        self._idle.clear()
+        self._wake.set()
+
     async def settle(self) -> None:
         """Wait until every touched profile is evaluated and every build finished (tests and
         benchmarks)."""
@@ -206,7 +215,7 @@ class AudienceEngine:
             self._idle.clear()
             self._wake.set()
             await self._idle.wait()
-            if not self._dirty and not self._builds:
+            if not self._dirty and not self._builds and not self._reconcile:
                 return
 
     # --- definitions ------------------------------------------------------------------------
@@ -483,7 +492,7 @@ class AudienceEngine:
                 await asyncio.sleep(self.tick)
 
     async def _step(self) -> None:
-        if not self._dirty and not self._builds:
+        if not self._dirty and not self._builds and not self._reconcile:
             self._idle.set()
             timeout = self.tick
             if self._lapses:
@@ -519,6 +528,13 @@ class AudienceEngine:
             except BaseException:  # evaluated again on the next step
                 self.touched(batch)
                 raise
+        if self._reconcile:
+            async with self._lock:  # no build is half-way through a page
+                self._reconcile = False
+                for d in self._defs.values():
+                    if self._reads([d]).events:
+                        self._builds[d.audience.id] = None
+                        self._build_done[d.audience.id] = 0
         if self._builds:  # a page each step, so that steady ingest never starves a build
             async with self._lock:
                 await self._build_step()

@@ -24,6 +24,7 @@ from identity_graph.audiences.store import (
 )
 from identity_graph.errors import InvalidOperation
 from identity_graph.model import ConsentStatus, MessageType, Observation
+from identity_graph.privacy import RetentionPolicy
 from identity_graph.rules import Rules
 from identity_graph.service import IdentityGraph
 from identity_graph.store import IdentityStore
@@ -607,3 +608,36 @@ async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_chan
     assert (
         len(set((await graph.store.profile_ids(["anonymous_id:a2", "user_id:u1"])).values())) == 1
     )
+
+
+async def test_events_deleted_by_retention_leave_their_audiences_with_no_write(
+    graph: IdentityGraph, engine: AudienceEngine
+) -> None:
+    graph.expired.append(engine.events_expired)
+    await engine.define_computed_trait(
+        "orders", {"kind": "event_count", "event": "Order Completed"}
+    )
+    await engine.define_audience(
+        "repeat", {"event": {"name": "Order Completed", "count": {"op": "gte", "value": 2}}}, None
+    )
+    await engine.define_audience(
+        "ordered", {"computed": {"name": "orders", "op": "gte", "value": 1}}, None
+    )
+    await engine.define_audience("known", {"identifier": {"kind": "email"}}, None)
+    await graph.ingest(
+        [
+            observe("o1", "email:old@x.io", t=1, event="Order Completed"),
+            observe("o2", "email:old@x.io", t=2, event="Order Completed"),
+        ]
+    )
+    await engine.settle()
+    [pid] = (await graph.store.profile_ids(["email:old@x.io"])).values()
+    for name in ("repeat", "ordered", "known"):
+        assert await members(engine, name) == {pid}
+    report = await graph.apply_retention(RetentionPolicy(event_days=1))
+    assert report.events == 2
+    await engine.settle()
+    assert await members(engine, "repeat") == set()
+    assert await members(engine, "ordered") == set()
+    assert await members(engine, "known") == {pid}
+    assert all(a.status is Status.READY for a in await engine.defined())

@@ -635,21 +635,29 @@ class AudienceEngine:
             for a, cursor in self._builds.items()
             if cursor == after and a in self._defs
         ]
+        # profiles are counted once, on a build's first page: its progress is a fraction of
+        # the profiles there were when it started
         page = await self.store.list_profiles(
-            first=BUILD_PAGE, after=after, where=ProfileFilter(), count_up_to=None
+            first=BUILD_PAGE,
+            after=after,
+            where=ProfileFilter(),
+            count_up_to=None if after is None else 0,
         )
         await self._evaluate(dict.fromkeys(page.items, building))
         for d in building:
             aid = d.audience.id
+            if after is None:
+                self._build_total[aid] = page.total
             done = self._build_done.get(aid, 0) + len(page.items)
             self._build_done[aid] = done
-            total = max(page.total, done, 1)
+            total = max(self._build_total.get(aid, 0), done, 1)
             if page.more and page.cursor is not None:
                 self._builds[aid] = page.cursor
                 d.audience = replace(d.audience, progress=min(done / total, 0.99))
             else:
                 del self._builds[aid]
                 self._build_done.pop(aid, None)
+                self._build_total.pop(aid, None)
                 d.audience = replace(
                     d.audience, status=Status.READY, progress=1.0, built_at=self.clock()
                 )

@@ -19,7 +19,7 @@ from graphql.language import SelectionSetNode
 if TYPE_CHECKING:  # the types' modules import this one for its description
     from graph_api.context import Info
 
-COUNT_LIMIT = 10_000
+COUNT_LIMIT = 1_000
 COUNTED = COUNT_LIMIT + 1
 """what a store is asked to count up to when `totalCount` is selected"""
 

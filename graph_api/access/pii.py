@@ -7,7 +7,7 @@ directive in the SDL (so `schema.graphql` documents what is personal) and attach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +73,14 @@ class PiiGuard(FieldExtension):
         if value is None:
             return None
         access = Access.of(info)
-        label = f"{info._raw_info.parent_type.name}.{info.field_name}"
+        raw = info._raw_info
+        label = f"{raw.parent_type.name}.{raw.field_name}"
         customer = getattr(source, "customer_id", None)
+        if self.classified_by is None:
+            assert self.category is not None
+            return access.render(
+                value, self.category, label, customer, numeric=self.numeric, key=raw.field_name
+            )
         if self.classified_by is PiiClassifier.IDENTIFIER_KIND:
             kind = str(getattr(source, "kind", ""))
             category = access.policy.kind_category(kind)
@@ -83,34 +89,26 @@ class PiiGuard(FieldExtension):
             name = str(getattr(source, "name", ""))
             category = access.policy.trait_category(name)
             return access.render(value, category, f"{label}:{name}", customer, key=name)
+        if not isinstance(value, dict):
+            return None
+        where = tuple(raw.path.as_list())
         if self.classified_by in (
             PiiClassifier.COMPUTED_TRAIT,
             PiiClassifier.MEMBERSHIP_EXPLANATION,
             PiiClassifier.AUDIENCE_CONDITION,
         ):
-            if not isinstance(value, dict):
-                return None
             aggregates = sources(info.context.services.audiences.computed_traits())
-            where = tuple(info.path.as_list())
             if self.classified_by is PiiClassifier.COMPUTED_TRAIT:
                 return render_computed(access, value, aggregates, label, customer, where)
             if self.classified_by is PiiClassifier.AUDIENCE_CONDITION:
                 return render_condition(access, value, aggregates, label, where)
             return render_explanation(access, value, aggregates, label, where)
-        if self.classified_by is not None:
-            classify = (
-                access.policy.trait_category
-                if self.classified_by is PiiClassifier.TRAIT_KEY
-                else access.policy.property_category
-            )
-            if not isinstance(value, dict):
-                return None
-            where = tuple(info.path.as_list())
-            return access.render_tree(value, classify, label, customer, where)
-        assert self.category is not None
-        return access.render(
-            value, self.category, label, customer, numeric=self.numeric, key=info.field_name
+        classify = (
+            access.policy.trait_category
+            if self.classified_by is PiiClassifier.TRAIT_KEY
+            else access.policy.property_category
         )
+        return access.render_tree(value, classify, label, customer, where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +130,16 @@ class Access:
     policy: Policy
     hash_key: bytes
     reads: list[tuple[str, str]]
-    modes: dict[PiiCategory, Mode] = field(default_factory=dict)
     denied: list[Denied] = field(default_factory=list)
     """denied values inside JSON maps, reported as `FORBIDDEN_FIELD` errors by `DeniedKeys`"""
+    modes: Mapping[PiiCategory, Mode] = field(init=False, repr=False)
+    """the caller's mode per category, as the policy worked it out once for these roles"""
+    all_clear: bool = field(init=False, repr=False)
+    """whether the caller reads every category clear (JSON maps then need no walk per key)"""
+
+    def __post_init__(self) -> None:
+        self.modes = self.policy.modes_of(self.roles)
+        self.all_clear = all(mode is Mode.CLEAR for mode in self.modes.values())
 
     @classmethod
     def of(cls, info: Any) -> Access:
@@ -153,14 +158,11 @@ class Access:
         return access
 
     def mode(self, category: PiiCategory) -> Mode:
-        mode = self.modes.get(category)
-        if mode is None:
-            mode = self.modes[category] = self.policy.best_mode(self.roles, category)
-        return mode
+        return self.modes[category]
 
     def stricter(self, a: PiiCategory, b: PiiCategory) -> PiiCategory:
         """Of two categories, the one the caller sees less of."""
-        return a if _RANK[self.mode(a)] <= _RANK[self.mode(b)] else b
+        return a if _RANK[self.modes[a]] <= _RANK[self.modes[b]] else b
 
     def render(
         self,
@@ -176,7 +178,7 @@ class Access:
         read null. `key` names the trait or property the value is of (None: an identifier's
         value, always hashable); where the mode says hashed, a value whose keyed hash would be
         reversible by comparing with known customers (`hashable`) is masked instead."""
-        mode = self.mode(category)
+        mode = self.modes[category]
         if mode is Mode.CLEAR:
             if customer is not None:
                 self.reads.append((customer, label))
@@ -200,38 +202,46 @@ class Access:
     ) -> Any:
         """A JSON map rendered value by value, at every depth. A value's category is the
         stricter of its own key's and the enclosing keys' (`address.line3` is LOCATION); a
-        denied value reads null and is reported in `denied`."""
+        denied value reads null and is reported in `denied`. A clear value is audited under
+        its top-level key (`Event.properties.products`)."""
+        if self.all_clear:
+            # every value reads as it is: only the audit needs the keys that hold one
+            if customer is not None:
+                self.reads.extend((customer, f"{label}.{top}") for top in _audited(value, key))
+            return value
+        return self._tree(value, classify, label, customer, where, key, category)
+
+    def _tree(
+        self,
+        value: Any,
+        classify: Callable[[str], PiiCategory],
+        label: str,
+        customer: str | None,
+        where: tuple[str | int, ...],
+        key: str,
+        category: PiiCategory | None,
+    ) -> Any:
         if isinstance(value, dict):
             shown: dict[str, Any] = {}
             for name, item in value.items():
                 own = classify(str(name))
                 inner = own if category is None else self.stricter(own, category)
                 path = f"{key}.{name}" if key else str(name)
-                shown[name] = self.render_tree(
-                    item, classify, label, customer, where, key=path, category=inner
-                )
+                shown[name] = self._tree(item, classify, label, customer, where, path, inner)
             return shown
         if isinstance(value, list):
             return [
-                self.render_tree(
-                    item, classify, label, customer, where, key=f"{key}[{i}]", category=category
-                )
+                self._tree(item, classify, label, customer, where, f"{key}[{i}]", category)
                 for i, item in enumerate(value)
             ]
         category = category or PiiCategory.UNCLASSIFIED
-        if self.mode(category) is Mode.DENIED:  # reported even where null: no oracle
+        if self.modes[category] is Mode.DENIED:  # reported even where null: no oracle
             self.denied.append(Denied(where, key, f"{label}.{key}"))
             return None
         if value is None:
             return None
-        top = key.split(".")[0].split("[")[0]
-        return self.render(
-            value,
-            category,
-            f"{label}.{top}",
-            customer,
-            key=top,
-        )
+        top = _top(key)
+        return self.render(value, category, f"{label}.{top}", customer, key=top)
 
     def deny(self, where: tuple[str | int, ...], key: str, label: str) -> None:
         """Withhold a value inside a JSON field: it reads null and `DeniedKeys` reports it."""
@@ -241,6 +251,35 @@ class Access:
         """A keyed hash is served only for texts long enough not to be guessed, under keys
         with many values (numbers, yes/no, short codes, genders and countries are masked)."""
         return isinstance(value, str) and mask(value) != HIDDEN and self.policy.hashable_key(key)
+
+
+def _top(key: str) -> str:
+    """The top-level key of a path in a JSON map: `products` of `products[0].price`."""
+    return key.split(".")[0].split("[")[0]
+
+
+def _audited(value: Any, key: str) -> Iterator[str]:
+    """The top-level keys of the values a clear read of a JSON value reveals, as the walk of
+    `Access.render_tree` audits them (it skips nulls, empty maps and empty lists)."""
+    if key:
+        if _holds_value(value):
+            yield _top(key)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield from _audited(item, str(name))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _audited(item, f"[{i}]")
+    elif value is not None:
+        yield ""
+
+
+def _holds_value(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_value(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_value(item) for item in value)
+    return value is not None
 
 
 _RANK = {Mode.DENIED: 0, Mode.HASHED: 1, Mode.MASKED: 2, Mode.CLEAR: 3}

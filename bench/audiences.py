@@ -3,6 +3,8 @@ how long building an audience over an existing store takes against one plain SQL
 computes the same membership. Prints figures; asserts nothing.
 
     python bench/audiences.py [--observations 200000] [--batch 1000]
+    python bench/audiences.py --build-customers 100000 [--data-dir DIR]
+    python bench/audiences.py --neo4j URI [--build-customers 10000]   # WIPES that database
 
 1. Ingest, same run: two fresh stores take the same synthetic stream (bench/synthetic.py) in
    batches, alternating batch by batch (and which goes first) so that load from other work
@@ -12,7 +14,9 @@ computes the same membership. Prints figures; asserts nothing.
    work included), each as a ratio to the store without definitions (target >= 0.8).
 2. Build: on the store without definitions, one audience ("Order Completed" at least twice)
    is defined and built for every profile (BUILDING, then READY); the same membership is then
-   computed by one SQL statement over the tables. Both sets are compared.
+   computed by one SQL statement over the tables. Both sets are compared. With
+   --build-customers, over bench/sales_context.py's data instead (20-30 events a customer);
+   with --neo4j, over that data loaded into Neo4j, against one Cypher statement.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,6 +37,7 @@ from sales_context import load  # noqa: E402
 from synthetic import synthetic_stream  # noqa: E402
 
 from identity_graph.adapters.embedded.store import EmbeddedStore  # noqa: E402
+from identity_graph.adapters.neo4j.store import Neo4jStore  # noqa: E402
 from identity_graph.audiences.engine import AudienceEngine  # noqa: E402
 from identity_graph.audiences.store import Status  # noqa: E402
 from identity_graph.rules import Rules  # noqa: E402
@@ -78,9 +84,26 @@ WHERE e.type = 'track' AND e.name = 'Order Completed'
 GROUP BY i.profile_id HAVING count(*) >= 2
 """
 
+PLAIN_CYPHER = """
+MATCH (p:Profile) WHERE p.merged_into IS NULL
+MATCH (i:Identifier {profile_id: p.id})
+MATCH (e:Event {identifier_key: i.key})
+WHERE e.type = 'track' AND e.name = 'Order Completed'
+WITH p, count(e) AS n WHERE n >= 2
+RETURN p.id
+"""
+NEO4J_COUNTS = """
+CALL () { MATCH (p:Profile) WHERE p.merged_into IS NULL RETURN count(p) AS profiles }
+CALL () { MATCH (e:Event) RETURN count(e) AS events }
+RETURN profiles, events
+"""
+
 
 async def run(args: argparse.Namespace) -> None:
     rules = Rules.default()
+    if args.neo4j:
+        await build_neo4j(args.neo4j, args.build_customers or 10_000, rules)
+        return
     stream = list(synthetic_stream(args.observations, seed=11))
     batches = [stream[i : i + args.batch] for i in range(0, len(stream), args.batch)]
     with tempfile.TemporaryDirectory(prefix="c360-audiences-") as tmp:
@@ -140,6 +163,61 @@ async def run(args: argparse.Namespace) -> None:
             await build(data_dir, rules)
 
 
+async def build_neo4j(uri: str, customers: int, rules: Rules) -> None:
+    """Load `customers` into an emptied Neo4j database through c360, build one audience,
+    and compute the same membership with one Cypher statement."""
+    from sales_context import events_of, observations
+
+    store = Neo4jStore(uri, auth=None, max_retry_time=60.0)
+    await store.open()
+    await store.wipe()
+    graph = IdentityGraph(store, rules)
+    total = sum(1 + events_of(i) for i in range(customers))
+    print(f"loading {customers:,} customers ({total:,} observations) into Neo4j:", flush=True)
+    started = time.perf_counter()
+    pending: list[Any] = []
+    writers: set[asyncio.Task[Any]] = set()
+    for observation in observations(customers):
+        pending.append(observation)
+        if len(pending) == 500:
+            writers.add(asyncio.create_task(graph.ingest(pending)))
+            pending = []
+            if len(writers) >= 4:
+                done, writers = await asyncio.wait(writers, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+    writers.add(asyncio.create_task(graph.ingest(pending)))
+    await asyncio.gather(*writers)
+    took = time.perf_counter() - started
+    print(f"  loaded in {took:.0f} s ({total / took:,.0f} obs/s)")
+    [[profiles, events]] = await store._read(NEO4J_COUNTS)
+    builder = AudienceEngine(store, store.audiences, rules)
+    await builder.start()
+    start = time.perf_counter()
+    audience = await builder.define_audience("repeat buyers", BUILT, None)
+    await builder.settle()
+    built = time.perf_counter() - start
+    members: set[str] = set()
+    cursor = None
+    while True:
+        page = await store.audiences.members(audience.id, first=1000, after=cursor)
+        members.update(m.customer_id for m in page.items)
+        if not page.more:
+            break
+        cursor = page.cursor
+    await builder.stop()
+    start = time.perf_counter()
+    expected = {pid for [pid] in await store._read(PLAIN_CYPHER)}
+    cypher = time.perf_counter() - start
+    await store.close()
+    print(f"build of one audience over {profiles:,} profiles / {events:,} events (Neo4j):")
+    print(
+        f"  c360 build: {built:.2f} s ({profiles / built:,.0f} profiles/s), {len(members):,}"
+        f" members; one Cypher statement: {cypher:.2f} s; ratio {built / cypher:.1f}x;"
+        f" same members: {members == expected}"
+    )
+
+
 async def build(data_dir: Path, rules: Rules) -> None:
     """Build one audience over the store in `data_dir`, and compute it by one SQL query."""
     plain = EmbeddedStore(data_dir)
@@ -191,6 +269,12 @@ def main() -> None:
         " (bench/sales_context.py's data) instead of over the ingest's store",
     )
     parser.add_argument("--data-dir", help="keep that store here and reuse it")
+    parser.add_argument(
+        "--neo4j",
+        metavar="URI",
+        help="build over Neo4j at URI instead (its database is WIPED and loaded with"
+        " --build-customers, default 10,000); the ingest comparison is skipped",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

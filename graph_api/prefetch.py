@@ -11,10 +11,12 @@ its field's own load.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+from graphql import FieldNode, FragmentDefinitionNode, FragmentSpreadNode, InlineFragmentNode
+from graphql.language import SelectionNode
+from strawberry.types.nodes import convert_arguments
 
 from graph_api import totals
 from graph_api.context import Info
@@ -24,12 +26,20 @@ from graph_api.limits import page_size
 TRAIT_FIELDS = frozenset({"traits", "traitHistory"})
 
 
-def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+def _fields(
+    selections: Iterable[SelectionNode], fragments: Mapping[str, FragmentDefinitionNode]
+) -> Iterable[FieldNode]:
+    """The fields of one level of a selection, through fragments: not `info.selected_fields`,
+    which converts the whole tree below (every event's fields) on every request."""
     for selection in selections:
-        if isinstance(selection, SelectedField):
+        if isinstance(selection, FieldNode):
             yield selection
-        elif isinstance(selection, FragmentSpread | InlineFragment):
-            yield from _fields(selection.selections)
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _fields(selection.selection_set.selections, fragments)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                yield from _fields(fragment.selection_set.selections, fragments)
 
 
 async def prefetch_customer(
@@ -37,13 +47,22 @@ async def prefetch_customer(
 ) -> str | None:
     """The current customer holding identifier `key` or named by `profile_id`, its selected
     parts primed into the loaders; None if there is none."""
-    selected = info.selected_fields[0].selections if info.selected_fields else []
-    fields = list(_fields(selected))
-    names = {f.name for f in fields}
+    raw = info._raw_info
+    selected = [
+        selection
+        for node in raw.field_nodes[:1]
+        if node.selection_set is not None
+        for selection in node.selection_set.selections
+    ]
+    fields = list(_fields(selected, raw.fragments))
+    names = {f.name.value for f in fields}
     events: int | None = None
-    event_fields = [f for f in fields if f.name == "events"]
+    event_fields = [f for f in fields if f.name.value == "events"]
     if event_fields:
-        wanted = {_events_size(info, f.arguments, default_events) for f in event_fields}
+        wanted = {
+            _events_size(info, convert_arguments(raw, f.arguments), default_events)
+            for f in event_fields
+        }
         if len(wanted) == 1 and None not in wanted:
             events = wanted.pop()
     loaders = info.context.loaders

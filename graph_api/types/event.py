@@ -50,14 +50,21 @@ class Event:
     def from_domain(cls, event: StoredEvent, customer_id: str | None = None) -> Event:
         return cls(
             id=strawberry.ID(event.message_id),
-            type=EventType(event.type.value),
+            type=_TYPES[event.type],
             name=event.name,
-            category=EventCategory(event.category.value),
+            category=_CATEGORIES[event.category],
             timestamp=event.timestamp,
             source=event.source,
-            properties=JSON(dict(event.properties)),
+            # the guard renders a copy where the caller may not read it all as it is
+            properties=JSON(
+                event.properties if isinstance(event.properties, dict) else dict(event.properties)
+            ),
             customer_id=customer_id,
         )
+
+
+_TYPES = {MessageType(t.value): t for t in EventType}
+_CATEGORIES = {DomainCategory(c.value): c for c in EventCategory}
 
 
 @strawberry.type

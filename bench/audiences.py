@@ -6,12 +6,12 @@ computes the same membership. Prints figures; asserts nothing.
     python bench/audiences.py --build-customers 100000 [--data-dir DIR]
     python bench/audiences.py --neo4j URI [--build-customers 10000]   # WIPES that database
 
-1. Ingest, same run: two fresh stores take the same synthetic stream (bench/synthetic.py) in
-   batches, alternating batch by batch (and which goes first) so that load from other work
-   falls on both alike; one
-   has 10 computed traits and 10 audiences defined and its engine running. Reported: the
-   rate of the ingest calls, and the rate until every membership is settled (the engine's
-   work included), each as a ratio to the store without definitions (target >= 0.8).
+1. Ingest, same run: the same synthetic stream (bench/synthetic.py) goes into a fresh store
+   in batches, in one process per store, timed until everything is settled; the two kinds of
+   process alternate, round by round, so that load from other work falls on both alike. One
+   kind has 10 computed traits and 10 audiences defined and its engine running: its time
+   includes every membership settled. Reported: each rate, the ratio per round (target
+   >= 0.8) and the engine's lag after the last ingest call.
 2. Build: on the store without definitions, one audience ("Order Completed" at least twice)
    is defined and built for every profile (BUILDING, then READY); the same membership is then
    computed by one SQL statement over the tables. Both sets are compared. With
@@ -23,7 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import resource
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,63 +108,122 @@ async def run(args: argparse.Namespace) -> None:
     if args.neo4j:
         await build_neo4j(args.neo4j, args.build_customers or 10_000, rules)
         return
+    if args.one:
+        await one_ingest(args, rules)
+        return
+    if not args.build_customers:
+        compare_ingest(args)
+        with tempfile.TemporaryDirectory(prefix="c360-audiences-") as tmp:
+            stream = synthetic_stream(args.observations, seed=11)
+            store = EmbeddedStore(Path(tmp) / "plain")
+            await store.open()
+            await IdentityGraph(store, rules).ingest(list(stream))
+            await store.close()
+            await build(Path(tmp) / "plain", rules)
+        return
+    with tempfile.TemporaryDirectory(prefix="c360-audiences-build-") as tmp:
+        data_dir = Path(args.data_dir or tmp)
+        if not (data_dir / "c360.sqlite3").exists():
+            print(f"loading {args.build_customers:,} customers into {data_dir}:", flush=True)
+            await load(data_dir, args.build_customers, 1000, [])
+        await build(data_dir, rules)
+
+
+def compare_ingest(args: argparse.Namespace) -> None:
+    """Rounds of one process per mode, in alternating order: the engine's work runs in the
+    live process only (in one process it would run during the plain store's calls too)."""
+    times: dict[str, list[float]] = {"plain": [], "live": []}
+    cpus: dict[str, list[float]] = {"plain": [], "live": []}
+    lags: list[float] = []
+    sizes = ""
+    for n in range(args.rounds):
+        for mode in ("plain", "live") if n % 2 == 0 else ("live", "plain"):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    mode,
+                    "--observations",
+                    str(args.observations),
+                    "--batch",
+                    str(args.batch),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            result = json.loads(out.splitlines()[-1])
+            times[mode].append(result["seconds"])
+            cpus[mode].append(result["cpu"])
+            if mode == "live":
+                lags.append(result["lag"])
+                sizes = result["sizes"]
+    n = args.observations
+    ratios = sorted(p / live for p, live in zip(times["plain"], times["live"], strict=True))
+    print(
+        f"ingest of {n:,} observations in batches of {args.batch} until settled, one process"
+        f" per store, {args.rounds} rounds in alternating order:"
+    )
+    for mode, label in (("plain", "without definitions"), ("live", "with 10 computed traits"
+                        " and 10 audiences, every membership settled")):  # fmt: skip
+        rates = ", ".join(f"{n / t:,.0f}" for t in times[mode])
+        print(f"  {label}: {rates} obs/s")
+    print(
+        f"  ratio per round: {', '.join(f'{r:.2f}' for r in ratios)} (median"
+        f" {statistics.median(ratios):.2f}x; target >= 0.8); the engine's lag after the last"
+        f" ingest call: {', '.join(f'{lag:.1f}' for lag in lags)} s"
+    )
+    cpu_ratios = sorted(p / live for p, live in zip(cpus["plain"], cpus["live"], strict=True))
+    print(
+        f"  CPU seconds (every thread): without {', '.join(f'{c:.1f}' for c in cpus['plain'])};"
+        f" with {', '.join(f'{c:.1f}' for c in cpus['live'])}; ratio median"
+        f" {statistics.median(cpu_ratios):.2f}x"
+    )
+    print(f"  audience sizes: {sizes}")
+
+
+async def one_ingest(args: argparse.Namespace, rules: Rules) -> None:
+    """One mode's ingest into a fresh store, timed until everything settled; prints JSON."""
     stream = list(synthetic_stream(args.observations, seed=11))
     batches = [stream[i : i + args.batch] for i in range(0, len(stream), args.batch)]
     with tempfile.TemporaryDirectory(prefix="c360-audiences-") as tmp:
-        plain = EmbeddedStore(Path(tmp) / "plain")
-        live = EmbeddedStore(Path(tmp) / "live")
-        await plain.open()
-        await live.open()
-        plain_graph = IdentityGraph(plain, rules)
-        live_graph = IdentityGraph(live, rules)
-        engine = AudienceEngine(live, live.audiences, rules)
-        live_graph.listeners.append(engine.touched)
-        await engine.start()
-        for name, definition in TRAITS.items():
-            await engine.define_computed_trait(name, definition)
-        for name, condition in AUDIENCES.items():
-            await engine.define_audience(name, condition, None)
-        await engine.settle()
-        spent = {"plain": 0.0, "live": 0.0}
-        settle_wait = 0.0
-        pair = (("plain", plain_graph), ("live", live_graph))
-        for n, batch in enumerate(batches):
-            for name, graph in pair if n % 2 else reversed(pair):
-                start = time.perf_counter()
-                await graph.ingest(batch)
-                spent[name] += time.perf_counter() - start
+        store = EmbeddedStore(Path(tmp) / args.one)
+        await store.open()
+        graph = IdentityGraph(store, rules)
+        engine = AudienceEngine(store, store.audiences, rules)
+        if args.one == "live":
+            graph.listeners.append(engine.touched)
+            await engine.start()
+            for name, definition in TRAITS.items():
+                await engine.define_computed_trait(name, definition)
+            for name, condition in AUDIENCES.items():
+                await engine.define_audience(name, condition, None)
+            await engine.settle()
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
-        await plain.settle()
-        spent["plain"] += time.perf_counter() - start
-        start = time.perf_counter()
-        await engine.settle()
-        await live.settle()
-        settle_wait = time.perf_counter() - start
-        n = len(stream)
-        print(f"ingest of {n:,} observations in batches of {args.batch}, stores alternating:")
-        print(f"  without definitions: {n / spent['plain']:,.0f} obs/s")
-        print(
-            f"  with 10 computed traits and 10 audiences: {n / spent['live']:,.0f} obs/s in the"
-            f" ingest calls ({spent['plain'] / spent['live']:.2f}x);"
-            f" {n / (spent['live'] + settle_wait):,.0f} obs/s until every membership settled"
-            f" ({spent['plain'] / (spent['live'] + settle_wait):.2f}x; the engine's lag at the"
-            f" end {settle_wait:.1f} s)"
-        )
-        sizes = {a.name: a.size for a in await live.audiences.audiences()}
-        print("  audience sizes:", ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items())))
+        for batch in batches:
+            await graph.ingest(batch)
+        called = time.perf_counter()
+        if args.one == "live":
+            await engine.settle()
+        await store.settle()
+        done = time.perf_counter()
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
+        sizes = {a.name: a.size for a in await store.audiences.audiences()}
         await engine.stop()
-
-        await plain.close()
-        await live.close()
-        if not args.build_customers:
-            await build(Path(tmp) / "plain", rules)
-    if args.build_customers:
-        with tempfile.TemporaryDirectory(prefix="c360-audiences-build-") as tmp:
-            data_dir = Path(args.data_dir or tmp)
-            if not (data_dir / "c360.sqlite3").exists():
-                print(f"loading {args.build_customers:,} customers into {data_dir}:", flush=True)
-                await load(data_dir, args.build_customers, 1000, [])
-            await build(data_dir, rules)
+        await store.close()
+    print(
+        json.dumps(
+            {
+                "seconds": done - start,
+                "lag": done - called,
+                "cpu": cpu_seconds,
+                "sizes": ", ".join(f"{k} {v:,}" for k, v in sorted(sizes.items())),
+            }
+        )
+    )
 
 
 async def build_neo4j(uri: str, customers: int, rules: Rules) -> None:
@@ -269,6 +332,8 @@ def main() -> None:
         " (bench/sales_context.py's data) instead of over the ingest's store",
     )
     parser.add_argument("--data-dir", help="keep that store here and reuse it")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--one", choices=("plain", "live"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--neo4j",
         metavar="URI",

@@ -102,59 +102,65 @@ class ProfileChange:
 WHOLE = ProfileChange(whole=True)
 
 
+NOTHING = ProfileChange()
+"""touched, but nothing a fact reads changed (only when identifiers were last seen)"""
+
+
 def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
     """Every profile id a change set makes, changes, absorbs, splits or erases, with what
     changed of it."""
-    touched: set[str] = set()
     whole: set[str] = set()
     events: dict[str, set[tuple[MessageType, str | None]]] = {}
     traits: dict[str, set[str]] = {}
     identifiers: set[str] = set()
     consent: set[str] = set()
+    touched: set[str] = set()
     for c in changes:
-        whole.update(pid for pid, _ in c.new_profiles)
+        whole.update([pid for pid, _ in c.new_profiles])
         whole.update(c.restored_profiles)
         for absorbed, survivor in c.reassign:
-            whole.update((absorbed, survivor))
+            whole.add(absorbed)
+            whole.add(survivor)
         whole.update(c.assign.values())
         for record in c.merges:
-            whole.update((record.survivor, record.absorbed))
+            whole.add(record.survivor)
+            whole.add(record.absorbed)
         for erasure in c.erasures:
             whole.update(erasure.scope.profile_ids)
-        owner: dict[str, str] = {}
-        for s in c.sightings:
-            owner[s.key] = s.profile_id
-            if s.new:
-                identifiers.add(s.profile_id)
-        touched.update(owner.values())
-        consent.update(x.profile_id for x in c.consents)
+        owner = {s.key: s.profile_id for s in c.sightings}
+        identifiers.update([s.profile_id for s in c.sightings if s.new])
+        consent.update([x.profile_id for x in c.consents])
         consent.update(c.consent_states)
         of_message = {mid: pid for mid, pid, _ in c.messages}
+        touched.update(owner.values())
         touched.update(of_message.values())
         for value in c.traits:
             told = owner.get(value.identifier_key)
             if told is None:  # not seen in this change set: whose it is, is not known here
                 whole.update(of_message.values())
-            else:
+            elif told not in whole:
                 traits.setdefault(told, set()).add(value.name)
         for event in c.events:
             doer = of_message.get(event.message_id) or owner.get(event.identifier_key)
             if doer is None:
                 whole.update(of_message.values())
-            else:
+            elif doer not in whole:
                 events.setdefault(doer, set()).add((event.type, event.name))
-    touched.update(consent)
-    return {
-        pid: WHOLE
-        if pid in whole
-        else ProfileChange(
-            frozenset(events.get(pid, ())),
-            frozenset(traits.get(pid, ())),
-            pid in identifiers,
-            pid in consent,
-        )
-        for pid in touched | whole
-    }
+    touched |= consent
+    found = dict.fromkeys(whole, WHOLE)
+    for pid in touched - whole:
+        done, said = events.get(pid), traits.get(pid)
+        new, chose = pid in identifiers, pid in consent
+        if done is None and said is None and not new and not chose:
+            found[pid] = NOTHING
+        else:
+            found[pid] = ProfileChange(
+                frozenset(done) if done else frozenset(),
+                frozenset(said) if said else frozenset(),
+                new,
+                chose,
+            )
+    return found
 
 
 class _Recording(WriteTx):

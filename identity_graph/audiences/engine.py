@@ -572,8 +572,7 @@ class AudienceEngine:
 
     async def _evaluate(self, plan: Mapping[str, Sequence[_Definition]]) -> None:
         """Evaluate each profile against its definitions and record what changed. A
-        profile absorbed or erased leaves them; one absorbed is evaluated as its survivor.
-        Profiles with the same definitions have their facts read together."""
+        profile absorbed or erased leaves them; one absorbed is evaluated as its survivor."""
         ids = [pid for pid, defs in plan.items() if defs]
         if not ids:
             return
@@ -591,35 +590,36 @@ class AudienceEngine:
             for m in held.get(pid, []):
                 if m.audience_id in left:
                     changes.append(self._change(m.audience_id, pid, ChangeKind.EXITED, now))
-        groups: dict[tuple[str, ...], list[str]] = {}
+        # one read of every profile's facts, for what any of their definitions reads: a
+        # read per group of profiles with the same definitions cost more in round trips
+        # than it saved in rows
+        every = {aid: d for by_id in wanted.values() for aid, d in by_id.items()}
+        known = await self._facts(list(wanted), self._reads(every.values()))
+        windows_of = {aid: self._windows(d) for aid, d in every.items()}
         for pid, by_id in wanted.items():
-            groups.setdefault(tuple(sorted(by_id)), []).append(pid)
-        for pids in groups.values():
-            defs = list(wanted[pids[0]].values())
-            known = await self._facts(pids, self._reads(defs))
-            windowed = [match for d in defs for match in self._windows(d)]
-            for pid in pids:
-                facts = known.get(pid)
-                if facts is None:
-                    continue
-                was = {m.audience_id for m in held.get(pid, [])}
-                mine: list[AudienceChange] = []
-                values: dict[str, JSON] = {}  # each computed trait once per customer
-                try:
-                    for d in defs:
-                        is_member = self.member(d, facts, now, values)
-                        if is_member != (d.audience.id in was):
-                            kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
-                            mine.append(self._change(d.audience.id, pid, kind, now))
-                    lapse = next_lapse(windowed, facts, now)
-                except Exception:  # a bug met by one profile's data must not stop the others'
-                    log.exception("evaluating customer %s failed; its memberships are kept", pid)
-                    continue
-                changes.extend(mine)
-                pending = self._pending.get(pid)
-                if lapse is not None and (pending is None or lapse < pending):
-                    self._pending[pid] = lapse
-                    heapq.heappush(self._lapses, (lapse, pid))
+            facts = known.get(pid)
+            if facts is None:
+                continue
+            defs = list(by_id.values())
+            windowed = [match for aid in by_id for match in windows_of[aid]]
+            was = {m.audience_id for m in held.get(pid, [])}
+            mine: list[AudienceChange] = []
+            values: dict[str, JSON] = {}  # each computed trait once per customer
+            try:
+                for d in defs:
+                    is_member = self.member(d, facts, now, values)
+                    if is_member != (d.audience.id in was):
+                        kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
+                        mine.append(self._change(d.audience.id, pid, kind, now))
+                lapse = next_lapse(windowed, facts, now)
+            except Exception:  # a bug met by one profile's data must not stop the others'
+                log.exception("evaluating customer %s failed; its memberships are kept", pid)
+                continue
+            changes.extend(mine)
+            pending = self._pending.get(pid)
+            if lapse is not None and (pending is None or lapse < pending):
+                self._pending[pid] = lapse
+                heapq.heappush(self._lapses, (lapse, pid))
         if changes and await self.audiences.record(changes):
             for listener in self.recorded:
                 listener()

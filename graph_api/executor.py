@@ -7,7 +7,7 @@ cached (~330 objects a request on the sales-context query; ~680 for a role with 
 fields) were freed by the cycle collector, not when the response was sent. With the
 thresholds the embedded store sets for its large heap, that was one collection of ~200,000
 objects every ~600 requests: a pause of 250-400 ms (the p99 of `bench/sales_context.py`),
-and about 0.4 ms of CPU per request on average.
+and about 0.5 ms of CPU per request on average.
 """
 
 from __future__ import annotations

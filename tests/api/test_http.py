@@ -107,10 +107,13 @@ async def test_unexpected_errors_are_masked(
 ) -> None:
     await api('mutation { identify(input: {userId: "u1"}) { status } }')
 
-    async def broken(ids: Sequence[str]) -> dict[str, list[TraitValue]]:
+    async def broken(*args: object, **options: object) -> dict[str, list[TraitValue]]:
         raise RuntimeError("secret table traits_v2 at /srv/db")
 
+    # the embedded store reads the customer's traits in its `customer_context`, not through
+    # `traits`
     monkeypatch.setattr(services(app).store, "traits", broken)
+    monkeypatch.setattr(services(app).store, "customer_context", broken)
     response = await api.post(
         '{ customer(identifier: {kind: "user_id", value: "u1"}) { id traits { email } } }'
     )

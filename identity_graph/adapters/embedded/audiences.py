@@ -8,7 +8,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from identity_graph.adapters.embedded import outbox
 from identity_graph.adapters.embedded.outbox import EmbeddedOutbox
@@ -207,25 +207,31 @@ class EmbeddedAudiences(AudienceStore, EmbeddedOutbox):
         return await self._transaction(run)
 
     async def memberships(self, customer_ids: Sequence[str]) -> dict[str, list[Membership]]:
-        db = self._read()
-        found: dict[str, list[Membership]] = {cid: [] for cid in customer_ids}
-        for part in chunks(sorted(set(customer_ids)), SQL_VARS):
-            for aid, cid, since in db.execute(
-                "SELECT audience_id, customer_id, since FROM memberships"
-                f" WHERE customer_id IN ({qmarks(len(part))}) ORDER BY customer_id, audience_id",
-                part,
-            ):
-                found[cid].append(Membership(aid, cid, from_micros(since)))
-        return found
+        def read(db: sqlite3.Connection) -> dict[str, list[Membership]]:
+            found: dict[str, list[Membership]] = {cid: [] for cid in customer_ids}
+            for part in chunks(sorted(set(customer_ids)), SQL_VARS):
+                for aid, cid, since in db.execute(
+                    "SELECT audience_id, customer_id, since FROM memberships"
+                    f" WHERE customer_id IN ({qmarks(len(part))})"
+                    " ORDER BY customer_id, audience_id",
+                    part,
+                ):
+                    found[cid].append(Membership(aid, cid, from_micros(since)))
+            return found
+
+        return await self._file.lookup(read)
 
     async def members(self, audience_id: str, *, first: int, after: str | None) -> Page[Membership]:
-        db = self._read()
-        size = db.execute("SELECT size FROM audiences WHERE id = ?", (audience_id,)).fetchone()
-        rows = db.execute(
-            "SELECT customer_id, since FROM memberships WHERE audience_id = ? AND customer_id > ?"
-            " ORDER BY customer_id LIMIT ?",
-            (audience_id, after if after is not None else "", first + 1),
-        ).fetchall()
+        def read(db: sqlite3.Connection) -> tuple[Any, list[Any]]:
+            size = db.execute("SELECT size FROM audiences WHERE id = ?", (audience_id,)).fetchone()
+            rows = db.execute(
+                "SELECT customer_id, since FROM memberships"
+                " WHERE audience_id = ? AND customer_id > ? ORDER BY customer_id LIMIT ?",
+                (audience_id, after if after is not None else "", first + 1),
+            ).fetchall()
+            return size, rows
+
+        size, rows = await self._file.lookup(read)
         more = len(rows) > first
         items = tuple(
             Membership(audience_id, cid, from_micros(since)) for cid, since in rows[:first]
@@ -236,23 +242,27 @@ class EmbeddedAudiences(AudienceStore, EmbeddedOutbox):
     async def changes(
         self, audience_id: str, *, first: int, after: str | None
     ) -> Page[AudienceChange]:
-        db = self._read()
-        (total,) = db.execute(
-            "SELECT count(*) FROM changes WHERE audience_id = ?", (audience_id,)
-        ).fetchone()
-        where, params = "", [audience_id]
-        if after is not None:
-            start = db.execute(
-                "SELECT at, id FROM changes WHERE id = ? AND audience_id = ?", (after, audience_id)
+        def read(db: sqlite3.Connection) -> tuple[int, list[Any]]:
+            (total,) = db.execute(
+                "SELECT count(*) FROM changes WHERE audience_id = ?", (audience_id,)
             ).fetchone()
-            if start is None:
-                raise InvalidOperation("malformed audience change cursor")
-            where, params = " AND (at, id) > (?, ?)", [audience_id, *start]
-        rows = db.execute(
-            "SELECT id, customer_id, kind, at FROM changes WHERE audience_id = ?"
-            f"{where} ORDER BY at, id LIMIT ?",
-            [*params, first + 1],
-        ).fetchall()
+            where, params = "", [audience_id]
+            if after is not None:
+                start = db.execute(
+                    "SELECT at, id FROM changes WHERE id = ? AND audience_id = ?",
+                    (after, audience_id),
+                ).fetchone()
+                if start is None:
+                    raise InvalidOperation("malformed audience change cursor")
+                where, params = " AND (at, id) > (?, ?)", [audience_id, *start]
+            rows = db.execute(
+                "SELECT id, customer_id, kind, at FROM changes WHERE audience_id = ?"
+                f"{where} ORDER BY at, id LIMIT ?",
+                [*params, first + 1],
+            ).fetchall()
+            return total, rows
+
+        total, rows = await self._file.scan(read)
         more = len(rows) > first
         items = tuple(
             AudienceChange(cid, audience_id, customer, ChangeKind(kind), from_micros(at))

@@ -8,7 +8,7 @@ while more than `MAX_BACKLOG` observations are uncopied.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from identity_graph.privacy import Erasure, ErasureReceipt
@@ -34,7 +34,9 @@ class _Journalled:
 class Backlog:
     """Where copying stands: the last write applied, the last copied, and those between."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: Callable[[str], str | None]) -> None:
+        """`owner` gives the profile an identifier belongs to in memory."""
+        self._owner = owner
         self.applied = 0
         """sequence number of the last write applied in memory (in the journal, and
         acknowledged, once the group commit's `durable` reaches it)"""
@@ -48,9 +50,7 @@ class Backlog:
         self._dirty: dict[str, int] = {}
         """profile id -> the last uncopied write that touched it"""
         self._all_dirty = 0
-        """the last uncopied write that moved identifiers between profiles one by one (an
-        undo or a split), stored consent or erased a person: reads of any profile wait for
-        it"""
+        """the last uncopied write that erased a person: reads of any profile wait for it"""
         self.last_erasure = 0
         """the last write that erased someone"""
         self.receipts: dict[str, tuple[int, ErasureReceipt]] = {}
@@ -65,7 +65,11 @@ class Backlog:
         return self.weight > MAX_BACKLOG
 
     def add(self, seq: int, batches: list[ChangeSet]) -> None:
-        """Count write `seq`, just applied in memory, until it is copied."""
+        """Count write `seq`, about to be applied in memory, until it is copied.
+
+        It touches the profiles it names and those its identifiers leave (an undo or a
+        split), which memory still tells: reads of those wait for it, reads of others do
+        not (a bulk import stalls no read of a customer it does not touch)."""
         messages = [(m, pid) for changes in batches for m, pid, _ in changes.messages]
         self.messages.update(messages)
         entry = _Journalled(seq, messages, max(1, len(messages)))
@@ -73,9 +77,15 @@ class Backlog:
         self.weight += entry.weight
         dirty = self._dirty
         for changes in batches:
-            if changes.assign or changes.consents or changes.restored_profiles:
-                self._all_dirty = seq
             dirty.update(dict.fromkeys(map(_PROFILE_ID, changes.sightings), seq))
+            for key, pid in changes.assign.items():
+                left = self._owner(key)
+                if left is not None:
+                    dirty[left] = seq
+                dirty[pid] = seq
+            dirty.update(dict.fromkeys(changes.restored_profiles, seq))
+            dirty.update(dict.fromkeys(map(_PROFILE_ID, changes.consents), seq))
+            dirty.update(dict.fromkeys(changes.consent_states, seq))
             for absorbed, survivor in changes.reassign:
                 dirty[absorbed] = dirty[survivor] = seq
             for pid, _ in changes.new_profiles:

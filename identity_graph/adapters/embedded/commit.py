@@ -154,9 +154,9 @@ class GroupCommit:
 
     def _applied(self, seq: int, batches: list[ChangeSet]) -> None:
         """Apply a write in memory, and count it for the copier."""
+        self._backlog.add(seq, batches)  # first: it reads who held an identifier before
         for changes in batches:
             self._apply(changes)
-        self._backlog.add(seq, batches)
         self._copier.wrote()
 
     async def _flush(self) -> None:

@@ -4,6 +4,7 @@ conditions look at, not its whole history."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -33,9 +34,6 @@ def _selecting(selectors: Collection[tuple[MessageType, str | None]]) -> tuple[s
 
 class FactReads(ProfileReads):
     """`identifier_kinds`, `traits_named` and `events_of` of `EmbeddedStore`."""
-
-    def _round_trip(self) -> None:
-        raise NotImplementedError
 
     async def identifier_kinds(self, ids: Sequence[str]) -> dict[str, frozenset[str]]:
         self._round_trip()
@@ -103,12 +101,16 @@ class FactReads(ProfileReads):
         """Rows of `sql` (its first column an identifier key; `{marks}` the identifiers,
         then `params`) for every identifier of the given profiles, grouped by profile: one
         statement for many profiles' identifiers. Nothing is read without `params`."""
-        result: dict[str, list[Any]] = {pid: [] for pid in dict.fromkeys(ids)}
+        wanted = list(dict.fromkeys(ids))
         if not params:
+            return {pid: [] for pid in wanted}
+        owner = self._owners(wanted)
+
+        def read(db: sqlite3.Connection) -> dict[str, list[Any]]:
+            result: dict[str, list[Any]] = {pid: [] for pid in wanted}
+            for chunk in chunks(sorted(owner), SQL_VARS - len(params)):
+                for row in db.execute(sql.format(marks=qmarks(len(chunk))), [*chunk, *params]):
+                    result[owner[row[0]]].append(row)
             return result
-        db = await self._fresh(ids)
-        owner = {key: pid for pid in result for key in self.partition.members.get(pid, ())}
-        for chunk in chunks(sorted(owner), SQL_VARS - len(params)):
-            for row in db.execute(sql.format(marks=qmarks(len(chunk))), [*chunk, *params]):
-                result[owner[row[0]]].append(row)
-        return result
+
+        return await self._lookup(ids, read)

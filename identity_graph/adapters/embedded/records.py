@@ -20,7 +20,7 @@ from identity_graph.records import AccessRecords, ApiKey, AuditEntry
 
 
 class EmbeddedRecords(AccessRecords):
-    """API keys and audit entries in `audit.sqlite3`, one writer and one reader."""
+    """API keys and audit entries in `audit.sqlite3`, one writer and readers in threads."""
 
     def __init__(self, *, round_trip: Callable[[], None]) -> None:
         """`round_trip` is called on each read and write (the store counts them)."""
@@ -58,31 +58,35 @@ class EmbeddedRecords(AccessRecords):
         customer_id: str | None,
         count_up_to: int | None = 0,
     ) -> Page[AuditEntry]:
-        db = self._read()
         clauses: list[str] = []
         params: list[Any] = []
         if customer_id is not None:
             clauses.append("customer_id = ?")
             params.append(customer_id)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        total = 0
-        if count_up_to != 0:
-            total = db.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM audit{where} LIMIT ?)",
-                [*params, -1 if count_up_to is None else count_up_to],
-            ).fetchone()[0]
-        if after is not None:
-            found = db.execute("SELECT at, id FROM audit WHERE id = ?", (after,)).fetchone()
-            if found is None:
-                raise InvalidOperation("malformed audit cursor")
-            clauses.append("(at, id) < (?, ?)")
-            params.extend(found)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = db.execute(
-            "SELECT id, at, principal, role, customer_id, fields FROM audit"
-            f"{where} ORDER BY at DESC, id DESC LIMIT ?",
-            [*params, first + 1],
-        ).fetchall()
+
+        def read(db: sqlite3.Connection) -> tuple[int, list[Any]]:
+            where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            total = 0
+            if count_up_to != 0:
+                total = db.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM audit{where} LIMIT ?)",
+                    [*params, -1 if count_up_to is None else count_up_to],
+                ).fetchone()[0]
+            if after is not None:
+                found = db.execute("SELECT at, id FROM audit WHERE id = ?", (after,)).fetchone()
+                if found is None:
+                    raise InvalidOperation("malformed audit cursor")
+                clauses.append("(at, id) < (?, ?)")
+                params.extend(found)
+            where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            rows = db.execute(
+                "SELECT id, at, principal, role, customer_id, fields FROM audit"
+                f"{where} ORDER BY at DESC, id DESC LIMIT ?",
+                [*params, first + 1],
+            ).fetchall()
+            return total, rows
+
+        total, rows = await self._file.scan(read)
         more = len(rows) > first
         rows = rows[:first]
         items = tuple(
@@ -126,25 +130,28 @@ class EmbeddedRecords(AccessRecords):
         )
 
     async def api_key(self, key_hash: str) -> ApiKey | None:
-        row = (
-            self._read().execute(f"{SELECT_API_KEYS} WHERE k.key_hash = ?", (key_hash,)).fetchone()
+        row = await self._file.lookup(
+            lambda db: db.execute(f"{SELECT_API_KEYS} WHERE k.key_hash = ?", (key_hash,)).fetchone()
         )
         return None if row is None else api_key_from_row(row)
 
     async def api_keys(self, *, first: int, after: str | None) -> Page[ApiKey]:
-        db = self._read()
-        total = int(db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
-        where, params = "", []
-        if after is not None:
-            found = db.execute("SELECT created_at, id FROM api_keys WHERE id = ?", (after,))
-            start = found.fetchone()
-            if start is None:
-                raise InvalidOperation("malformed API key cursor")
-            where, params = " WHERE (k.created_at, k.id) > (?, ?)", list(start)
-        rows = db.execute(
-            f"{SELECT_API_KEYS}{where} ORDER BY k.created_at, k.id LIMIT ?",
-            [*params, first + 1],
-        ).fetchall()
+        def read(db: sqlite3.Connection) -> tuple[int, list[Any]]:
+            total = int(db.execute("SELECT count(*) FROM api_keys").fetchone()[0])
+            where, params = "", []
+            if after is not None:
+                found = db.execute("SELECT created_at, id FROM api_keys WHERE id = ?", (after,))
+                start = found.fetchone()
+                if start is None:
+                    raise InvalidOperation("malformed API key cursor")
+                where, params = " WHERE (k.created_at, k.id) > (?, ?)", list(start)
+            rows = db.execute(
+                f"{SELECT_API_KEYS}{where} ORDER BY k.created_at, k.id LIMIT ?",
+                [*params, first + 1],
+            ).fetchall()
+            return total, rows
+
+        total, rows = await self._file.scan(read)
         more = len(rows) > first
         items = tuple(api_key_from_row(row) for row in rows[:first])
         return Page(items, total, items[-1].id if more and items else None, more)
@@ -155,9 +162,6 @@ class EmbeddedRecords(AccessRecords):
             [(to_micros(at), key_id)],
         )
         return changed > 0
-
-    def _read(self) -> sqlite3.Connection:
-        return self._file.read()
 
     async def _write_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Write rows in one transaction (in a worker thread); return how many changed."""

@@ -3,7 +3,7 @@
 window's transaction.
 
 One writer, used by one transaction at a time in a worker thread (so the event loop never
-waits on the disk), and one reader for short reads.
+waits on the disk), and readers in worker threads (`readers`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from identity_graph.adapters.embedded.journal import connect
+from identity_graph.adapters.embedded.readers import Readers
 from identity_graph.errors import StoreUnavailable
 
 T = TypeVar("T")
@@ -39,7 +40,8 @@ async def uncancelled(work: Awaitable[T]) -> T:
 
 
 class SideFile:
-    """One such file: `open` it, `read` from it, run a `transaction` on it, `close` it."""
+    """One such file: `open` it, `lookup` or `scan` in it, run a `transaction` on it,
+    `close` it."""
 
     def __init__(self, what: str, *, round_trip: Callable[[], None]) -> None:
         """`what` names the file in errors; `round_trip` is called on each read and write
@@ -50,16 +52,21 @@ class SideFile:
         """held by each transaction, and by `close`"""
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._readers: Readers | None = None
 
     def open(self, path: Path, create: Callable[[sqlite3.Connection], object]) -> None:
         """Open the file, `create` making its tables with the writer first."""
         self._writer = connect(path)
         create(self._writer)
         self._reader = connect(path)
+        self._readers = Readers(path, what=self.what)
 
     async def close(self) -> None:
         """Close the file once no transaction is under way."""
         async with self._lock:
+            if self._readers is not None:
+                await self._readers.close()
+                self._readers = None
             for conn in (self._writer, self._reader):
                 if conn is not None:
                     conn.close()
@@ -71,6 +78,21 @@ class SideFile:
         if self._reader is None:
             raise StoreUnavailable("the embedded store is not open")
         return self._reader
+
+    async def lookup(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(db)` in a reader thread: a short read (`Readers.lookup`)."""
+        self._round_trip()
+        return await self._open_readers().lookup(work)
+
+    async def scan(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(db)` in a reader thread of its own lane: a read that may take long."""
+        self._round_trip()
+        return await self._open_readers().scan(work)
+
+    def _open_readers(self) -> Readers:
+        if self._readers is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._readers
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one write transaction, in a worker thread; a failure rolls it

@@ -30,7 +30,11 @@ committed (for a few milliseconds); only if that commit then fails does it see a
 is undone (as with Redis's append-only file, which applies a command before its fsync). A
 write that changes nothing (a message seen before) is acknowledged once what it found is in
 the journal. Ingest waits while more than `MAX_BACKLOG` observations are not yet in the
-tables.
+tables. A read waits only for the writes that touched the customers it reads (an erasure
+touches everyone), so a bulk import stalls no read of a customer it does not touch. Its SQL
+then runs in a worker thread (`readers`): lookups of customers and scans (listings, counts)
+each have threads of their own, so the event loop never waits on SQLite and a slow listing
+holds up no lookup.
 
 Data is kept in rows per identifier (events, traits, consent) with `secure_delete` on, so
 one person's data can be physically erased without rewriting anyone else's; the journal
@@ -44,10 +48,10 @@ any file; the store purges at start too. Retention deletes old rows directly, in
 (`maintenance`).
 
 The parts: `partition` (memory), `commit` (group commit and the rebuild after a failed
-one), `backlog` (the writes not yet copied), `copier` (the copier process), `records`
-(audit log and API keys), `erasure` and `privacy_reads` (erasure's statements and reads),
-`maintenance` (purge and retention) and `files` (the data directory: lock, recovery,
-compaction).
+one), `backlog` (the writes not yet copied), `copier` (the copier process), `readers` (the
+threads that read the tables), `records` (audit log and API keys), `erasure` and
+`privacy_reads` (erasure's statements and reads), `maintenance` (purge and retention) and
+`files` (the data directory: lock, recovery, compaction).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -92,6 +97,7 @@ from identity_graph.adapters.embedded.privacy_reads import (
     read_suppressions,
     suppression_hashes,
 )
+from identity_graph.adapters.embedded.readers import Readers
 from identity_graph.adapters.embedded.reads import consents_of, links_from
 from identity_graph.adapters.embedded.records import EmbeddedRecords
 from identity_graph.adapters.embedded.sql import SQL_VARS, chunks, merge_from_row, qmarks
@@ -131,7 +137,7 @@ class EmbeddedStore(FactReads, IdentityStore):
         self.data_dir = Path(data_dir)
         self.partition = Partition()
         self.consent = ConsentStates()
-        self._backlog = Backlog()
+        self._backlog = Backlog(owner=lambda key: self.partition.profile_of.get(key))
         self._copier = Copier(self.data_dir, self._backlog, idle_seconds=copier_idle_seconds)
         self._groups = GroupCommit(
             self._backlog, self._copier, apply=self._apply, reload=self._load
@@ -140,6 +146,9 @@ class EmbeddedStore(FactReads, IdentityStore):
         self._records = EmbeddedRecords(round_trip=self._round_trip)
         self._audiences = EmbeddedAudiences(round_trip=self._round_trip)
         self._reader: sqlite3.Connection | None = None
+        """for loading memory and for the reads of writes, on the event loop"""
+        self._readers: Readers | None = None
+        """for reads, in worker threads"""
         self._lock_file: int | None = None
         self._purges = 0
         """the number of the last purge request (`journal.PURGE`)"""
@@ -202,12 +211,20 @@ class EmbeddedStore(FactReads, IdentityStore):
         self._load()
         # after the load's scans, so that only the pages reads touch are mapped
         self._reader.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
+        self._readers = Readers(
+            self.data_dir / TABLES_FILE,
+            what="tables",
+            setup=lambda db: db.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}"),
+        )
 
     async def _close_files(self) -> None:
         await self._records.close()
         await self._audiences.close()
         self._groups.close()
         self._copier.close()
+        if self._readers is not None:
+            await self._readers.close()
+            self._readers = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -259,6 +276,25 @@ class EmbeddedStore(FactReads, IdentityStore):
         await self._copier.caught_up(backlog.applied if ids is None else backlog.last_write_to(ids))
         return self._read()
 
+    async def _lookup(
+        self, ids: Sequence[str] | None, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """`work(db)` in a lookup thread, once the tables hold every write applied before
+        this call that touched the profiles `ids` (None: any profile)."""
+        await self._fresh(ids)
+        return await self._open_readers().lookup(work)
+
+    async def _scan(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(db)` in a scan thread, once the tables hold every write applied before
+        this call: a read that may take long holds up neither the event loop nor lookups."""
+        await self._fresh()
+        return await self._open_readers().scan(work)
+
+    def _open_readers(self) -> Readers:
+        if self._readers is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return self._readers
+
     def _copied_all_of(self, ids: Sequence[str]) -> bool:
         return self._backlog.copied_all_of(ids)
 
@@ -301,28 +337,31 @@ class EmbeddedStore(FactReads, IdentityStore):
         return {k: profile_of[k] for k in keys if k in profile_of}
 
     async def profile_ids_by_digest(self, digests: Sequence[str], *, kind: str) -> dict[str, str]:
-        db = await self._fresh()
+        def read(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for chunk in chunks(list(dict.fromkeys(digests))):
+                rows.extend(
+                    db.execute(
+                        "SELECT digest, key FROM identifiers"
+                        f" WHERE digest IN ({qmarks(len(chunk))}) AND kind = ?",
+                        [*chunk, kind],
+                    )
+                )
+            return rows
+
+        rows = await self._lookup(None, read)
         profile_of = self.partition.profile_of
-        found: dict[str, str] = {}
-        for chunk in chunks(list(dict.fromkeys(digests))):
-            for digest, key in db.execute(
-                "SELECT digest, key FROM identifiers"
-                f" WHERE digest IN ({qmarks(len(chunk))}) AND kind = ?",
-                [*chunk, kind],
-            ):
-                if key in profile_of:
-                    found[digest] = profile_of[key]
-        return found
+        return {digest: profile_of[key] for digest, key in rows if key in profile_of}
 
     async def identifier_keys(self, *, first: int, after: str | None) -> list[str]:
-        db = await self._fresh()
-        return [
-            key
-            for (key,) in db.execute(
+        def read(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute(
                 "SELECT key FROM identifiers WHERE key > ? ORDER BY key LIMIT ?",
                 (after if after is not None else "", first),
             )
-        ]
+            return [key for (key,) in rows]
+
+        return await self._scan(read)
 
     async def resolve_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         self._round_trip()
@@ -352,8 +391,7 @@ class EmbeddedStore(FactReads, IdentityStore):
         return read_receipt(self._read(), id)
 
     async def suppressions(self, *, first: int, after: str | None) -> Page[Suppression]:
-        db = await self._fresh()
-        found = read_suppressions(db, first=first, after=after)
+        found = await self._scan(lambda db: read_suppressions(db, first=first, after=after))
         if found is None:
             raise InvalidOperation("malformed suppression cursor")
         items, total, more = found
@@ -362,11 +400,10 @@ class EmbeddedStore(FactReads, IdentityStore):
     async def inactive_profiles(
         self, *, before: datetime, first: int, after: str | None
     ) -> list[str]:
-        await self._fresh()
         backlog = self._backlog
         while True:
-            found = await self._in_thread(
-                inactive_profiles, before=before, first=first, after=after
+            found = await self._scan(
+                partial(inactive_profiles, before=before, first=first, after=after)
             )
             # a profile written since is not inactive
             kept = [
@@ -384,21 +421,6 @@ class EmbeddedStore(FactReads, IdentityStore):
             return await asyncio.to_thread(expire_rows, self.data_dir, cutoffs, batch)
         except sqlite3.Error as e:
             raise StoreUnavailable(f"embedded store retention failed: {e}") from e
-
-    async def _in_thread(self, read: Callable[..., T], **options: object) -> T:
-        """`read(db, **options)` on a connection of its own to the tables, in a worker
-        thread: a long scan holds up neither the event loop nor the reader."""
-
-        def run() -> T:
-            with closing(connect(self.data_dir / TABLES_FILE)) as db:
-                return read(db, **options)
-
-        if self._reader is None:
-            raise StoreUnavailable("the embedded store is not open")
-        try:
-            return await asyncio.to_thread(run)
-        except sqlite3.Error as e:
-            raise StoreUnavailable(f"embedded store read failed: {e}") from e
 
     async def _settled(self, profile_id: str, *, may_release: bool) -> str | None:
         """The current profile `profile_id` names, once the tables hold every write that
@@ -483,32 +505,39 @@ class _EmbeddedTx(WriteTx):
         if profile_id not in partition.members:
             return None
         keys = sorted(partition.members[profile_id])
-        db = await store._fresh()
-        members: list[Member] = []
-        for chunk in chunks(keys, 400):
-            members.extend(
-                Member(key, from_micros(first))
-                for key, first in db.execute(
-                    f"SELECT key, first_seen FROM identifiers WHERE key IN ({qmarks(len(chunk))})",
-                    chunk,
+        created = from_micros(partition.created[profile_id])
+
+        def read(db: sqlite3.Connection) -> ProfileGraph:
+            members: list[Member] = []
+            for chunk in chunks(keys, 400):
+                members.extend(
+                    Member(key, from_micros(first))
+                    for key, first in db.execute(
+                        "SELECT key, first_seen FROM identifiers"
+                        f" WHERE key IN ({qmarks(len(chunk))})",
+                        chunk,
+                    )
                 )
+            return ProfileGraph(
+                profile_id,
+                created,
+                tuple(members),
+                tuple(links_from(db, keys)),
+                tuple(consents_of(db, keys)),
             )
-        links = links_from(db, keys)
-        return ProfileGraph(
-            profile_id,
-            from_micros(partition.created[profile_id]),
-            tuple(members),
-            tuple(links),
-            tuple(consents_of(db, keys)),
-        )
+
+        # what it reads (identifiers, links, consent) only writes touching the profile change
+        return await store._lookup([profile_id], read)
 
     async def merge_record(self, merge_id: str) -> MergeRecord | None:
-        db = await self.store._fresh()
-        row = db.execute(
-            "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id, undoes,"
-            " undone_by FROM merges WHERE id = ?",
-            (merge_id,),
-        ).fetchone()
+        row = await self.store._lookup(
+            None,
+            lambda db: db.execute(
+                "SELECT id, at, kind, survivor, absorbed, links, identifiers, message_id,"
+                " undoes, undone_by FROM merges WHERE id = ?",
+                (merge_id,),
+            ).fetchone(),
+        )
         return merge_from_row(row) if row else None
 
     async def resolve(self, profile_id: str) -> str | None:

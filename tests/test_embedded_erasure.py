@@ -306,7 +306,9 @@ async def test_a_kill_during_an_erasure_leaves_the_person_or_no_trace(
         if point == "before-commit":
             assert len(found) == 4 and len(set(found.values())) == 1, "not wholly there"
             victim = next(iter(found.values()))
-            pages = await store.events([victim], first=100, after=None, types=None)
+            pages = await store.events(
+                [victim], first=100, after=None, types=None, count_up_to=None
+            )
             assert pages[victim].total == 12
             receipt = await IdentityGraph(store, Rules.default()).erase(
                 victim, reason="asked again", actor="dpo"

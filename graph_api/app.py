@@ -26,7 +26,6 @@ from graph_api.access.auth import Principal
 from graph_api.context import Context
 from graph_api.documents import TrustedDocuments, lift_document_id
 from graph_api.errors import C360Error, PayloadTooLarge, code_of, public_message, status_of
-from graph_api.executor import Executor
 from graph_api.loaders import Loaders
 from graph_api.privacy.retention import retention_schedule
 from graph_api.schema import build_schema
@@ -54,7 +53,6 @@ class GraphQLView(GraphQL[Context, None]):
     def __init__(self, services: Services) -> None:
         settings = services.settings
         schema = build_schema(settings)
-        schema.execution_context_class = Executor  # a request's garbage freed when it ends
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,

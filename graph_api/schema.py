@@ -40,6 +40,7 @@ from graph_api.activation import manage
 from graph_api.context import Info
 from graph_api.cost import MAX_BATCH
 from graph_api.errors import ApiError, ErrorCodes, bad_input, not_found
+from graph_api.executor import Executor
 from graph_api.prefetch import prefetch_customer
 from graph_api.privacy import erasure, export, retention
 from graph_api.settings import Settings
@@ -635,6 +636,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             *([] if settings.introspection or settings.graphiql else [DisableIntrospection]),
         ],
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=Executor,  # a request's garbage freed when it ends
     )
 
 

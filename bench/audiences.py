@@ -254,21 +254,7 @@ async def build_neo4j(uri: str, customers: int, rules: Rules) -> None:
     took = time.perf_counter() - started
     print(f"  loaded in {took:.0f} s ({total / took:,.0f} obs/s)")
     [[profiles, events]] = await store._read(NEO4J_COUNTS)
-    builder = AudienceEngine(store, store.audiences, rules)
-    await builder.start()
-    start = time.perf_counter()
-    audience = await builder.define_audience("repeat buyers", BUILT, None)
-    await builder.settle()
-    built = time.perf_counter() - start
-    members: set[str] = set()
-    cursor = None
-    while True:
-        page = await store.audiences.members(audience.id, first=1000, after=cursor)
-        members.update(m.customer_id for m in page.items)
-        if not page.more:
-            break
-        cursor = page.cursor
-    await builder.stop()
+    built, members = await build_one(store, rules)
     start = time.perf_counter()
     expected = {pid for [pid] in await store._read(PLAIN_CYPHER)}
     cypher = time.perf_counter() - start
@@ -281,31 +267,38 @@ async def build_neo4j(uri: str, customers: int, rules: Rules) -> None:
     )
 
 
+async def build_one(store: Any, rules: Rules) -> tuple[float, set[str]]:
+    """Define the audience BUILT afresh and wait until it is READY: the seconds that took,
+    and its members."""
+    builder = AudienceEngine(store, store.audiences, rules)
+    await builder.start()
+    for old in await store.audiences.audiences():  # a kept store: build afresh
+        await builder.delete_audience(old.id)
+    start = time.perf_counter()
+    audience = await builder.define_audience("repeat buyers", BUILT, None)
+    await builder.settle()
+    built = time.perf_counter() - start
+    [after] = [a for a in await store.audiences.audiences() if a.id == audience.id]
+    assert after.status is Status.READY
+    members: set[str] = set()
+    cursor = None
+    while True:
+        page = await store.audiences.members(audience.id, first=1000, after=cursor)
+        members.update(m.customer_id for m in page.items)
+        if not page.more:
+            break
+        cursor = page.cursor
+    await builder.stop()
+    return built, members
+
+
 async def build(data_dir: Path, rules: Rules) -> None:
     """Build one audience over the store in `data_dir`, and compute it by one SQL query."""
     plain = EmbeddedStore(data_dir)
     await plain.open()
     profiles = len(plain.partition.members)
     events = plain._read().execute("SELECT count(*) FROM events").fetchone()[0]
-    builder = AudienceEngine(plain, plain.audiences, rules)
-    await builder.start()
-    for old in await plain.audiences.audiences():  # a kept store: build afresh
-        await builder.delete_audience(old.id)
-    start = time.perf_counter()
-    audience = await builder.define_audience("repeat buyers", BUILT, None)
-    await builder.settle()
-    built = time.perf_counter() - start
-    [after] = [a for a in await plain.audiences.audiences() if a.id == audience.id]
-    assert after.status is Status.READY
-    members: set[str] = set()
-    cursor = None
-    while True:
-        page = await plain.audiences.members(audience.id, first=1000, after=cursor)
-        members.update(m.customer_id for m in page.items)
-        if not page.more:
-            break
-        cursor = page.cursor
-    await builder.stop()
+    built, members = await build_one(plain, rules)
     await plain.close()
     db = sqlite3.connect(data_dir / "c360.sqlite3")
     start = time.perf_counter()
@@ -314,7 +307,7 @@ async def build(data_dir: Path, rules: Rules) -> None:
     db.close()
     print(f"build of one audience over {profiles:,} profiles / {events:,} events:")
     print(
-        f"  c360 build: {built:.2f} s ({profiles / built:,.0f} profiles/s), {after.size:,}"
+        f"  c360 build: {built:.2f} s ({profiles / built:,.0f} profiles/s), {len(members):,}"
         f" members; one SQL statement: {sql:.2f} s; ratio {built / sql:.1f}x;"
         f" same members: {members == expected}"
     )

@@ -269,13 +269,7 @@ class IdentityStore(ABC):
         events if given, its total counted as `events` counts with `count_up_to=count_events`;
         None if there is none. What a "who is this customer" request reads, in one round trip
         where the store can (Neo4j: one statement); this default composes the other reads."""
-        if (key is None) == (profile_id is None):
-            raise InvalidOperation("give exactly one of key and profile_id")
-        if key is not None:
-            current = (await self.profile_ids([key])).get(key)
-        else:
-            assert profile_id is not None
-            current = (await self.resolve_profiles([profile_id])).get(profile_id)
+        current = await self.context_profile_id(key, profile_id)
         profile = (await self.profiles([current])).get(current) if current else None
         if profile is None:
             return None
@@ -287,6 +281,16 @@ class IdentityStore(ABC):
             )
             page = pages.get(profile.id, Page((), 0, None, False))
         return CustomerContext(profile, values, page)
+
+    async def context_profile_id(self, key: str | None, profile_id: str | None) -> str | None:
+        """The current profile `customer_context` reads: the one holding identifier `key`,
+        or `profile_id` followed through redirects (exactly one of them given)."""
+        if (key is None) == (profile_id is None):
+            raise InvalidOperation("give exactly one of key and profile_id")
+        if key is not None:
+            return (await self.profile_ids([key])).get(key)
+        assert profile_id is not None
+        return (await self.resolve_profiles([profile_id])).get(profile_id)
 
     @abstractmethod
     async def list_profiles(

@@ -7,7 +7,7 @@ import itertools
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import networkx as nx
 
@@ -15,7 +15,6 @@ from identity_graph.adapters.embedded import listing
 from identity_graph.adapters.embedded.partition import Partition
 from identity_graph.adapters.embedded.sql import chunks, merge_from_row, qmarks
 from identity_graph.codec import from_micros, loads
-from identity_graph.errors import InvalidOperation
 from identity_graph.model import (
     ConsentRecord,
     ConsentStatus,
@@ -224,6 +223,12 @@ class ProfileReads:
         """profile id -> current profile id (`IdentityStore.resolve_profiles`)."""
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # IdentityStore's, which `EmbeddedStore` inherits
+
+        async def context_profile_id(
+            self, key: str | None, profile_id: str | None
+        ) -> str | None: ...
+
     def _owners(self, ids: Iterable[str]) -> dict[str, str]:
         """identifier key -> profile id, for every identifier of the profiles `ids`."""
         members = self.partition.members
@@ -270,13 +275,7 @@ class ProfileReads:
         events: int | None = None,
         count_events: int | None = 0,
     ) -> CustomerContext | None:
-        if (key is None) == (profile_id is None):
-            raise InvalidOperation("give exactly one of key and profile_id")
-        if key is not None:
-            current = (await self.profile_ids([key])).get(key)
-        else:
-            assert profile_id is not None
-            current = (await self.resolve_profiles([profile_id])).get(profile_id)
+        current = await self.context_profile_id(key, profile_id)
         if current is None or current not in self.partition.members:
             return None
         owner = self._owners([current])

@@ -3,32 +3,55 @@
 Depth and aliases count through fragments: each fragment is counted once and a spread adds
 its count, so a fragment cannot multiply aliases past the limit unseen, and fragments
 spreading each other cannot make the counting itself exponential.
+
+All of them are one schema extension, `Limits`: Strawberry builds every extension and wraps
+each of its hooks anew for every request, so six (token limit, validation rules, parser and
+validation caches, cost, no introspection) cost more than the checks themselves. A document
+text is parsed and validated once, and its cost computed once per operation and values of
+its page-size variables (the only variables the cost reads).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from functools import lru_cache
+from typing import Any
 
 from graphql import (
+    ArgumentNode,
     ASTValidationRule,
+    DocumentNode,
+    ExecutionResult,
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
+    VariableNode,
+    Visitor,
+    parse,
+    specified_rules,
+    visit,
 )
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql.utilities import get_operation_ast
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 
-from graph_api.cost import CostLimit, fragments_of, identifier_bound, per_fragment, shown
+from graph_api.cost import (
+    MAX_COST,
+    PAGE_ARGUMENT,
+    Cost,
+    fragments_of,
+    identifier_bound,
+    per_fragment,
+    shown,
+    too_costly,
+)
 from graph_api.errors import bad_input
 from graph_api.settings import Settings
 from identity_graph.rules import Rules
@@ -123,21 +146,129 @@ def depth_rule(limit: int) -> type[ValidationRule]:
     return MaxDepth
 
 
-def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
-    """Extension factories for the limits and caches.
+class _PageVariables(Visitor):
+    """Names of the variables given as a page size (`first`) anywhere in a document."""
 
-    The validation rules are made once, so the validation cache (keyed by the rule
-    classes) hits across requests.
-    """
-    rules: list[type[ASTValidationRule]] = [
-        depth_rule(settings.max_depth),
-        alias_rule(settings.max_aliases),
-    ]
-    identifiers = identifier_bound(Rules.load(settings.rules_file))
-    return [
-        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: CostLimit(settings, identifiers=identifiers),
-    ]
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+        if node.name.value == PAGE_ARGUMENT and isinstance(node.value, VariableNode):
+            self.names.add(node.value.name.value)
+
+
+class Checks:
+    """What the limits decide about a document text, decided once per text (an LRU of
+    `CACHE_SIZE` texts) for one schema's settings."""
+
+    def __init__(self, settings: Settings, *, identifiers: int, budget: int = MAX_COST) -> None:
+        self.settings = settings
+        self.identifiers = identifiers
+        """the most identifiers a profile can hold (`identifier_bound` of the rules)"""
+        self.budget = budget
+        extra: list[type[ASTValidationRule]] = [
+            depth_rule(settings.max_depth),
+            alias_rule(settings.max_aliases),
+        ]
+        # GraphiQL cannot work without introspection: enabling it enables both
+        if not (settings.introspection or settings.graphiql):
+            extra.append(NoSchemaIntrospectionCustomRule)
+        self.rules = (*specified_rules, *extra)
+        self.parse = lru_cache(maxsize=CACHE_SIZE)(self._parse)
+        self.validate = lru_cache(maxsize=CACHE_SIZE)(self._validate)
+        self.page_variables = lru_cache(maxsize=CACHE_SIZE)(self._page_variables)
+        self._cost = lru_cache(maxsize=CACHE_SIZE)(self._uncached_cost)
+
+    def _parse(self, text: str) -> DocumentNode:
+        return parse(text, max_tokens=self.settings.max_tokens)
+
+    def _validate(self, schema: GraphQLSchema, text: str) -> list[GraphQLError]:
+        return validate_document(schema, self.parse(text), self.rules)
+
+    def _page_variables(self, text: str) -> tuple[str, ...]:
+        found = _PageVariables()
+        visit(self.parse(text), found)
+        return tuple(sorted(found.names))
+
+    def cost(
+        self,
+        schema: GraphQLSchema,
+        text: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any],
+    ) -> int | None:
+        """The operation's cost (`graph_api.cost.Cost`); None if the document has no such
+        operation."""
+        pages: tuple[Hashable, ...] = tuple(
+            (name, type(variables[name]), variables[name]) if name in variables else (name,)
+            for name in self.page_variables(text)
+        )
+        try:
+            return self._cost(schema, text, operation_name, pages)
+        except TypeError:  # a page size given as a list or an object: not hashable
+            return self._uncached_cost(schema, text, operation_name, pages)
+
+    def _uncached_cost(
+        self,
+        schema: GraphQLSchema,
+        text: str,
+        operation_name: str | None,
+        pages: tuple[Hashable, ...],
+    ) -> int | None:
+        document = self.parse(text)
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            return None
+        given = {p[0]: p[2] for p in pages if isinstance(p, tuple) and len(p) == 3}
+        settings = self.settings
+        cost = Cost(
+            schema,
+            operation,
+            given,
+            settings.max_page_size,
+            self.identifiers,
+            settings.max_definitions,
+        )
+        return cost.of_operation(document, operation)
+
+
+class Limits(SchemaExtension):
+    """Parse with the token limit, validate with the depth and alias rules (and without
+    introspection unless enabled), and refuse before execution an operation whose cost is
+    above the budget; documents come from the `Checks` caches."""
+
+    def __init__(self, checks: Checks) -> None:
+        self.checks = checks
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = self.checks.parse(context.query)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None  # on_parse parsed it
+        context.validation_rules = self.checks.rules
+        context.pre_execution_errors = self.checks.validate(context.schema._schema, context.query)
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None and context.result is None:
+            checks = self.checks
+            found = checks.cost(
+                context.schema._schema,
+                context.query,
+                context.operation_name,
+                context.variables or {},
+            )
+            if found is not None and found > checks.budget:
+                context.result = ExecutionResult(None, [too_costly(found, checks.budget)])
+        yield
+
+
+def extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """The extension factory for the limits and caches, which live as long as the schema."""
+    checks = Checks(settings, identifiers=identifier_bound(Rules.load(settings.rules_file)))
+    return [lambda: Limits(checks)]

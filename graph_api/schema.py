@@ -18,7 +18,6 @@ from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -627,14 +626,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
-        extensions=[
-            ErrorCodes,
-            DeniedKeys,
-            AuditReads,
-            *limits.extensions(settings),
-            # GraphiQL cannot work without introspection: enabling it enables both
-            *([] if settings.introspection or settings.graphiql else [DisableIntrospection]),
-        ],
+        # few extensions: Strawberry builds each, and wraps each of its hooks, per request
+        extensions=[ErrorCodes, DeniedKeys, AuditReads, *limits.extensions(settings)],
         config=StrawberryConfig(auto_camel_case=True),
         execution_context_class=Executor,  # a request's garbage freed when it ends
     )

@@ -152,6 +152,22 @@ class ProfileFilter:
     consent_granted: str | None = None
     """a purpose whose effective status (`ChangeSet.consent_states`) is GRANTED"""
 
+    def plan(self) -> list[tuple[str, object]]:
+        """The conditions a listing checks, as (field name, its value), "current" (not
+        merged away) among them, in the order an adapter applies them: the first drives
+        the page (read in id order from its index: the identifiers asked for, else consent
+        granted, else a kind, else every current profile), the others are checked per row;
+        the trait, which has no index to drive a page with, last."""
+        found: list[tuple[str, object]] = [
+            (name, getattr(self, name))
+            for name in ("identifier_keys", "consent_granted", "has_kind")
+            if getattr(self, name) is not None
+        ]
+        found.insert(1 if found else 0, ("current", None))
+        if self.trait is not None:
+            found.append(("trait", self.trait))
+        return found
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerContext:

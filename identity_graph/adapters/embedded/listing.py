@@ -10,6 +10,7 @@ its page divided by the share of the driver's rows that meet the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,18 +89,17 @@ def trait_value(name: str, value: JSON) -> Condition:
 
 
 def conditions(where: ProfileFilter) -> list[Condition]:
-    """The filter's conditions, the driver first, `CURRENT` among them."""
-    found: list[Condition] = []
-    if where.identifier_keys is not None:
-        found.append(identifier_keys(where.identifier_keys))
-    if where.consent_granted is not None:
-        found.append(consent_granted(where.consent_granted))
-    if where.has_kind is not None:
-        found.append(has_kind(where.has_kind))
-    found.insert(1 if found else 0, CURRENT)
-    if where.trait is not None:
-        found.append(trait_value(*where.trait))
-    return found
+    """The filter's conditions in the order of `ProfileFilter.plan`, the driver first."""
+    return [_MAKERS[name](value) for name, value in where.plan()]
+
+
+_MAKERS: dict[str, Callable[[Any], Condition]] = {
+    "identifier_keys": lambda keys: identifier_keys(keys),
+    "consent_granted": lambda purpose: consent_granted(purpose),
+    "has_kind": lambda kind: has_kind(kind),
+    "current": lambda _: CURRENT,
+    "trait": lambda trait: trait_value(*trait),
+}
 
 
 def _select(where: ProfileFilter, after: str | None) -> tuple[str, list[Any]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import resource
 import sqlite3
@@ -148,6 +149,8 @@ def compare_ingest(args: argparse.Namespace) -> None:
                     str(args.observations),
                     "--batch",
                     str(args.batch),
+                    "--stream",
+                    args.stream,
                 ],
                 check=True,
                 capture_output=True,
@@ -159,10 +162,11 @@ def compare_ingest(args: argparse.Namespace) -> None:
             if mode == "live":
                 lags.append(result["lag"])
                 sizes = result["sizes"]
-    n = args.observations
+    n = len(observations_of(args))
     ratios = sorted(p / live for p, live in zip(times["plain"], times["live"], strict=True))
     print(
-        f"ingest of {n:,} observations in batches of {args.batch} until settled, one process"
+        f"ingest of {n:,} observations ({args.stream} stream) in batches of {args.batch} until"
+        f" settled, one process"
         f" per store, {args.rounds} rounds in alternating order:"
     )
     for mode, label in (("plain", "without definitions"), ("live", "with 10 computed traits"
@@ -183,9 +187,21 @@ def compare_ingest(args: argparse.Namespace) -> None:
     print(f"  audience sizes: {sizes}")
 
 
+def observations_of(args: argparse.Namespace) -> list[Any]:
+    """The stream to ingest: bench/synthetic.py's (mostly new people, a few events each), or
+    `sales`: bench/sales_context.py's customers, each identified once then sending 20-30
+    events (mostly events of known customers), cut at `--observations`."""
+    if args.stream == "synthetic":
+        return list(synthetic_stream(args.observations, seed=11))
+    from sales_context import observations
+
+    customers = max(1, args.observations // 26)
+    return list(itertools.islice(observations(customers), args.observations))
+
+
 async def one_ingest(args: argparse.Namespace, rules: Rules) -> None:
     """One mode's ingest into a fresh store, timed until everything settled; prints JSON."""
-    stream = list(synthetic_stream(args.observations, seed=11))
+    stream = observations_of(args)
     batches = [stream[i : i + args.batch] for i in range(0, len(stream), args.batch)]
     with tempfile.TemporaryDirectory(prefix="c360-audiences-") as tmp:
         store = EmbeddedStore(Path(tmp) / args.one)
@@ -326,6 +342,7 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", help="keep that store here and reuse it")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stream", choices=("synthetic", "sales"), default="synthetic")
     parser.add_argument("--one", choices=("plain", "live"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--neo4j",

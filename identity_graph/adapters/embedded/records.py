@@ -38,16 +38,20 @@ class EmbeddedRecords(AccessRecords):
         await self._file.close()
 
     async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
-        if not entries:
-            return
+        first_of_id: dict[str, AuditEntry] = {}
+        for e in entries:
+            first_of_id.setdefault(e.id, e)
         rows = [
-            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)), e.id)
-            for e in entries
+            (e.id, to_micros(e.at), e.principal, e.role, e.customer_id, dumps(list(e.fields)))
+            for e in first_of_id.values()
         ]
-        await self._write_rows(
-            "INSERT INTO audit (id, at, principal, role, customer_id, fields)"
-            " SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM audit WHERE id = ?)",
-            rows,
+        if len(rows) <= ROWS_PER_APPEND:
+            if rows:
+                await self._file.statement(append_statement(len(rows)), _flat(rows))
+            return
+        chunks = [rows[n : n + ROWS_PER_APPEND] for n in range(0, len(rows), ROWS_PER_APPEND)]
+        await self._file.transaction(
+            lambda db: [db.execute(append_statement(len(c)), _flat(c)) for c in chunks]
         )
 
     async def audit_log(
@@ -168,6 +172,27 @@ class EmbeddedRecords(AccessRecords):
         return await self._file.transaction(
             lambda db: sum(db.execute(sql, row).rowcount for row in rows)
         )
+
+
+ROWS_PER_APPEND = 500
+"""audit rows one statement appends (6 parameters each), at most; a group commit of more is
+one transaction of several statements"""
+
+
+def append_statement(rows: int) -> str:
+    """Append `rows` audit entries, but not those whose id is recorded already: one statement
+    (the common case is one commit of one statement, see `SideFile.statement`)."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO audit (id, at, principal, role, customer_id, fields)"
+        " SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6"
+        f" FROM (VALUES {values}) AS v"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit a WHERE a.id = v.column1)"
+    )
+
+
+def _flat(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    return [value for row in rows for value in row]
 
 
 SELECT_API_KEYS = (

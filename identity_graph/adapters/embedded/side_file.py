@@ -2,17 +2,22 @@
 (`audit.sqlite3`, `audiences.sqlite3`): small writes that must not wait behind a copy
 window's transaction.
 
-One writer, used by one transaction at a time in a worker thread (so the event loop never
-waits on the disk), and readers in worker threads (`readers`).
+One writer, used by one write at a time in a thread of its own (so the event loop never
+waits on the disk), and readers in worker threads (`readers`). A write is either a
+`transaction` of any number of statements, or one `statement` committed by itself: that one
+holds the interpreter lock only to start and to end, where a transaction takes it again
+between its statements (each time, behind the event loop's thread for up to the switch
+interval, 5 ms, when the loop is busy).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from identity_graph.adapters.embedded.journal import connect
 from identity_graph.adapters.embedded.readers import Readers
@@ -51,6 +56,8 @@ class SideFile:
         self._lock = asyncio.Lock()
         """held by each transaction, and by `close`"""
         self._writer: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        """the writer's thread"""
         self._reader: sqlite3.Connection | None = None
         self._readers: Readers | None = None
 
@@ -58,6 +65,7 @@ class SideFile:
         """Open the file, `create` making its tables with the writer first."""
         self._writer = connect(path)
         create(self._writer)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"c360-{self.what}-writer")
         self._reader = connect(path)
         self._readers = Readers(path, what=self.what)
 
@@ -71,6 +79,9 @@ class SideFile:
                 if conn is not None:
                     conn.close()
             self._writer = self._reader = None
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)  # idle: the lock is held
+                self._thread = None
 
     def read(self) -> sqlite3.Connection:
         """The reader, for a short read on the event loop."""
@@ -95,25 +106,36 @@ class SideFile:
         return self._readers
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in one write transaction, in a worker thread; a failure rolls it
+        """Run `work` in one write transaction, in the writer's thread; a failure rolls it
         back and is a `StoreUnavailable`."""
+
+        def run(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._write(run)
+
+    async def statement(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement as a transaction of its own (SQLite's autocommit: committed,
+        and synced as every commit of this file, before it returns), in the writer's thread;
+        return how many rows it changed. A failure is a `StoreUnavailable`."""
+        return await self._write(lambda db: db.execute(sql, params).rowcount)
+
+    async def _write(self, run: Callable[[sqlite3.Connection], T]) -> T:
         async with self._lock:
-            db = self._writer
-            if db is None:
+            db, thread = self._writer, self._thread
+            if db is None or thread is None:
                 raise StoreUnavailable("the embedded store is not open")
             self._round_trip()
-
-            def run() -> T:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.execute("ROLLBACK")
-                    raise
-                return result
-
             try:
-                return await uncancelled(asyncio.to_thread(run))
+                return await uncancelled(
+                    asyncio.get_running_loop().run_in_executor(thread, run, db)
+                )
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"embedded store {self.what} write failed: {e}") from e

@@ -182,13 +182,22 @@ def public_message(error: BaseException) -> str:
 
 def _public(error: GraphQLError) -> GraphQLError:
     original = error.original_error
+    extensions = error.extensions or {}
+    if original is None and "code" in extensions:
+        return error  # made here: a denied key, a refused cost, a withheld response
     if original is None or (isinstance(original, GraphQLError) and error.path is None):
-        # graphql-core's own: the document or a variable does not fit the schema
-        code = (error.extensions or {}).get("code", "BAD_REQUEST")
-        return _with_code(error, error.message, code)
+        # graphql-core's own: the document or a variable does not fit the schema (validation
+        # errors are cached, shared by requests: copied, never changed)
+        return _with_code(error, error.message, extensions.get("code", "BAD_REQUEST"))
     code = code_of(original)
     if code is not None:
-        return _with_code(error, public_message(original), code)
+        message = public_message(original)
+        if message != error.message:
+            return _with_code(error, message, code)
+        # a field error of this request's own: coded in place, not copied
+        error.extensions = {**extensions, "code": code}
+        error.original_error = None
+        return error
     where = ".".join(map(str, error.path)) if error.path else "the request"
     log.error("unexpected error in %s", where, exc_info=original)
     return _with_code(error, INTERNAL_MESSAGE, "INTERNAL")

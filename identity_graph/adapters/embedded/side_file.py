@@ -4,10 +4,9 @@ window's transaction.
 
 One writer, used by one write at a time in a thread of its own (so the event loop never
 waits on the disk), and readers in worker threads (`readers`). A write is either a
-`transaction` of any number of statements, or one `statement` committed by itself: that one
-holds the interpreter lock only to start and to end, where a transaction takes it again
-between its statements (each time, behind the event loop's thread for up to the switch
-interval, 5 ms, when the loop is busy).
+`transaction` of any number of statements, or one `statement` committed by itself: one call
+into SQLite, where a transaction makes three or more, and its thread takes the interpreter
+lock back from the event loop after each.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ class SideFile:
         self.what = what
         self._round_trip = round_trip
         self._lock = asyncio.Lock()
-        """held by each transaction, and by `close`"""
+        """held by each write, and by `close`"""
         self._writer: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
         """the writer's thread"""

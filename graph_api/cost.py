@@ -24,7 +24,6 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
-    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -47,10 +46,7 @@ from graphql import (
     get_nullable_type,
     is_list_type,
 )
-from graphql.utilities import get_operation_ast
-from strawberry.extensions import SchemaExtension
 
-from graph_api.settings import Settings
 from identity_graph.activation.destinations import MAX_AUDIENCES, MAX_DESTINATIONS, MAX_HEADERS
 from identity_graph.model import PURPOSES
 from identity_graph.rules import Rules
@@ -266,32 +262,3 @@ def too_costly(cost: int, budget: int) -> GraphQLError:
         f"query too costly: estimated cost {shown(cost)} exceeds the budget of {budget}",
         extensions={"code": "QUERY_TOO_COSTLY"},
     )
-
-
-class CostLimit(SchemaExtension):
-    """Refuse, before execution, an operation whose cost is above the budget."""
-
-    def __init__(self, settings: Settings, *, identifiers: int, budget: int = MAX_COST) -> None:
-        self.settings = settings
-        self.budget = budget
-        self.identifiers = identifiers
-        """the most identifiers a profile can hold (`identifier_bound` of the rules)"""
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        operation = get_operation_ast(document, context.operation_name) if document else None
-        if document is not None and operation is not None and context.result is None:
-            variables = context.variables or {}
-            cost = Cost(
-                context.schema._schema,
-                operation,
-                variables,
-                self.settings.max_page_size,
-                self.identifiers,
-                self.settings.max_definitions,
-            )
-            found = cost.of_operation(document, operation)
-            if found > self.budget:
-                context.result = ExecutionResult(None, [too_costly(found, self.budget)])
-        yield

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gated import GatedStore
 from stores import reopened
 from streams import T0, at, observe
 
@@ -328,22 +329,6 @@ def sqlite_rows(path: Path, query: str) -> list[Any]:
 
 
 # --- 3. ingest goes on --------------------------------------------------------------------
-
-
-class GatedStore(EmbeddedStore):
-    """The embedded store, its copier started only while `copier_allowed`."""
-
-    copier_allowed = True
-
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir)
-        start = self._copier.start
-
-        def gated_start() -> None:
-            if self.copier_allowed:
-                start()
-
-        self._copier.start = gated_start  # type: ignore[method-assign]
 
 
 HANG_GUARD_SECONDS = 30

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gated import GatedStore
 from streams import Partition, check_invariants, observe, partition
 
 from identity_graph.adapters.embedded import backlog as embedded_backlog
@@ -47,24 +48,6 @@ from identity_graph.service import IdentityGraph
 ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = 15
 BATCH = 3
-
-
-class GatedStore(EmbeddedStore):
-    """The embedded store, its copier started only while `copier_allowed`."""
-
-    copier_allowed = True
-
-    def __init__(
-        self, data_dir: Path, *, copier_idle_seconds: float = embedded_copier.COPIER_IDLE_SECONDS
-    ) -> None:
-        super().__init__(data_dir, copier_idle_seconds=copier_idle_seconds)
-        start = self._copier.start
-
-        def gated_start() -> None:
-            if self.copier_allowed:
-                start()
-
-        self._copier.start = gated_start  # type: ignore[method-assign]
 
 
 def stream(count: int = 90) -> list[Observation]:
@@ -505,11 +488,7 @@ async def test_reads_of_customers_no_pending_write_touched_do_not_wait(
         graph = IdentityGraph(store, Rules.default())
         [settled] = await graph.ingest([observe("a1", "user_id:a", traits={"plan": "pro"})])
         await store.settle()
-        copier = store._copier.process
-        assert copier is not None
-        store.copier_allowed = False
-        copier.kill()
-        copier.wait()
+        store.kill_copier()
         [pending] = await graph.ingest([observe("b1", "user_id:b", traits={"plan": "free"})])
         [touched] = await graph.ingest([observe("a2", "user_id:a", traits={"plan": "team"})])
         assert settled.profile_id is not None and pending.profile_id is not None

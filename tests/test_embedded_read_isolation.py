@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gated import GatedStore
 from streams import observe
 
 from identity_graph.adapters.embedded import copier as embedded_copier
@@ -26,22 +27,6 @@ from identity_graph.store import ProfileFilter
 
 PATIENCE = 30.0
 """seconds after which a test that would otherwise hang fails; nothing is timed"""
-
-
-class GatedStore(EmbeddedStore):
-    """The embedded store, its copier started only while `copier_allowed`."""
-
-    copier_allowed = True
-
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir)
-        start = self._copier.start
-
-        def gated_start() -> None:
-            if self.copier_allowed:
-                start()
-
-        self._copier.start = gated_start  # type: ignore[method-assign]
 
 
 def _held_page_query(
@@ -157,11 +142,7 @@ async def test_consent_undo_and_unmerge_stall_only_reads_of_the_customers_they_t
         assert a and b and cd and cd in (c, d) and e
         [merge] = (await store.merge_history([cd]))[cd]
         await store.settle()
-        copier = store._copier.process
-        assert copier is not None
-        store.copier_allowed = False
-        copier.kill()
-        copier.wait()
+        store.kill_copier()
 
         undo = await graph.undo_merge(merge.id, actor="test")
         await graph.set_consent(b, {"email_marketing": ConsentStatus.GRANTED}, source="test")

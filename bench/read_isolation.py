@@ -34,7 +34,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from sales_context import KEY, QUERY, email_of, free_port, load, wait_ready  # noqa: E402
+from sales_context import (  # noqa: E402
+    KEY,
+    QUERY,
+    email_of,
+    free_port,
+    load,
+    read_response,
+    wait_ready,
+)
 
 SLOW_QUERY = (
     '{ customers(first: 100, where: {trait: {name: "plan", value: "enterprise"}})'
@@ -56,13 +64,7 @@ async def _post(reader: Any, writer: Any, body: bytes) -> bytes:
         + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-    payload: bytes = await reader.readexactly(length)
+    head, payload = await read_response(reader)
     if not head.startswith(b"HTTP/1.1 200") or b'"errors"' in payload:
         raise SystemExit(f"request failed: {(head[:12] + payload[:300]).decode('latin-1')}")
     return payload

@@ -238,6 +238,18 @@ def wait_ready(server: subprocess.Popen[bytes], port: int, timeout: float) -> No
 # --- client (its own process) --------------------------------------------------------------
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response on a keep-alive connection: its status line with headers, and
+    its body (c360 always sends Content-Length)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return head, await reader.readexactly(length)
+
+
 async def _client(port: int, emails: list[str], warmup: int, requests: int, clients: int,
                   max_seconds: float, seed: int) -> dict[str, Any]:  # fmt: skip
     rng = random.Random(seed)
@@ -263,13 +275,7 @@ async def _client(port: int, emails: list[str], warmup: int, requests: int, clie
                 next_index += 1
                 started = time.perf_counter()
                 writer.write(head + str(len(body)).encode() + b"\r\n\r\n" + body)
-                status_and_headers = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in status_and_headers.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.lower() == b"content-length":
-                        length = int(value)
-                payload = await reader.readexactly(length)
+                status_and_headers, payload = await read_response(reader)
                 elapsed = time.perf_counter() - started
                 if not status_and_headers.startswith(b"HTTP/1.1 200") or b'"errors"' in payload:
                     failures.append((status_and_headers[:12] + payload[:300]).decode("latin-1"))

@@ -57,7 +57,7 @@ from identity_graph.audiences.store import (
     Status,
 )
 from identity_graph.errors import NotFound
-from identity_graph.model import JSON, PURPOSES, ConsentStatus, Page, StoredEvent
+from identity_graph.model import JSON, PURPOSES, ConsentStatus, MessageType
 from identity_graph.resolver import MonotonicIds, NewId, new_id
 from identity_graph.rules import Rules
 from identity_graph.service import WHOLE, ProfileChange
@@ -72,7 +72,8 @@ BATCH = 200
 """profiles evaluated per step"""
 BUILD_PAGE = 500
 """profiles a build reads per step"""
-EVENT_PAGE = 1000
+EVERY_EVENT = frozenset((kind, None) for kind in MessageType)
+"""selectors of every event, whatever its type and name"""
 REFRESH_SECONDS = 5.0
 """how often an engine reads the definitions again: one defined, changed or deleted through
 another API process over the same database is followed within this bound"""
@@ -404,7 +405,9 @@ class AudienceEngine:
             }
             values = await store.traits(ids)
             consents = await store.consents(ids)
-            events = await self._events_many(ids)
+            # the port's own read of every event, page by page, not an adapter's filtered
+            # one: what a full read finds stays independent of what `reads` fetch
+            events = await IdentityStore.events_of(store, ids, EVERY_EVENT)
         else:
             kinds = await store.identifier_kinds(ids) if reads.kinds else {}
             values = await store.traits_named(ids, reads.traits) if reads.traits else {}
@@ -423,20 +426,6 @@ class AudienceEngine:
             )
             for pid in ids
         }
-
-    async def _events_many(self, ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
-        """Every event of each profile: one batched read, then a page at a time only for
-        profiles with more than a page of them."""
-        events: dict[str, list[StoredEvent]] = {pid: [] for pid in ids}
-        store = self.store
-        first = await store.events(ids, first=EVENT_PAGE, after=None, types=None)
-        for pid, page in first.items():
-            events[pid].extend(page.items)
-            while page.more and page.items:
-                pages = await store.events([pid], first=EVENT_PAGE, after=page.cursor, types=None)
-                page = pages.get(pid, Page((), 0, None, False))
-                events[pid].extend(page.items)
-        return events
 
     def _reads(self, defs: Iterable[_Definition]) -> Reads:
         """What evaluating `defs` reads, with the computed traits they name."""

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sales_context import load  # noqa: E402
 from synthetic import synthetic_stream  # noqa: E402
 
-from identity_graph.adapters.embedded.store import EmbeddedStore  # noqa: E402
+from identity_graph.adapters.embedded.store import EmbeddedStore, tune_gc  # noqa: E402
 from identity_graph.adapters.neo4j.store import Neo4jStore  # noqa: E402
 from identity_graph.audiences.engine import AudienceEngine  # noqa: E402
 from identity_graph.audiences.store import Status  # noqa: E402
@@ -201,6 +201,7 @@ def observations_of(args: argparse.Namespace) -> list[Any]:
 
 async def one_ingest(args: argparse.Namespace, rules: Rules) -> None:
     """One mode's ingest into a fresh store, timed until everything settled; prints JSON."""
+    tune_gc()  # as the server does before it opens the store
     stream = observations_of(args)
     batches = [stream[i : i + args.batch] for i in range(0, len(stream), args.batch)]
     with tempfile.TemporaryDirectory(prefix="c360-audiences-") as tmp:

@@ -207,3 +207,106 @@ def test_holds_says_what_explain_says_at_its_root() -> None:
         )
 
     check()
+
+
+SCALARS = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    2.5,
+    41,
+    10**400,
+    "pro",
+    "PRO plan",
+    "2026-06-01T00:00:00Z",
+    "2026-07-01T00:00:00+02:00",
+    "not a time",
+    ["pro", 1],
+    {"nested": 1},
+]
+WANTED = [
+    ("eq", "pro"),
+    ("eq", 1),
+    ("eq", True),
+    ("neq", 41),
+    ("gt", 1),
+    ("gte", 2.5),
+    ("lt", "2026-06-15T00:00:00Z"),
+    ("lte", 41),
+    ("in", ["pro", 1, False]),
+    ("contains", "pro"),
+    ("contains", 1),
+    ("exists", True),
+    ("exists", False),
+]
+
+
+def test_a_compiled_test_answers_as_compare_does() -> None:
+    from identity_graph.audiences.definitions import Op, Test, compare
+
+    for op, wanted in WANTED:
+        predicate = Test(Op(op), wanted).predicate()
+        for seen in SCALARS:
+            try:
+                expected: object = compare(Op(op), seen, wanted)
+            except OverflowError as e:  # an integer beyond a float's range, ordered
+                expected = type(e)
+            try:
+                got: object = predicate(seen)
+            except OverflowError as e:
+                got = type(e)
+            assert got == expected, (op, wanted, seen)
+
+
+def test_a_compiled_condition_holds_where_holds_does() -> None:
+    """Random trees over random facts: the compiled condition, reading each event match and
+    computed trait once per profile (`Evaluator`), answers what `holds` answers, and
+    `Evaluator.next_lapse` what `next_lapse` does."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from identity_graph.audiences.evaluation import CompiledTrait, Evaluator, compile_condition
+
+    traits = {
+        "ltv": parse_computed_trait(
+            "ltv", {"kind": "sum", "event": "Order Completed", "property": "total"}
+        ),
+        "none": parse_computed_trait("none", {"kind": "last_seen", "event": "Refund"}),
+    }
+    compiled = {name: CompiledTrait.of(t) for name, t in traits.items()}
+    facts_of = st.builds(
+        lambda events, plan, age, kinds: Facts(
+            "p", {"plan": plan, "age": age}, tuple(events), frozenset(kinds), {}
+        ),
+        st.lists(st.sampled_from(EVENTS), max_size=5, unique_by=lambda e: e.message_id),
+        st.sampled_from(SCALARS),
+        st.sampled_from(SCALARS),
+        st.sets(st.sampled_from(["email", "phone", "user_id"])),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(trees(), facts_of, st.sampled_from([NOW, NOW - 2 * DAY, NOW + 40 * DAY]))
+    def check(tree: dict[str, Any], facts: Facts, now: datetime) -> None:
+        condition = parse_condition(tree)
+        computed = {name: compute(t, facts, now) for name, t in traits.items()}
+        view = Evaluator(facts, now, compiled)
+        assert compile_condition(condition)(view) is holds(condition, facts, computed, now)
+        matches = windows(condition)
+        assert view.next_lapse([(match_key(m), m) for m in matches]) == next_lapse(
+            matches, facts, now
+        )
+
+    from identity_graph.audiences.evaluation import match_key
+
+    check()
+
+
+def test_integers_beyond_a_floats_range_order_exactly() -> None:
+    from identity_graph.audiences.definitions import Op, Test, compare
+
+    assert compare(Op.GT, 10**400, 50) and not compare(Op.LT, 10**400, 1e308)
+    assert Test(Op.GTE, 2.5).predicate()(10**400)
+    huge = parse_condition({"trait": {"name": "age", "op": "gt", "value": 50}})
+    assert holds(huge, Facts("p", {"age": 10**400}, (), frozenset(), {}), {}, NOW)

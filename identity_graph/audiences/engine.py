@@ -47,7 +47,15 @@ from identity_graph.audiences.definitions import (
     trait_reads,
     windows,
 )
-from identity_graph.audiences.evaluation import Facts, compute, explain, holds, next_lapse
+from identity_graph.audiences.evaluation import (
+    CompiledTrait,
+    Evaluator,
+    Facts,
+    compile_condition,
+    compute,
+    explain,
+    match_key,
+)
 from identity_graph.audiences.store import (
     Audience,
     AudienceChange,
@@ -100,7 +108,7 @@ def affects(reads: Reads, change: ProfileChange) -> bool:
 
 
 class _Definition:
-    """An audience with its parsed condition and what it reads."""
+    """An audience with its parsed condition, compiled, and what it reads."""
 
     def __init__(self, audience: Audience, condition: Condition) -> None:
         self.audience = audience
@@ -108,6 +116,16 @@ class _Definition:
         self.computed = computed_names(condition)
         self.reads = condition_reads(condition) | Reads(consent=audience.purpose is not None)
         """what it reads directly (the computed traits it names read theirs)"""
+        condition_holds = compile_condition(condition)
+        purpose = audience.purpose
+        self.member: Callable[[Evaluator], bool] = (
+            condition_holds
+            if purpose is None
+            else lambda v: (
+                v.facts.consent.get(purpose) is ConsentStatus.GRANTED and condition_holds(v)
+            )
+        )
+        """whether a profile is a member: consent to the purpose, if any, then the condition"""
 
 
 class AudienceEngine:
@@ -139,6 +157,8 @@ class AudienceEngine:
         self.refresh = refresh
         self._refreshed_at = time.monotonic()
         self._traits: dict[str, ComputedTraitDefinition] = {}
+        self._compiled: dict[str, CompiledTrait] = {}
+        """`_traits`, as evaluations read them (`_keep_trait` and `_drop_trait` keep both)"""
         self._trait_records: dict[str, ComputedTrait] = {}
         self._defs: dict[str, _Definition] = {}
         self._dirty: dict[str, ProfileChange] = {}
@@ -167,7 +187,7 @@ class AudienceEngine:
         (the reconciling pass after a restart), unless not to `build`: a command that only
         follows its own writes."""
         for trait in await self.audiences.computed_traits():
-            self._traits[trait.name] = parse_computed_trait(trait.name, trait.definition)
+            self._keep_trait(parse_computed_trait(trait.name, trait.definition))
             self._trait_records[trait.name] = trait
         for audience in await self.audiences.audiences():
             definition = _Definition(audience, parse_condition(audience.condition))
@@ -232,7 +252,7 @@ class AudienceEngine:
             old = self._trait_records.get(name)
             record = ComputedTrait(name, dict(definition), old.created_at if old else now, now)
             await self.audiences.put_computed_trait(record)
-            self._traits[name] = parsed
+            self._keep_trait(parsed)
             self._trait_records[name] = record
             for d in self._defs.values():
                 if name in d.computed:
@@ -248,9 +268,17 @@ class AudienceEngine:
                     " delete or change them first"
                 )
             deleted = await self.audiences.delete_computed_trait(name)
-            self._traits.pop(name, None)
+            self._drop_trait(name)
             self._trait_records.pop(name, None)
         return deleted
+
+    def _keep_trait(self, trait: ComputedTraitDefinition) -> None:
+        self._traits[trait.name] = trait
+        self._compiled[trait.name] = CompiledTrait.of(trait)
+
+    def _drop_trait(self, name: str) -> None:
+        self._traits.pop(name, None)
+        self._compiled.pop(name, None)
 
     def computed_traits(self) -> list[ComputedTrait]:
         return [self._trait_records[name] for name in sorted(self._trait_records)]
@@ -438,17 +466,14 @@ class AudienceEngine:
                     found = found | trait_reads(trait)
         return found
 
-    def _computed(
-        self, d: _Definition, facts: Facts, now: datetime, known: dict[str, JSON] | None = None
-    ) -> dict[str, JSON]:
+    def _computed(self, d: _Definition, facts: Facts, now: datetime) -> dict[str, JSON]:
         """The computed traits `d` reads (one deleted meanwhile by another process reads
-        as no value); `known` holds the values of the same facts computed already."""
-        known = {} if known is None else known
-        for name in d.computed:
-            if name not in known:
-                trait = self._traits.get(name)
-                known[name] = compute(trait, facts, now) if trait is not None else None
-        return {name: known[name] for name in d.computed}
+        as no value)."""
+        traits = {name: self._traits.get(name) for name in d.computed}
+        return {
+            name: None if trait is None else compute(trait, facts, now)
+            for name, trait in traits.items()
+        }
 
     def _windows(self, d: _Definition) -> list[EventMatch]:
         found = windows(d.condition)
@@ -458,13 +483,9 @@ class AudienceEngine:
                 found.append(trait.match)
         return found
 
-    def member(
-        self, d: _Definition, facts: Facts, now: datetime, known: dict[str, JSON] | None = None
-    ) -> bool:
-        purpose = d.audience.purpose
-        if purpose is not None and facts.consent.get(purpose) is not ConsentStatus.GRANTED:
-            return False
-        return holds(d.condition, facts, self._computed(d, facts, now, known), now)
+    def member(self, d: _Definition, view: Evaluator) -> bool:
+        """Whether the profile `view` reads is a member of `d`'s audience."""
+        return d.member(view)
 
     # --- the task ---------------------------------------------------------------------------
 
@@ -539,11 +560,11 @@ class AudienceEngine:
             for name, trait in traits.items():
                 known = self._trait_records.get(name)
                 if known is None or known.updated_at != trait.updated_at:
-                    self._traits[name] = parse_computed_trait(name, trait.definition)
+                    self._keep_trait(parse_computed_trait(name, trait.definition))
                     self._trait_records[name] = trait
             for name in set(self._trait_records) - set(traits):
                 del self._trait_records[name]
-                self._traits.pop(name, None)
+                self._drop_trait(name)
             for aid, audience in stored.items():
                 known_def = self._defs.get(aid)
                 if known_def is None or (
@@ -584,7 +605,10 @@ class AudienceEngine:
         # than it saved in rows
         every = {aid: d for by_id in wanted.values() for aid, d in by_id.items()}
         known = await self._facts(list(wanted), self._reads(every.values()))
-        windows_of = {aid: self._windows(d) for aid, d in every.items()}
+        windows_of = {
+            aid: [(match_key(match), match) for match in self._windows(d)]
+            for aid, d in every.items()
+        }
         for pid, by_id in wanted.items():
             facts = known.get(pid)
             if facts is None:
@@ -593,14 +617,15 @@ class AudienceEngine:
             windowed = [match for aid in by_id for match in windows_of[aid]]
             was = {m.audience_id for m in held.get(pid, [])}
             mine: list[AudienceChange] = []
-            values: dict[str, JSON] = {}  # each computed trait once per customer
+            # each event match filtered, and each computed trait computed, once per customer
+            view = Evaluator(facts, now, self._compiled)
             try:
                 for d in defs:
-                    is_member = self.member(d, facts, now, values)
+                    is_member = self.member(d, view)
                     if is_member != (d.audience.id in was):
                         kind = ChangeKind.ENTERED if is_member else ChangeKind.EXITED
                         mine.append(self._change(d.audience.id, pid, kind, now))
-                lapse = next_lapse(windowed, facts, now)
+                lapse = view.next_lapse(windowed)
             except Exception:  # a bug met by one profile's data must not stop the others'
                 log.exception("evaluating customer %s failed; its memberships are kept", pid)
                 continue

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +43,17 @@ from identity_graph.audiences.definitions import (
 )
 from identity_graph.model import JSON, ConsentStatus, StoredEvent
 
-__all__ = ["Facts", "compute", "explain", "holds", "matching", "next_lapse"]
+__all__ = [
+    "CompiledTrait",
+    "Evaluator",
+    "Facts",
+    "compile_condition",
+    "compute",
+    "explain",
+    "holds",
+    "matching",
+    "next_lapse",
+]
 _ = (parse_computed_trait, parse_condition)  # used by the doctest above
 
 
@@ -105,8 +115,14 @@ def _key(value: JSON) -> tuple[str, str]:
 
 def compute(definition: ComputedTraitDefinition, facts: Facts, now: datetime) -> JSON:
     """A computed trait's value at `now`; None when no matching event gives one."""
+    ordered = definition.kind in ORDERED_KINDS
+    return _aggregate(definition, matching(definition.match, facts.events, now, ordered=ordered))
+
+
+def _aggregate(definition: ComputedTraitDefinition, events: Sequence[StoredEvent]) -> JSON:
+    """A computed trait's value over the events its match counts (oldest first, for the
+    kinds in `ORDERED_KINDS`)."""
     kind = definition.kind
-    events = matching(definition.match, facts.events, now, ordered=kind in ORDERED_KINDS)
     if kind is Kind.EVENT_COUNT:
         return len(events)
     if kind is Kind.FIRST_SEEN:
@@ -187,6 +203,110 @@ def holds(c: Condition, facts: Facts, computed: Mapping[str, JSON], now: datetim
 
 ORDERED_KINDS = frozenset({Kind.FIRST, Kind.LAST, Kind.FIRST_SEEN, Kind.LAST_SEEN})
 """kinds that read the matching events in order"""
+
+
+# --- compiled: many definitions over many profiles -------------------------------------------
+
+
+def match_key(match: EventMatch) -> tuple[Any, ...]:
+    """Equal for equal matches (a match's `in` lists make it unhashable itself)."""
+    return (match.type, match.name, match.within_days, repr(match.where))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTrait:
+    definition: ComputedTraitDefinition
+    key: tuple[Any, ...]
+    ordered: bool
+
+    @classmethod
+    def of(cls, definition: ComputedTraitDefinition) -> CompiledTrait:
+        return cls(definition, match_key(definition.match), definition.kind in ORDERED_KINDS)
+
+
+class Evaluator:
+    """One profile's facts at one moment, read by many compiled conditions: each distinct
+    event match is filtered once, each computed trait computed once. What it answers is what
+    `holds`, `compute` and `next_lapse` answer over the same facts."""
+
+    __slots__ = ("facts", "now", "traits", "_matched", "_sorted", "_values")
+
+    def __init__(self, facts: Facts, now: datetime, traits: Mapping[str, CompiledTrait]) -> None:
+        self.facts = facts
+        self.now = now
+        self.traits = traits
+        self._matched: dict[tuple[Any, ...], list[StoredEvent]] = {}
+        self._sorted: set[tuple[Any, ...]] = set()
+        self._values: dict[str, JSON] = {}
+
+    def matched(
+        self, key: tuple[Any, ...], match: EventMatch, *, ordered: bool = False
+    ) -> list[StoredEvent]:
+        found = self._matched.get(key)
+        if found is None:
+            found = self._matched[key] = matching(match, self.facts.events, self.now, ordered=False)
+        if ordered and key not in self._sorted:
+            found.sort(key=lambda e: (e.timestamp, e.message_id))
+            self._sorted.add(key)
+        return found
+
+    def value(self, name: str) -> JSON:
+        """A computed trait's value (None for one not defined)."""
+        if name in self._values:
+            return self._values[name]
+        trait = self.traits.get(name)
+        value = (
+            None
+            if trait is None
+            else _aggregate(
+                trait.definition,
+                self.matched(trait.key, trait.definition.match, ordered=trait.ordered),
+            )
+        )
+        self._values[name] = value
+        return value
+
+    def next_lapse(self, matches: Sequence[tuple[tuple[Any, ...], EventMatch]]) -> datetime | None:
+        """`next_lapse` of the windowed matches among these (key, match) pairs."""
+        first: datetime | None = None
+        for key, match in matches:
+            if match.within_days is None:
+                continue
+            events = self.matched(key, match)
+            if events:
+                leaves = min(e.timestamp for e in events) + timedelta(days=match.within_days)
+                if first is None or leaves < first:
+                    first = leaves
+        return first
+
+
+Compiled = Callable[[Evaluator], bool]
+
+
+def compile_condition(c: Condition) -> Compiled:
+    """The condition as one function of an `Evaluator`: `holds`'s answer, with the tree's
+    dispatch and each test's constants decided once."""
+    if isinstance(c, All):
+        alls = tuple(compile_condition(child) for child in c.children)
+        return lambda v: all(f(v) for f in alls)
+    if isinstance(c, Any_):
+        anys = tuple(compile_condition(child) for child in c.children)
+        return lambda v: any(f(v) for f in anys)
+    if isinstance(c, Not):
+        inner = compile_condition(c.child)
+        return lambda v: not inner(v)
+    if isinstance(c, TraitTest):
+        trait_test, trait = c.test.predicate(), c.name
+        return lambda v: trait_test(v.facts.traits.get(trait))
+    if isinstance(c, ComputedTest):
+        computed_test, computed = c.test.predicate(), c.name
+        return lambda v: computed_test(v.value(computed))
+    if isinstance(c, EventTest):
+        count_test, key, match = c.count.predicate(), match_key(c.match), c.match
+        return lambda v: count_test(len(v.matched(key, match)))
+    assert isinstance(c, IdentifierTest)
+    kind, exists = c.kind, c.exists
+    return lambda v: (kind in v.facts.kinds) is exists
 
 
 def explain(

@@ -574,9 +574,9 @@ async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_chan
     seen: list[str] = []
     member = engine.member
 
-    def noting(d, facts, now, known=None):  # type: ignore[no-untyped-def]
+    def noting(d, view):  # type: ignore[no-untyped-def]
         seen.append(names[d.audience.id])
-        return member(d, facts, now, known)
+        return member(d, view)
 
     engine.member = noting  # type: ignore[method-assign]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from identity_graph.model import (
     MessageType,
     Observation,
     StoredEvent,
+    TraitValue,
 )
 from identity_graph.normalize import normalize
 from identity_graph.privacy import (
@@ -79,16 +81,22 @@ T = TypeVar("T")
 class ProfileChange:
     """What a write changed of one profile, as far as readers of its facts care: the
     events it gained (type, name), the traits it was told, whether it gained identifiers or
-    consent choices; `whole` when it was made, merged, split, restored or erased, and so
-    anything about it may differ."""
+    consent choices; `made` when the write made it (it held nothing before, so what changed
+    is all it holds); `whole` when it was merged, split, restored or erased, and so anything
+    about it may differ."""
 
     events: frozenset[tuple[MessageType, str | None]] = frozenset()
     traits: frozenset[str] = frozenset()
     identifiers: bool = False
     consent: bool = False
     whole: bool = False
+    made: bool = False
+    given: Given | None = None
+    """what the write gave the profile, when it knows (None: only a read tells); with
+    `made`, everything the profile holds"""
 
     def __or__(self, other: ProfileChange) -> ProfileChange:
+        """Both changes, one after the other."""
         if self.whole or other.whole:
             return WHOLE
         return ProfileChange(
@@ -96,13 +104,29 @@ class ProfileChange:
             self.traits | other.traits,
             self.identifiers or other.identifiers,
             self.consent or other.consent,
+            made=self.made or other.made,
+            given=None if self.given is None or other.given is None else self.given + other.given,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """The identifiers, trait values and events a write gave a profile (a consent choice,
+    which a later one may override, is never told this way: the profile is read back)."""
+
+    keys: tuple[str, ...]
+    """identifier keys (one may come twice)"""
+    traits: tuple[TraitValue, ...]
+    events: tuple[StoredEvent, ...]
+
+    def __add__(self, other: Given) -> Given:
+        return Given(self.keys + other.keys, self.traits + other.traits, self.events + other.events)
 
 
 WHOLE = ProfileChange(whole=True)
 
 
-NOTHING = ProfileChange()
+NOTHING = ProfileChange(given=Given((), (), ()))
 """touched, but nothing a fact reads changed (only when identifiers were last seen)"""
 
 
@@ -110,13 +134,21 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
     """Every profile id a change set makes, changes, absorbs, splits or erases, with what
     changed of it."""
     whole: set[str] = set()
+    made: set[str] = set()
+    keys_given: defaultdict[str, list[str]] = defaultdict(list)
+    traits_given: defaultdict[str, list[TraitValue]] = defaultdict(list)
+    events_given: defaultdict[str, list[StoredEvent]] = defaultdict(list)
+    unsure: set[str] = set()
+    """profiles made with an identifier the store held before: read back, not trusted"""
+    inserted: set[str] = set()
+    """identifiers the write inserted (sighted again, they are not new)"""
     events: dict[str, set[tuple[MessageType, str | None]]] = {}
     traits: dict[str, set[str]] = {}
     identifiers: set[str] = set()
     consent: set[str] = set()
     touched: set[str] = set()
     for c in changes:
-        whole.update([pid for pid, _ in c.new_profiles])
+        made.update([pid for pid, _ in c.new_profiles])
         whole.update(c.restored_profiles)
         for absorbed, survivor in c.reassign:
             whole.add(absorbed)
@@ -128,6 +160,12 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
         for erasure in c.erasures:
             whole.update(erasure.scope.profile_ids)
         owner = {s.key: s.profile_id for s in c.sightings}
+        for s in c.sightings:
+            keys_given[s.profile_id].append(s.key)
+            if s.new:
+                inserted.add(s.key)
+            elif s.profile_id in made and s.key not in inserted:
+                unsure.add(s.profile_id)
         identifiers.update([s.profile_id for s in c.sightings if s.new])
         consent.update([x.profile_id for x in c.consents])
         consent.update(c.consent_states)
@@ -140,17 +178,21 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
                 whole.update(of_message.values())
             elif told not in whole:
                 traits.setdefault(told, set()).add(value.name)
+                traits_given[told].append(value)
         for event in c.events:
             doer = of_message.get(event.message_id) or owner.get(event.identifier_key)
             if doer is None:
                 whole.update(of_message.values())
             elif doer not in whole:
                 events.setdefault(doer, set()).add((event.type, event.name))
+                events_given[doer].append(event)
     touched |= consent
+    made -= whole
+    touched |= made
     found = dict.fromkeys(whole, WHOLE)
     for pid in touched - whole:
         done, said = events.get(pid), traits.get(pid)
-        new, chose = pid in identifiers, pid in consent
+        new, chose, fresh = pid in identifiers or pid in made, pid in consent, pid in made
         if done is None and said is None and not new and not chose:
             found[pid] = NOTHING
         else:
@@ -159,6 +201,14 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
                 frozenset(said) if said else frozenset(),
                 new,
                 chose,
+                made=fresh,
+                given=None
+                if chose or pid in unsure
+                else Given(
+                    tuple(keys_given.get(pid, ())),
+                    tuple(traits_given.get(pid, ())),
+                    tuple(events_given.get(pid, ())),
+                ),
             )
     return found
 

@@ -18,6 +18,12 @@ their memberships, changes and deliveries follow on this pass). With several API
 Neo4j database each runs an engine; their evaluations read the same facts and record the same
 changes (a membership entered twice is recorded once), but the work is repeated.
 
+A touched profile is evaluated only against the definitions that read what its write changed
+(`affects`); one the write made held nothing before, so it is also evaluated against those
+the empty profile is a member of, and judged from what its writes gave it, not read back.
+Conditions are compiled once (`compile_condition`); a profile's evaluation filters each event
+match and computes each computed trait once, for all its definitions (`Evaluator`).
+
 Computed trait values are computed when read, from the profile's events, so they are always
 exact; conditions that read them use the same computation.
 """
@@ -68,7 +74,7 @@ from identity_graph.errors import NotFound
 from identity_graph.model import JSON, PURPOSES, ConsentStatus, MessageType
 from identity_graph.resolver import MonotonicIds, NewId, new_id
 from identity_graph.rules import Rules
-from identity_graph.service import WHOLE, ProfileChange
+from identity_graph.service import WHOLE, Given, ProfileChange
 from identity_graph.store import IdentityStore, ProfileFilter
 from identity_graph.survivorship import consent_state, current_traits
 
@@ -93,8 +99,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+EMPTY = Facts("", {}, (), frozenset(), {})
+"""a profile that holds nothing: what a profile a write made held before it"""
+
+
 def affects(reads: Reads, change: ProfileChange) -> bool:
-    """Whether a change of a profile may change what definitions with these `reads` see."""
+    """Whether a change of a profile may change what definitions with these `reads` see.
+    (One that does not leaves a profile the write made as it was before: empty.)"""
     return (
         change.whole
         or (change.identifiers and reads.kinds)
@@ -455,6 +466,17 @@ class AudienceEngine:
             for pid in ids
         }
 
+    def _given(self, pid: str, given: Given) -> Facts:
+        """The facts of a profile that holds just what writes gave it."""
+        current = current_traits(given.traits, self.rules)
+        return Facts(
+            pid,
+            {name: v.value for name, v in current.items()},
+            given.events,
+            frozenset(key.partition(":")[0] for key in given.keys),
+            {},
+        )
+
     def _reads(self, defs: Iterable[_Definition]) -> Reads:
         """What evaluating `defs` reads, with the computed traits they name."""
         found = Reads()
@@ -529,11 +551,35 @@ class AudienceEngine:
                 async with self._lock:
                     defs = list(self._defs.values())
                     reads = {d.audience.id: self._reads([d]) for d in defs}
+                    # a profile a write made held nothing before it: for an audience that
+                    # reads nothing the write gave it, it is still the empty profile, a
+                    # member only if the empty profile is one
+                    empty = Evaluator(EMPTY, now, self._compiled)
+                    on_empty = {d.audience.id: d.member(empty) for d in defs}
+                    # profiles often change alike (one event name, one trait): each kind of
+                    # change is matched against the definitions once
+                    alike: dict[tuple[Any, ...], list[_Definition]] = {}
+
+                    def evaluated(change: ProfileChange) -> list[_Definition]:
+                        kind = (change.events, change.traits, change.identifiers,
+                                change.consent, change.whole, change.made)  # fmt: skip
+                        found = alike.get(kind)
+                        if found is None:
+                            found = alike[kind] = [
+                                d
+                                for d in defs
+                                if affects(reads[d.audience.id], change)
+                                or (change.made and on_empty[d.audience.id])
+                            ]
+                        return found
+
                     await self._evaluate(
+                        {pid: evaluated(change) for pid, change in batch.items()},
                         {
-                            pid: [d for d in defs if affects(reads[d.audience.id], change)]
-                            for pid, change in batch.items()
-                        }
+                            pid: c.given
+                            for pid, c in batch.items()
+                            if c.made and c.given is not None
+                        },
                     )
             except BaseException:  # evaluated again on the next step
                 self.touched(batch)
@@ -580,9 +626,13 @@ class AudienceEngine:
                 del self._defs[aid]
                 self._builds.pop(aid, None)
 
-    async def _evaluate(self, plan: Mapping[str, Sequence[_Definition]]) -> None:
+    async def _evaluate(
+        self, plan: Mapping[str, Sequence[_Definition]], given: Mapping[str, Given] | None = None
+    ) -> None:
         """Evaluate each profile against its definitions and record what changed. A
-        profile absorbed or erased leaves them; one absorbed is evaluated as its survivor."""
+        profile absorbed or erased leaves them; one absorbed is evaluated as its survivor.
+        A profile still current that holds just what its writes `given` it (it was made
+        since it was last evaluated) is not read back."""
         ids = [pid for pid, defs in plan.items() if defs]
         if not ids:
             return
@@ -604,7 +654,11 @@ class AudienceEngine:
         # read per group of profiles with the same definitions cost more in round trips
         # than it saved in rows
         every = {aid: d for by_id in wanted.values() for aid, d in by_id.items()}
-        known = await self._facts(list(wanted), self._reads(every.values()))
+        given = given or {}
+        known = {pid: self._given(pid, given[pid]) for pid in wanted if pid in given}
+        unread = [pid for pid in wanted if pid not in known]
+        if unread:
+            known.update(await self._facts(unread, self._reads(every.values())))
         windows_of = {
             aid: [(match_key(match), match) for match in self._windows(d)]
             for aid, d in every.items()

@@ -566,6 +566,8 @@ async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_chan
         "known": ({"identifier": {"kind": "email"}}, None),
         "pages": ({"event": {"type": "PAGE", "count": {"op": "gte", "value": 1}}}, None),
         "ads": ({"identifier": {"kind": "user_id"}}, "advertising"),
+        # holds for the empty profile: evaluated for every profile a write makes
+        "no_orders": ({"not": {"event": {"name": "Order Completed"}}}, None),
     }
     names = {}
     for name, (condition, purpose) in conditions.items():
@@ -586,11 +588,17 @@ async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_chan
         await engine.settle()
         return set(seen)
 
-    made = {"buyers", "pro", "known", "pages", "ads"}
+    # a profile a write made held nothing before: the audiences that read nothing it was
+    # given see the empty profile still, and only the one the empty profile is a member of
+    # is evaluated with those that do
+    made = {"known", "ads", "no_orders"}
     assert await evaluated(observe("m1", "user_id:u1", t=1, event="Viewed")) == made
     [pid] = (await graph.store.profile_ids(["user_id:u1"])).values()
+    assert await members(engine, "no_orders") == {pid}
     assert await evaluated(observe("m2", "user_id:u1", t=2, event="Viewed")) == set()
-    assert await evaluated(observe("m3", "user_id:u1", t=3, event="Order Completed")) == {"buyers"}
+    ordered = observe("m3", "user_id:u1", t=3, event="Order Completed")
+    assert await evaluated(ordered) == {"buyers", "no_orders"}
+    assert await members(engine, "no_orders") == set()
     page = observe("m4", "user_id:u1", t=4, type=MessageType.PAGE, event="Pricing")
     assert await evaluated(page) == {"pages"}
     assert await evaluated(observe("m5", "user_id:u1", t=5, traits={"plan": "pro"})) == {"pro"}
@@ -600,11 +608,13 @@ async def test_a_write_is_evaluated_against_the_audiences_that_read_what_it_chan
     await graph.set_consent(pid, {"advertising": ConsentStatus.GRANTED}, source="ops")
     await engine.settle()
     assert set(seen) == {"ads"}
-    for name in made:
+    for name in ("buyers", "pro", "known", "pages", "ads"):
         assert await members(engine, name) == {pid}, name
-    # a merge may change anything of both sides
     assert await evaluated(observe("m8", "anonymous_id:a2", t=8)) == made
-    assert await evaluated(observe("m9", "anonymous_id:a2", "email:u1@x.io", t=9)) == made
+    # a merge may change anything of both sides
+    assert await evaluated(observe("m9", "anonymous_id:a2", "email:u1@x.io", t=9)) == set(
+        conditions
+    )
     assert (
         len(set((await graph.store.profile_ids(["anonymous_id:a2", "user_id:u1"])).values())) == 1
     )
@@ -641,3 +651,50 @@ async def test_events_deleted_by_retention_leave_their_audiences_with_no_write(
     assert await members(engine, "ordered") == set()
     assert await members(engine, "known") == {pid}
     assert all(a.status is Status.READY for a in await engine.defined())
+
+
+async def test_a_profile_a_write_made_is_judged_from_what_the_write_gave_it(
+    graph: IdentityGraph, engine: AudienceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile made since it was last evaluated holds just what its writes gave it: it is
+    judged from that, not read back (a later write to it is read back as usual)."""
+    await engine.define_computed_trait(
+        "orders", {"kind": "event_count", "event": "Order Completed"}
+    )
+    await engine.define_audience(
+        "pro_buyers",
+        {
+            "all": [
+                {"computed": {"name": "orders", "op": "gte", "value": 2}},
+                {"trait": {"name": "plan", "op": "eq", "value": "pro"}},
+                {"identifier": {"kind": "email"}},
+            ]
+        },
+        None,
+    )
+    await engine.settle()
+    reads: list[str] = []
+    store = graph.store
+    for name in ("events_of", "traits_named", "identifier_kinds", "events", "traits"):
+        read = getattr(store, name)
+
+        def noting(*args: object, _read: object = read, _name: str = name, **kw: object) -> object:
+            reads.append(_name)
+            return _read(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(store, name, noting)
+    await graph.ingest(
+        [
+            observe("g1", "email:g@x.io", "user_id:g", t=1, traits={"plan": "pro"}),
+            observe("g2", "user_id:g", t=2, event="Order Completed"),
+            observe("g3", "email:g@x.io", t=3, event="Order Completed"),
+        ]
+    )
+    await engine.settle()
+    [pid] = set((await graph.store.profile_ids(["email:g@x.io", "user_id:g"])).values())
+    assert await members(engine, "pro_buyers") == {pid}
+    assert reads == []
+    await graph.ingest([observe("g4", "user_id:g", t=4, traits={"plan": "free"})])
+    await engine.settle()
+    assert await members(engine, "pro_buyers") == set()
+    assert reads

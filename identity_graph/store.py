@@ -398,6 +398,11 @@ class IdentityStore(ABC):
     """False only when the store knows its suppression list is empty, so that ingest can
     skip hashing every identifier. A store shared by several processes keeps it True."""
 
+    sole_writer: bool = False
+    """True when no other process writes the store (the embedded store locks its data
+    directory): every write to it goes through this process, so what this process saw
+    written to a profile is all it holds. Neo4j may be shared by several API processes."""
+
     @abstractmethod
     async def purge(self) -> None:
         """Make every deletion applied so far physical in every file the store writes

@@ -35,6 +35,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -88,6 +89,12 @@ BUILD_PAGE = 500
 """profiles a build reads per step"""
 EVERY_EVENT = frozenset((kind, None) for kind in MessageType)
 """selectors of every event, whatever its type and name"""
+KNOWN_RECORDS = 250_000
+"""events and trait values of recently evaluated profiles the engine keeps (`_known`), so
+that their next write is judged from them and what it gave, not by reading their history
+(about 100 MB); the least recently evaluated go first"""
+KNOWN_PER_PROFILE = 1_000
+"""events and trait values one profile holds at most to be kept so"""
 REFRESH_SECONDS = 5.0
 """how often an engine reads the definitions again: one defined, changed or deleted through
 another API process over the same database is followed within this bound"""
@@ -183,6 +190,12 @@ class AudienceEngine:
         self._build_done: dict[str, int] = {}
         self._reconcile = False
         """events expired: evaluate again everyone, for the audiences that count events"""
+        self._known: OrderedDict[str, Given] = OrderedDict()
+        """what recently evaluated profiles hold, as their writes gave it (their whole
+        content: each was made since, and every write to it told): a store no other
+        process writes only (`IdentityStore.sole_writer`), most recently evaluated last"""
+        self._known_records = 0
+        """events and trait values in `_known`"""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -235,6 +248,8 @@ class AudienceEngine:
         """Events were deleted (retention) from profiles no write names: every audience
         that counts events is evaluated again for everyone (staying READY meanwhile)."""
         self._reconcile = True
+        self._known.clear()
+        self._known_records = 0
         self._idle.clear()
         self._wake.set()
 
@@ -466,13 +481,52 @@ class AudienceEngine:
             for pid in ids
         }
 
-    def _given(self, pid: str, given: Given) -> Facts:
-        """The facts of a profile that holds just what writes gave it."""
+    def _contents(self, batch: Mapping[str, ProfileChange]) -> dict[str, Given]:
+        """Everything each profile of the batch holds, where writes told it all: it was
+        made since it was last evaluated, or what it held then is known and its writes
+        since told what they gave it. (With another process writing too, a write it made
+        would be missed: then every profile is read.)"""
+        if not self.store.sole_writer:
+            return {}
+        found: dict[str, Given] = {}
+        for pid, change in batch.items():
+            held = None if change.made else self._known.get(pid)
+            if change.given is not None and (change.made or held is not None):
+                found[pid] = change.given if held is None else held + change.given
+            else:
+                self._forget(pid)
+        return found
+
+    def _remember(self, contents: Mapping[str, Given]) -> None:
+        """Keep what the profiles just evaluated hold (but a profile's beyond
+        `KNOWN_PER_PROFILE` records), forgetting the least recently evaluated beyond
+        `KNOWN_RECORDS` in all."""
+        known = self._known
+        for pid, content in contents.items():
+            self._forget(pid)
+            size = len(content.events) + len(content.traits)
+            if size <= KNOWN_PER_PROFILE:
+                known[pid] = content
+                self._known_records += size
+        while self._known_records > KNOWN_RECORDS:
+            self._forget(next(iter(known)))
+
+    def _forget(self, pid: str) -> None:
+        content = self._known.pop(pid, None)
+        if content is not None:
+            self._known_records -= len(content.events) + len(content.traits)
+
+    def _given(self, pid: str, given: Given, reads: Reads) -> Facts:
+        """The facts of a profile that holds just what writes gave it, its events those
+        `reads` counts (as a read would fetch them)."""
         current = current_traits(given.traits, self.rules)
+        counted = reads.events
         return Facts(
             pid,
             {name: v.value for name, v in current.items()},
-            given.events,
+            tuple(
+                e for e in given.events if (e.type, e.name) in counted or (e.type, None) in counted
+            ),
             frozenset(key.partition(":")[0] for key in given.keys),
             {},
         )
@@ -542,7 +596,7 @@ class AudienceEngine:
             when, pid = heapq.heappop(self._lapses)
             if self._pending.get(pid) == when:
                 del self._pending[pid]
-            self._dirty[pid] = WHOLE
+            self._dirty[pid] = WHOLE  # (unchanged, but `_known` no longer holds it)
         if self._dirty:
             batch = dict(itertools.islice(self._dirty.items(), BATCH))
             for pid in batch:
@@ -573,14 +627,11 @@ class AudienceEngine:
                             ]
                         return found
 
+                    contents = self._contents(batch)
                     await self._evaluate(
-                        {pid: evaluated(change) for pid, change in batch.items()},
-                        {
-                            pid: c.given
-                            for pid, c in batch.items()
-                            if c.made and c.given is not None
-                        },
+                        {pid: evaluated(change) for pid, change in batch.items()}, contents
                     )
+                    self._remember(contents)
             except BaseException:  # evaluated again on the next step
                 self.touched(batch)
                 raise
@@ -655,10 +706,11 @@ class AudienceEngine:
         # than it saved in rows
         every = {aid: d for by_id in wanted.values() for aid, d in by_id.items()}
         given = given or {}
-        known = {pid: self._given(pid, given[pid]) for pid in wanted if pid in given}
+        reads = self._reads(every.values())
+        known = {pid: self._given(pid, given[pid], reads) for pid in wanted if pid in given}
         unread = [pid for pid in wanted if pid not in known]
         if unread:
-            known.update(await self._facts(unread, self._reads(every.values())))
+            known.update(await self._facts(unread, reads))
         windows_of = {
             aid: [(match_key(match), match) for match in self._windows(d)]
             for aid, d in every.items()

@@ -155,6 +155,7 @@ class EmbeddedStore(FactReads, IdentityStore):
         self._suppressed: set[str] = set()
         """every suppression hash (message ids' too), as the tables will hold them"""
         self.may_suppress = False
+        self.sole_writer = True  # the data directory is locked to this process
 
     # --- life cycle ----------------------------------------------------------------
 

@@ -130,9 +130,11 @@ NOTHING = ProfileChange(given=Given((), (), ()))
 """touched, but nothing a fact reads changed (only when identifiers were last seen)"""
 
 
-def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
+def touched_profiles(
+    changes: Iterable[ChangeSet], *, given: bool = True
+) -> dict[str, ProfileChange]:
     """Every profile id a change set makes, changes, absorbs, splits or erases, with what
-    changed of it."""
+    changed of it, and (if `given`) what the change sets gave it."""
     whole: set[str] = set()
     made: set[str] = set()
     keys_given: defaultdict[str, list[str]] = defaultdict(list)
@@ -160,7 +162,7 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
         for erasure in c.erasures:
             whole.update(erasure.scope.profile_ids)
         owner = {s.key: s.profile_id for s in c.sightings}
-        for s in c.sightings:
+        for s in c.sightings if given else ():
             keys_given[s.profile_id].append(s.key)
             if s.new:
                 inserted.add(s.key)
@@ -178,14 +180,16 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
                 whole.update(of_message.values())
             elif told not in whole:
                 traits.setdefault(told, set()).add(value.name)
-                traits_given[told].append(value)
+                if given:
+                    traits_given[told].append(value)
         for event in c.events:
             doer = of_message.get(event.message_id) or owner.get(event.identifier_key)
             if doer is None:
                 whole.update(of_message.values())
             elif doer not in whole:
                 events.setdefault(doer, set()).add((event.type, event.name))
-                events_given[doer].append(event)
+                if given:
+                    events_given[doer].append(event)
     touched |= consent
     made -= whole
     touched |= made
@@ -203,7 +207,7 @@ def touched_profiles(changes: Iterable[ChangeSet]) -> dict[str, ProfileChange]:
                 chose,
                 made=fresh,
                 given=None
-                if chose or pid in unsure
+                if chose or pid in unsure or not given
                 else Given(
                     tuple(keys_given.get(pid, ())),
                     tuple(traits_given.get(pid, ())),
@@ -294,7 +298,9 @@ class IdentityGraph:
             return await work(_Recording(tx, applied))
 
         result = await self.store.write(recorded)
-        touched = touched_profiles(applied)
+        # what a write gave a profile is used only where no other process writes the store
+        # (`IdentityStore.sole_writer`): elsewhere a change is read back, so not noted
+        touched = touched_profiles(applied, given=self.store.sole_writer)
         if touched:
             for listener in self.listeners:
                 listener(touched)

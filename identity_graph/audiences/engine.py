@@ -236,6 +236,8 @@ class AudienceEngine:
         (plain ids: anything may have): evaluated again shortly against the definitions
         that read what changed."""
         if not self._defs:
+            # not followed: what is kept of a profile would miss this write
+            self._forget_all()
             return
         changes = profiles if isinstance(profiles, Mapping) else dict.fromkeys(profiles, WHOLE)
         for pid, change in changes.items():
@@ -248,8 +250,7 @@ class AudienceEngine:
         """Events were deleted (retention) from profiles no write names: every audience
         that counts events is evaluated again for everyone (staying READY meanwhile)."""
         self._reconcile = True
-        self._known.clear()
-        self._known_records = 0
+        self._forget_all()
         self._idle.clear()
         self._wake.set()
 
@@ -510,6 +511,10 @@ class AudienceEngine:
                 self._known_records += size
         while self._known_records > KNOWN_RECORDS:
             self._forget(next(iter(known)))
+
+    def _forget_all(self) -> None:
+        self._known.clear()
+        self._known_records = 0
 
     def _forget(self, pid: str) -> None:
         content = self._known.pop(pid, None)

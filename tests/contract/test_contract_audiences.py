@@ -711,3 +711,23 @@ async def test_a_profile_is_judged_from_what_its_writes_gave_it_where_they_tell_
     await engine.settle()
     assert await members(engine, "pro_buyers") == {pid}
     assert reads  # what the consent choice left is read back
+
+
+async def test_writes_made_while_no_audience_is_defined_are_not_missed_later(
+    graph: IdentityGraph, engine: AudienceEngine
+) -> None:
+    """With no audience defined the engine follows no write: what it kept of a customer
+    from before would miss those writes, so it keeps nothing across that gap."""
+    exactly_two = {"event": {"name": "Order Completed", "count": {"op": "eq", "value": 2}}}
+    first = await engine.define_audience("two", exactly_two, None)
+    await graph.ingest([observe("t1", "email:t@x.io", t=1, event="Order Completed")])
+    await engine.settle()
+    assert await engine.delete_audience(first.id)
+    await graph.ingest([observe("t2", "email:t@x.io", t=2, event="Order Completed")])
+    await engine.define_audience("two", exactly_two, None)
+    await engine.settle()
+    [pid] = (await graph.store.profile_ids(["email:t@x.io"])).values()
+    assert await members(engine, "two") == {pid}
+    await graph.ingest([observe("t3", "email:t@x.io", t=3, event="Order Completed")])
+    await engine.settle()
+    assert await members(engine, "two") == set()  # three orders, not two

@@ -297,7 +297,14 @@ class IdentityGraph:
             applied.clear()
             return await work(_Recording(tx, applied))
 
-        result = await self.store.write(recorded)
+        try:
+            result = await self.store.write(recorded)
+        except BaseException:
+            if applied:  # it may have committed (then failed, or been cancelled): the
+                # listeners look at these profiles afresh, trusting nothing they kept
+                for listener in self.listeners:
+                    listener(dict.fromkeys(touched_profiles(applied, given=False), WHOLE))
+            raise
         # what a write gave a profile is used only where no other process writes the store
         # (`IdentityStore.sole_writer`): elsewhere a change is read back, so not noted
         touched = touched_profiles(applied, given=self.store.sole_writer)

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from itertools import count
+from typing import Any
 
 import pytest
 from streams import at, observe
@@ -731,3 +732,31 @@ async def test_writes_made_while_no_audience_is_defined_are_not_missed_later(
     await graph.ingest([observe("t3", "email:t@x.io", t=3, event="Order Completed")])
     await engine.settle()
     assert await members(engine, "two") == set()  # three orders, not two
+
+
+async def test_a_write_that_fails_after_it_committed_is_still_followed(
+    graph: IdentityGraph, engine: AudienceEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write may commit and its caller still fail (a cancelled request): the profiles it
+    touched are looked at afresh, and nothing kept of them from before is trusted."""
+    exactly_two = {"event": {"name": "Order Completed", "count": {"op": "eq", "value": 2}}}
+    await engine.define_audience("two", exactly_two, None)
+    await graph.ingest([observe("f1", "email:f@x.io", t=1, event="Order Completed")])
+    await engine.settle()
+    store = graph.store
+    write = store.write
+
+    async def committed_then_failed(work: Any) -> Any:
+        await write(work)
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(store, "write", committed_then_failed)
+    with pytest.raises(asyncio.CancelledError):
+        await graph.ingest([observe("f2", "email:f@x.io", t=2, event="Order Completed")])
+    monkeypatch.setattr(store, "write", write)
+    await engine.settle()
+    [pid] = (await graph.store.profile_ids(["email:f@x.io"])).values()
+    assert await members(engine, "two") == {pid}
+    await graph.ingest([observe("f3", "email:f@x.io", t=3, event="Order Completed")])
+    await engine.settle()
+    assert await members(engine, "two") == set()  # three orders

@@ -310,3 +310,13 @@ def test_integers_beyond_a_floats_range_order_exactly() -> None:
     assert Test(Op.GTE, 2.5).predicate()(10**400)
     huge = parse_condition({"trait": {"name": "age", "op": "gt", "value": 50}})
     assert holds(huge, Facts("p", {"age": 10**400}, (), frozenset(), {}), {}, NOW)
+
+
+def test_a_sum_of_floats_does_not_depend_on_the_order_of_the_events() -> None:
+    totals = [1e16, -1e16, 1.0]
+    definition = parse_computed_trait("t", {"kind": "sum", "event": "Big", "property": "total"})
+    sums = set()
+    for order in ([0, 1, 2], [0, 2, 1], [2, 1, 0]):
+        events = tuple(event(n, "Big", 1, total=totals[n]) for n in order)
+        sums.add(compute(definition, Facts("p", {}, events, frozenset(), {}), NOW))
+    assert sums == {1}

@@ -196,6 +196,8 @@ class AudienceEngine:
         process writes only (`IdentityStore.sole_writer`), most recently evaluated last"""
         self._known_records = 0
         """events and trait values in `_known`"""
+        self._known_epoch = 0
+        """counts `_forget_all`: content taken before one is not kept after it"""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -513,8 +515,14 @@ class AudienceEngine:
             self._forget(next(iter(known)))
 
     def _forget_all(self) -> None:
+        """Trust nothing kept or told of anyone's content: what is queued is read back,
+        and a step under way does not keep what it took before this."""
         self._known.clear()
         self._known_records = 0
+        self._known_epoch += 1
+        for pid, change in self._dirty.items():
+            if change.given is not None:
+                self._dirty[pid] = replace(change, given=None)
 
     def _forget(self, pid: str) -> None:
         content = self._known.pop(pid, None)
@@ -632,11 +640,13 @@ class AudienceEngine:
                             ]
                         return found
 
+                    epoch = self._known_epoch
                     contents = self._contents(batch)
                     await self._evaluate(
                         {pid: evaluated(change) for pid, change in batch.items()}, contents
                     )
-                    self._remember(contents)
+                    if epoch == self._known_epoch:
+                        self._remember(contents)
             except BaseException:  # evaluated again on the next step
                 self.touched(batch)
                 raise

@@ -139,14 +139,14 @@ def _aggregate(definition: ComputedTraitDefinition, events: Sequence[StoredEvent
         numbers = [n for v in values if (n := _number(v)) is not None]
         try:
             if kind is Kind.SUM:
-                return _finite(_tidy(sum(numbers)))
+                return _finite(_tidy(_total(numbers)))
             if not numbers:
                 return None
             if kind is Kind.MIN:
                 return _finite(min(numbers))
             if kind is Kind.MAX:
                 return _finite(max(numbers))
-            return _finite(_tidy(sum(numbers) / len(numbers)))
+            return _finite(_tidy(_total(numbers) / len(numbers)))
         except OverflowError:  # integers beyond a float's range, mixed with floats
             return None
     scalars = [v for v in values if not isinstance(v, dict | list)]
@@ -161,6 +161,14 @@ def _aggregate(definition: ComputedTraitDefinition, events: Sequence[StoredEvent
     if kind is Kind.UNIQUE_LIST:
         return [v for _, v in unique]
     return len(unique)  # UNIQUE_COUNT
+
+
+def _total(numbers: list[float | int]) -> float | int:
+    """The exact sum of integers; of floats, the correctly rounded one (`math.fsum`), so
+    that it does not depend on the order the events come in."""
+    if all(isinstance(n, int) for n in numbers):
+        return sum(numbers)
+    return math.fsum(numbers)
 
 
 def _finite(value: float | int) -> float | int | None:

@@ -760,3 +760,48 @@ async def test_a_write_that_fails_after_it_committed_is_still_followed(
     await graph.ingest([observe("f3", "email:f@x.io", t=3, event="Order Completed")])
     await engine.settle()
     assert await members(engine, "two") == set()  # three orders
+
+
+async def test_what_was_queued_before_a_gap_with_no_audience_is_read_back(
+    graph: IdentityGraph, engine: AudienceEngine
+) -> None:
+    """A customer made while the engine was behind, then written to while no audience was
+    defined: what its first write gave it is not all it holds any more."""
+    exactly_two = {"event": {"name": "Order Completed", "count": {"op": "eq", "value": 2}}}
+    first = await engine.define_audience("two", exactly_two, None)
+    await engine.settle()
+    await engine.stop()  # behind: writes queue up
+    await graph.ingest([observe("q1", "email:q@x.io", t=1, event="Order Completed")])
+    assert await engine.delete_audience(first.id)
+    await graph.ingest([observe("q2", "email:q@x.io", t=2, event="Order Completed")])
+    await engine.start(build=False)
+    await engine.settle()
+    await engine.define_audience("two", exactly_two, None)
+    await engine.settle()
+    [pid] = (await graph.store.profile_ids(["email:q@x.io"])).values()
+    assert await members(engine, "two") == {pid}
+    await graph.ingest([observe("q3", "email:q@x.io", t=3, event="Order Completed")])
+    await engine.settle()
+    assert await members(engine, "two") == set()  # three orders
+
+
+async def test_events_retention_deleted_are_not_counted_from_a_queued_write(
+    graph: IdentityGraph, engine: AudienceEngine
+) -> None:
+    """A write queued for evaluation gave a customer an event that retention deleted before
+    the engine got to it: the customer is read back, and nothing kept counts the event."""
+    graph.expired.append(engine.events_expired)
+    exactly_one = {"event": {"name": "Order Completed", "count": {"op": "eq", "value": 1}}}
+    await engine.define_audience("one", exactly_one, None)
+    await engine.settle()
+    await engine.stop()
+    await graph.ingest([observe("r1", "email:r@x.io", t=1, event="Order Completed")])
+    report = await graph.apply_retention(RetentionPolicy(event_days=1))
+    assert report.events == 1
+    await engine.start(build=False)
+    await engine.settle()
+    assert await members(engine, "one") == set()
+    await graph.ingest([observe("r2", "email:r@x.io", t=10 * 86400, event="Order Completed")])
+    await engine.settle()
+    [pid] = (await graph.store.profile_ids(["email:r@x.io"])).values()
+    assert await members(engine, "one") == {pid}

@@ -320,3 +320,15 @@ def test_a_sum_of_floats_does_not_depend_on_the_order_of_the_events() -> None:
         events = tuple(event(n, "Big", 1, total=totals[n]) for n in order)
         sums.add(compute(definition, Facts("p", {}, events, frozenset(), {}), NOW))
     assert sums == {1}
+
+
+def test_first_and_last_seen_are_told_in_utc_whatever_zone_an_event_came_in() -> None:
+    from datetime import timezone
+
+    paris = timezone(timedelta(hours=1))
+    when = datetime(2026, 6, 1, 13, tzinfo=paris)
+    seen = StoredEvent("m1", "email:a@x.io", MessageType.TRACK, "Big", EventCategory.BEHAVIOURAL,
+                       {}, when, "web")  # fmt: skip
+    facts = Facts("p", {}, (seen,), frozenset(), {})
+    first = parse_computed_trait("first", {"kind": "first_seen", "event": "Big"})
+    assert compute(first, facts, NOW) == "2026-06-01T12:00:00+00:00"

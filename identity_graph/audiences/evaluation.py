@@ -23,7 +23,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from identity_graph.audiences.definitions import (
@@ -126,9 +126,9 @@ def _aggregate(definition: ComputedTraitDefinition, events: Sequence[StoredEvent
     if kind is Kind.EVENT_COUNT:
         return len(events)
     if kind is Kind.FIRST_SEEN:
-        return events[0].timestamp.isoformat() if events else None
+        return events[0].timestamp.astimezone(UTC).isoformat() if events else None
     if kind is Kind.LAST_SEEN:
-        return events[-1].timestamp.isoformat() if events else None
+        return events[-1].timestamp.astimezone(UTC).isoformat() if events else None
     prop = definition.property or ""
     if kind is Kind.FIRST:
         return _lookup(events[0].properties, prop) if events else None

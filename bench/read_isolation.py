@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 from sales_context import (  # noqa: E402
     KEY,
     QUERY,
+    client_options,
     email_of,
     free_port,
     load,
@@ -170,9 +171,7 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=2, help="connections sending slow listings")
     parser.add_argument("--sample", type=int, default=5000)
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per phase")
-    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--emails", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    client_options(parser)
     args = parser.parse_args()
     if args.client:
         emails = json.loads(args.emails.read_text())

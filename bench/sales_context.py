@@ -418,6 +418,14 @@ async def profile(data_dir: Path, emails: list[str], n: int, mode: str) -> None:
 # --- main ----------------------------------------------------------------------------------
 
 
+def client_options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options a benchmark passes to the client processes it starts: the
+    client's number, the file of e-mails it looks up, and the seed of its order."""
+    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--emails", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -436,9 +444,7 @@ def main() -> None:
     parser.add_argument(
         "--profile-mode", default="c360", choices=("c360", "c360-off", "c360-noext")
     )
-    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--emails", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    client_options(parser)
     args = parser.parse_args()
 
     if args.client:

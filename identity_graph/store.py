@@ -36,6 +36,13 @@ T = TypeVar("T")
 NO_CONSENT: Mapping[str, ConsentStatus] = MappingProxyType({})
 
 
+def check_context_args(key: str | None, profile_id: str | None) -> None:
+    """`customer_context` names its customer by exactly one of an identifier key and a
+    profile id."""
+    if (key is None) == (profile_id is None):
+        raise InvalidOperation("give exactly one of key and profile_id")
+
+
 class ProfileState(NamedTuple):
     """What a merge decision needs to know of a profile."""
 
@@ -301,8 +308,7 @@ class IdentityStore(ABC):
     async def context_profile_id(self, key: str | None, profile_id: str | None) -> str | None:
         """The current profile `customer_context` reads: the one holding identifier `key`,
         or `profile_id` followed through redirects (exactly one of them given)."""
-        if (key is None) == (profile_id is None):
-            raise InvalidOperation("give exactly one of key and profile_id")
+        check_context_args(key, profile_id)
         if key is not None:
             return (await self.profile_ids([key])).get(key)
         assert profile_id is not None

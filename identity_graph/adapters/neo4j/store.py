@@ -79,6 +79,7 @@ from identity_graph.store import (
     IdentityStore,
     ProfileFilter,
     WriteTx,
+    check_context_args,
     event_cursor,
     parse_event_cursor,
 )
@@ -259,8 +260,7 @@ class Neo4jStore(FactReads, IdentityStore):
         count_events: int | None = 0,
     ) -> CustomerContext | None:
         """One statement: the profile, its identifiers, trait values and first events page."""
-        if (key is None) == (profile_id is None):
-            raise InvalidOperation("give exactly one of key and profile_id")
+        check_context_args(key, profile_id)
         params: dict[str, Any] = {
             "traits": traits,
             "limit": None if events is None else events + 1,
